@@ -1,0 +1,187 @@
+"""``phyllome-install`` and ``phyllome-firstboot``: the composition root.
+
+This is the only module that wires runners, sinks, logs and front ends together. Textual is imported lazily,
+only when a TUI is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .core.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    NotAvailable,
+    PhyllomeError,
+    UserError,
+)
+from .core.logs import DEFAULT_LOG, setup_logging
+from .core.progress import JsonLinesSink, Sink, TextSink
+from .core.secrets import REDACTOR
+
+log = logging.getLogger("phyllome.cli")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _not_built(feature: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise NotAvailable(f"{feature} is not available in this build yet")
+
+    return handler
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from screens.app import create_installer_app  # lazy: the only path that loads textual
+
+    app = create_installer_app(sandbox=args.sandbox, answers=args.answers, log_path=args.log)
+    app.run()
+    return app.return_code or 0
+
+
+# ---------------------------------------------------------------------------------------------- parsers
+
+
+COMMON_DEFAULTS = {"log": None, "json_progress": False, "sandbox": False, "answers": None}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options accepted both before and after the sub-command.
+
+    Their defaults are filled in after parsing (:func:`parse`): argparse shares these action objects
+    between the main parser and the sub-parsers, so a default set on one would overwrite a value given
+    to the other.
+    """
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--log", type=Path, metavar="PATH",
+                        help=f"install log file (default {DEFAULT_LOG})")
+    common.add_argument("--json-progress", action="store_true", default=argparse.SUPPRESS,
+                        help="print progress as JSON lines instead of text")
+    common.add_argument("--sandbox", action="store_true", default=argparse.SUPPRESS,
+                        help="target the safe sandbox disk image instead of a real disk")
+    common.add_argument("--answers", type=Path, metavar="FILE", help="answer file (TOML)")
+    return common
+
+
+def build_install_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="phyllome-install",
+        description="Install Phyllome OS. Without a sub-command, opens the installer's text interface.",
+        parents=[common],
+    )
+    parser.set_defaults(handler=cmd_tui)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND")
+
+    p = sub.add_parser("tui", parents=[common], help="the interactive installer (the default)")
+    p.set_defaults(handler=cmd_tui)
+
+    p = sub.add_parser("validate", parents=[common], help="check an answer file without touching anything")
+    p.add_argument("file", type=Path, help="the answer file")
+    p.add_argument("--machine", type=Path, metavar="PROFILE.json",
+                   help="also check the storage target against a saved machine profile")
+    p.set_defaults(handler=_not_built("validate"))
+
+    p = sub.add_parser("schema", parents=[common], help="print the answer file's JSON Schema")
+    p.set_defaults(handler=_not_built("schema"))
+
+    p = sub.add_parser("install", parents=[common], help="unattended install from an answer file")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; touch nothing")
+    p.set_defaults(handler=_not_built("install"))
+
+    p = sub.add_parser("probe", parents=[common], help="list the disks and the machine profile")
+    p.add_argument("--json", action="store_true", help="print the machine profile as JSON")
+    p.add_argument("--include-loop", action="store_true", help="treat loop devices as disks")
+    p.set_defaults(handler=_not_built("probe"))
+
+    p = sub.add_parser("sandbox", parents=[common], help="manage the sandbox disk image")
+    p.add_argument("action", choices=["clean"], help="clean: detach and remove the sandbox")
+    p.set_defaults(handler=_not_built("sandbox"))
+    return parser
+
+
+def build_firstboot_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="phyllome-firstboot",
+        description="First boot of Phyllome OS: hardware checks, then the primary virtual machine.",
+        parents=[common],
+    )
+    parser.set_defaults(handler=_not_built("the first-boot interface"))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND")
+    p = sub.add_parser("check", parents=[common], help="hardware checks and the GPU strategy")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
+                   help="read /proc, /sys and /dev under DIR (a saved machine tree)")
+    p.add_argument("--guest", choices=["windows", "linux"], default="windows",
+                   help="the guest family to rank GPU strategies for")
+    p.set_defaults(handler=_not_built("check"))
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def _console_sink(args: argparse.Namespace) -> Sink | None:
+    if args.handler is cmd_tui:
+        return None  # the screen belongs to the TUI; the log file still gets everything
+    return JsonLinesSink(sys.stdout) if args.json_progress else TextSink(sys.stderr)
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    for name, default in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    args = parse(parser, argv)
+    prog = parser.prog
+    try:
+        install_log = setup_logging(args.log, _console_sink(args))
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    args.log = install_log.path
+    log.debug("%s %s: %s", prog, __version__, " ".join(sys.argv[1:] if argv is None else argv))
+    try:
+        return args.handler(args)
+    except PhyllomeError as exc:
+        log.debug("%s: %s", type(exc).__name__, exc)
+        print(f"{prog}: error: {REDACTOR.redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: keep the traceback in the log, show the user where it is
+        log.debug("internal error", exc_info=True)
+        print(f"{prog}: internal error: {type(exc).__name__}: {REDACTOR.redact(str(exc))}\n"
+              f"  the details are in {install_log.path}; please attach that file to a bug report",
+              file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        install_log.close()
+
+
+def install_main(argv: Sequence[str] | None = None) -> int:
+    return run(build_install_parser(), argv)
+
+
+def firstboot_main(argv: Sequence[str] | None = None) -> int:
+    return run(build_firstboot_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(install_main())

@@ -1,0 +1,1 @@
+"""The ground floor: imports nothing else of the project, and no UI."""

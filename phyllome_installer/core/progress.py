@@ -1,0 +1,163 @@
+"""Progress events and the sinks that carry them to a front end.
+
+Events are small frozen dataclasses. The engine emits them; a sink delivers them: plain text lines for a
+console, JSON lines for machines (``--json-progress``), or a queue that the TUI drains on its own thread.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Protocol, TextIO
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    timestamp: float = field(default_factory=_now, kw_only=True)
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class TaskStarted(Event):
+    kind: ClassVar[str] = "task-started"
+    task: str
+    title: str
+    index: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class TaskProgress(Event):
+    """Progress inside a task. ``fraction`` is 0..1, or None when the amount of work is unknown."""
+
+    kind: ClassVar[str] = "task-progress"
+    task: str
+    fraction: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TaskFinished(Event):
+    kind: ClassVar[str] = "task-finished"
+    task: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskFailed(Event):
+    kind: ClassVar[str] = "task-failed"
+    task: str
+    error: str
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    kind: ClassVar[str] = "log"
+    line: str
+    level: str = "INFO"
+
+
+class Sink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class NullSink:
+    def emit(self, event: Event) -> None:
+        pass
+
+
+def format_event(event: Event) -> str:
+    """One human-readable line for an event."""
+    match event:
+        case TaskStarted(task=task, title=title, index=index, total=total):
+            counter = f"[{index}/{total}] " if total else ""
+            return f"{counter}{title} ..."
+        case TaskProgress(task=task, fraction=fraction, message=message):
+            percent = f"{fraction * 100:3.0f}% " if fraction is not None else ""
+            return f"    {task}: {percent}{message}".rstrip()
+        case TaskFinished(task=task, seconds=seconds):
+            return f"    {task}: done ({seconds:.1f} s)"
+        case TaskFailed(task=task, error=error):
+            return f"    {task}: FAILED: {error}"
+        case LogLine(line=line, level=level):
+            return line if level in ("INFO", "DEBUG") else f"{level}: {line}"
+    return repr(event)
+
+
+class TextSink:
+    """Plain text, one line per event, for a console or a serial line."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        stream = self.stream or sys.stdout
+        with self._lock:
+            stream.write(format_event(event) + "\n")
+            stream.flush()
+
+
+class JsonLinesSink:
+    """One JSON object per line (``--json-progress``), for scripts and other front ends."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        stream = self.stream or sys.stdout
+        line = json.dumps(event.to_dict(), sort_keys=True)
+        with self._lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+
+class QueueSink:
+    """Puts events on a queue; the TUI drains it on its own thread. Never blocks the producer."""
+
+    def __init__(self, q: queue.Queue[Event] | None = None) -> None:
+        self.queue: queue.Queue[Event] = q if q is not None else queue.Queue()
+
+    def emit(self, event: Event) -> None:
+        self.queue.put_nowait(event)
+
+    def drain(self) -> list[Event]:
+        events: list[Event] = []
+        while True:
+            try:
+                events.append(self.queue.get_nowait())
+            except queue.Empty:
+                return events
+
+
+class ListSink:
+    """Keeps every event; for tests and for summaries."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class FanOut:
+    """Sends each event to several sinks."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = list(sinks)
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)

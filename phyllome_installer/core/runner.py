@@ -1,0 +1,285 @@
+"""Run commands: argv lists only, never a shell string.
+
+Three runners share one small protocol so that every side effect can be swapped without patching:
+
+* :class:`SubprocessRunner` runs for real, streaming each output line to the install log as it comes;
+* :class:`DryRunRunner` records and prints what would run, and runs nothing;
+* :class:`RecordingRunner` records every call and answers from a script (tests, fault injection); it can
+  pass unscripted calls on to another runner.
+
+Secrets travel only on stdin. stdin is never logged (only its size), a registered secret found in an argv
+is refused before anything runs, and every logged line and error message goes through the redactor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TextIO
+
+from .errors import CommandError
+from .secrets import REDACTOR, Redactor
+
+log = logging.getLogger("phyllome.run")
+
+#: Called with each output line (without newline) and the stream name, "stdout" or "stderr".
+LineCallback = Callable[[str, str], None]
+
+OUTPUT_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One recorded command."""
+
+    argv: tuple[str, ...]
+    stdin: str | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+
+
+class Runner(Protocol):
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: str | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+    ) -> CommandResult: ...
+
+
+def display(argv: Sequence[str], redactor: Redactor = REDACTOR) -> str:
+    """The command as a user would type it, with secrets masked."""
+    return redactor.redact(shlex.join(argv))
+
+
+def _validated(argv: Sequence[str], redactor: Redactor) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes):
+        raise TypeError("a command is an argv list, not a string")
+    if not argv:
+        raise ValueError("empty command")
+    args = tuple(str(a) for a in argv)
+    if redactor.redact("\0".join(args)) != "\0".join(args):
+        # Never run it: the secret would be visible in the process list.
+        raise ValueError(f"refusing to pass a secret on the command line: {display(args, redactor)}")
+    return args
+
+
+def _tail(result: CommandResult) -> str:
+    text = result.stderr if result.stderr.strip() else result.stdout
+    return "\n".join(text.rstrip("\n").splitlines()[-OUTPUT_TAIL_LINES:])
+
+
+class _LoggingRunner:
+    """What every runner shares: argv validation, logging, and check=True semantics."""
+
+    def __init__(self, redactor: Redactor = REDACTOR) -> None:
+        self.redactor = redactor
+
+    def _begin(self, argv: Sequence[str], stdin: str | None, cwd: str | None) -> tuple[str, ...]:
+        args = _validated(argv, self.redactor)
+        suffix = f"  (stdin: {len(stdin)} characters, not logged)" if stdin is not None else ""
+        where = f"  (in {cwd})" if cwd else ""
+        log.info("$ %s%s%s", display(args, self.redactor), suffix, where)
+        return args
+
+    def _finish(self, result: CommandResult, check: bool) -> CommandResult:
+        level = logging.DEBUG if result.ok else logging.WARNING
+        log.log(level, "exit %d: %s", result.returncode, display(result.argv, self.redactor))
+        if check and not result.ok:
+            raise CommandError(
+                display(result.argv, self.redactor), result.returncode, self.redactor.redact(_tail(result))
+            )
+        return result
+
+
+class SubprocessRunner(_LoggingRunner):
+    """Runs commands for real. Output is streamed line by line to the log and to ``on_line``."""
+
+    def __init__(self, redactor: Redactor = REDACTOR, *, base_env: Mapping[str, str] | None = None) -> None:
+        super().__init__(redactor)
+        self.base_env = dict(base_env) if base_env is not None else None
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: str | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+    ) -> CommandResult:
+        args = self._begin(argv, stdin, cwd)
+        full_env = dict(self.base_env if self.base_env is not None else os.environ)
+        full_env.setdefault("LC_ALL", "C.UTF-8")
+        if env:
+            full_env.update(env)
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=full_env,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            result = CommandResult(args, 127, "", f"cannot run {args[0]}: {exc.strerror}")
+            return self._finish(result, check)
+        buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        readers = [
+            threading.Thread(target=self._pump, args=(stream, name, buffers[name], on_line), daemon=True)
+            for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))
+        ]
+        for reader in readers:
+            reader.start()
+        if stdin is not None:
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            buffers["stderr"].append(f"timed out after {timeout} s\n")
+            returncode = 124
+        for reader in readers:
+            reader.join()
+        result = CommandResult(args, returncode, "".join(buffers["stdout"]), "".join(buffers["stderr"]))
+        return self._finish(result, check)
+
+    def _pump(self, stream: TextIO, name: str, buffer: list[str], on_line: LineCallback | None) -> None:
+        for line in stream:
+            buffer.append(line)
+            text = line.rstrip("\n")
+            log.debug("  %s| %s", "out" if name == "stdout" else "err", text)
+            if on_line is not None:
+                on_line(self.redactor.redact(text), name)
+        stream.close()
+
+
+class DryRunRunner(_LoggingRunner):
+    """Prints and records each command; runs nothing and reports success with empty output."""
+
+    def __init__(self, stream: TextIO | None = None, redactor: Redactor = REDACTOR) -> None:
+        super().__init__(redactor)
+        self.stream = stream
+        self.calls: list[Call] = []
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: str | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+    ) -> CommandResult:
+        args = _validated(argv, self.redactor)
+        self.calls.append(Call(args, stdin, env, cwd))
+        note = "  < stdin not shown" if stdin is not None else ""
+        print(f"would run: {display(args, self.redactor)}{note}", file=self.stream or sys.stdout)
+        return CommandResult(args, 0)
+
+
+@dataclass
+class Rule:
+    """A scripted answer for every command whose argv starts with ``prefix``."""
+
+    prefix: tuple[str, ...]
+    returncode: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    times: int | None = None  # None: forever
+    hits: int = field(default=0, init=False)
+
+    def matches(self, argv: tuple[str, ...]) -> bool:
+        live = self.times is None or self.hits < self.times
+        return live and argv[: len(self.prefix)] == self.prefix
+
+
+class RecordingRunner(_LoggingRunner):
+    """Records every call. Answers from scripted rules; other calls go to ``delegate`` or succeed empty.
+
+    ``RecordingRunner(delegate=SubprocessRunner())`` with ``fail(("mkfs.f2fs",))`` is a fault injector.
+    """
+
+    def __init__(self, delegate: Runner | None = None, redactor: Redactor = REDACTOR) -> None:
+        super().__init__(redactor)
+        self.delegate = delegate
+        self.calls: list[Call] = []
+        self.rules: list[Rule] = []
+
+    def respond(self, prefix: Sequence[str], *, stdout: str = "", stderr: str = "", returncode: int = 0,
+                times: int | None = None) -> Rule:
+        rule = Rule(tuple(prefix), returncode, stdout, stderr, times)
+        self.rules.insert(0, rule)  # the newest rule wins
+        return rule
+
+    def fail(self, prefix: Sequence[str], *, returncode: int = 1, stderr: str = "injected failure",
+             times: int | None = None) -> Rule:
+        return self.respond(prefix, returncode=returncode, stderr=stderr, times=times)
+
+    @property
+    def argvs(self) -> list[tuple[str, ...]]:
+        return [call.argv for call in self.calls]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: str | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+    ) -> CommandResult:
+        args = _validated(argv, self.redactor)
+        self.calls.append(Call(args, stdin, env, cwd))
+        for rule in self.rules:
+            if rule.matches(args):
+                rule.hits += 1
+                self._begin(args, stdin, cwd)
+                for line in rule.stdout.splitlines():
+                    log.debug("  out| %s", line)
+                    if on_line is not None:
+                        on_line(self.redactor.redact(line), "stdout")
+                return self._finish(CommandResult(args, rule.returncode, rule.stdout, rule.stderr), check)
+        if self.delegate is not None:
+            return self.delegate.run(args, stdin=stdin, check=check, env=env, cwd=cwd, timeout=timeout,
+                                     on_line=on_line)
+        self._begin(args, stdin, cwd)
+        return self._finish(CommandResult(args, 0), check)

@@ -1,0 +1,1 @@
+"""Everything Textual: the installer and first-boot apps, their screens, widgets and styles."""

@@ -1,0 +1,1 @@
+"""Disks and filesystems: probe, layout, apply, fscrypt. Never UI."""

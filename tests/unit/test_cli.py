@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from phyllome_installer.cli import build_install_parser, install_main, parse
+
+
+def run_cli(*args: str, prog: str = "phyllome-install") -> subprocess.CompletedProcess:
+    entry = "install_main" if prog == "phyllome-install" else "firstboot_main"
+    code = f"import sys; from phyllome_installer.cli import {entry}; sys.exit({entry}())"
+    return subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True, timeout=60)
+
+
+def test_unknown_subcommand_is_a_usage_error_not_a_traceback(tmp_path):
+    out = run_cli("frobnicate", "--log", str(tmp_path / "log"))
+    assert out.returncode == 2
+    assert "invalid choice: 'frobnicate'" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_unwritable_log_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = run_cli("schema", "--log", str(blocker / "sub" / "log"))
+    assert out.returncode == 2 and "cannot write the install log" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_options_are_accepted_before_and_after_the_subcommand(tmp_path):
+    parser = build_install_parser()
+    a = parse(parser, ["--sandbox", "install", "--dry-run"])
+    b = parse(parser, ["install", "--sandbox", "--dry-run"])
+    c = parse(parser, ["install"])
+    assert a.sandbox and b.sandbox and a.dry_run and b.dry_run
+    assert (c.sandbox, c.log, c.answers, c.json_progress) == (False, None, None, False)
+    assert parse(parser, []).handler.__name__ == "cmd_tui"
+
+
+def test_internal_errors_point_to_the_log_without_a_traceback(tmp_path, monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("bug")
+
+    parser = build_install_parser()
+    monkeypatch.setattr("phyllome_installer.cli.build_install_parser", lambda: parser)
+    parser.set_defaults(handler=broken)
+    log = tmp_path / "log"
+    assert install_main(["--log", str(log)]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: bug" in err and str(log) in err and "Traceback" not in err
+    assert "Traceback" in log.read_text()
+
+
+@pytest.mark.parametrize("prog", ["phyllome-install", "phyllome-firstboot"])
+def test_help_works(prog):
+    out = run_cli("--help", prog=prog)
+    assert out.returncode == 0 and prog in out.stdout

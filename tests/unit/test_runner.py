@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from phyllome_installer.core.errors import CommandError
+from phyllome_installer.core.runner import DryRunRunner, RecordingRunner, SubprocessRunner
+
+
+def test_subprocess_runner_captures_stdout_stderr_and_exit_code(install_log, redactor):
+    runner = SubprocessRunner(redactor)
+    result = runner.run(["sh", "-c", "echo out; echo err >&2; exit 3"], check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    text = install_log[0].path.read_text()
+    assert "$ sh -c 'echo out; echo err >&2; exit 3'" in text
+    assert "out| out" in text and "err| err" in text and "exit 3" in text
+
+
+def test_check_raises_with_the_output_tail(install_log, redactor):
+    runner = SubprocessRunner(redactor)
+    with pytest.raises(CommandError) as info:
+        runner.run(["sh", "-c", "seq 1 50 >&2; exit 4"])
+    err = info.value
+    assert err.returncode == 4
+    assert err.output_tail.splitlines() == [str(n) for n in range(31, 51)]
+
+
+def test_missing_program_is_a_clean_failure(install_log, redactor):
+    result = SubprocessRunner(redactor).run(["/nonexistent/tool"], check=False)
+    assert result.returncode == 127 and "cannot run /nonexistent/tool" in result.stderr
+
+
+def test_timeout_kills_the_command(install_log, redactor):
+    result = SubprocessRunner(redactor).run(["sleep", "30"], check=False, timeout=0.3)
+    assert result.returncode == 124
+
+
+def test_lines_are_streamed_to_the_callback(install_log, redactor):
+    seen = []
+    SubprocessRunner(redactor).run(["printf", "a\\nb\\n"], on_line=lambda line, stream: seen.append(line))
+    assert seen == ["a", "b"]
+
+
+def test_secret_echoed_by_a_command_is_redacted_everywhere(install_log, redactor):
+    handle, sink = install_log
+    secret = "canary-Zq8-passphrase"
+    redactor.add(secret)
+    streamed = []
+    runner = SubprocessRunner(redactor)
+    result = runner.run(["cat"], stdin=secret + "\n", on_line=lambda line, _: streamed.append(line))
+    assert result.stdout == secret + "\n"  # the caller still gets the real output
+    assert secret not in handle.path.read_text()
+    assert "[REDACTED]" in handle.path.read_text()
+    assert all(secret not in getattr(e, "line", "") for e in sink.events)
+    assert streamed == ["[REDACTED]"]
+    with pytest.raises(CommandError) as info:
+        runner.run(["sh", "-c", "cat >&2; exit 1"], stdin=secret)
+    assert secret not in str(info.value)
+
+
+def test_a_secret_on_argv_is_refused_before_running(tmp_path, redactor):
+    redactor.add("hunter2-secret")
+    marker = tmp_path / "ran"
+    with pytest.raises(ValueError, match="secret on the command line"):
+        SubprocessRunner(redactor).run(["touch", str(marker), "hunter2-secret"])
+    assert not marker.exists()
+
+
+def test_a_string_command_is_refused(redactor):
+    with pytest.raises(TypeError):
+        SubprocessRunner(redactor).run("echo hi")  # type: ignore[arg-type]
+
+
+def test_dry_run_runs_nothing(tmp_path, redactor):
+    out = io.StringIO()
+    marker = tmp_path / "created"
+    runner = DryRunRunner(out, redactor)
+    result = runner.run(["touch", str(marker)])
+    runner.run(["chpasswd", "--root", "/mnt"], stdin="admin:pw")
+    assert result.ok and not marker.exists()
+    assert out.getvalue().splitlines() == [f"would run: touch {marker}",
+                                           "would run: chpasswd --root /mnt  < stdin not shown"]
+    assert "admin:pw" not in out.getvalue()
+    assert [c.argv[0] for c in runner.calls] == ["touch", "chpasswd"]
+
+
+def test_recording_runner_scripts_answers_and_faults(redactor):
+    runner = RecordingRunner(redactor=redactor)
+    runner.respond(["blkid"], stdout="UUID=1234\n")
+    runner.fail(["mkfs.f2fs"], returncode=5, times=1)
+    assert runner.run(["blkid", "/dev/x"]).stdout == "UUID=1234\n"
+    with pytest.raises(CommandError) as info:
+        runner.run(["mkfs.f2fs", "/dev/x"])
+    assert info.value.returncode == 5
+    assert runner.run(["mkfs.f2fs", "/dev/x"]).ok  # the fault fired once
+    assert runner.run(["anything"]).stdout == ""
+    assert runner.argvs == [("blkid", "/dev/x"), ("mkfs.f2fs", "/dev/x"), ("mkfs.f2fs", "/dev/x"), ("anything",)]
+
+
+def test_recording_runner_delegates_unscripted_calls(tmp_path, redactor):
+    runner = RecordingRunner(delegate=SubprocessRunner(redactor), redactor=redactor)
+    runner.fail(["false-on-purpose"])
+    target = tmp_path / "real"
+    runner.run(["touch", str(target)])
+    assert target.exists()
+    assert not runner.run(["false-on-purpose"], check=False).ok
+
+
+def test_log_file_is_private(install_log):
+    assert oct(os.stat(install_log[0].path).st_mode & 0o777) == "0o600"

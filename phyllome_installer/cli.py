@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .core.errors import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     NotAvailable,
@@ -45,6 +46,37 @@ def cmd_tui(args: argparse.Namespace) -> int:
     app = create_installer_app(sandbox=args.sandbox, answers=args.answers, log_path=args.log)
     app.run()
     return app.return_code or 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from . import answers
+
+    result = answers.load(args.file)
+    problems = list(result.problems)
+    if result.config is not None and args.machine is not None:
+        from .machine import check_against_profile
+
+        problems += check_against_profile(result.config, args.file, args.machine)
+    for warning in result.warnings:
+        print(f"{warning} (warning)", file=sys.stderr)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        count = len(problems)
+        print(f"{args.file}: {count} problem{'s' if count != 1 else ''}; nothing was changed", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    assert result.config is not None
+    print(f"{args.file}: {answers.summary(result.config)}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from .answers import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- parsers
@@ -89,10 +121,10 @@ def build_install_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="the answer file")
     p.add_argument("--machine", type=Path, metavar="PROFILE.json",
                    help="also check the storage target against a saved machine profile")
-    p.set_defaults(handler=_not_built("validate"))
+    p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("schema", parents=[common], help="print the answer file's JSON Schema")
-    p.set_defaults(handler=_not_built("schema"))
+    p.set_defaults(handler=cmd_schema)
 
     p = sub.add_parser("install", parents=[common], help="unattended install from an answer file")
     p.add_argument("--dry-run", action="store_true", help="print the plan; touch nothing")

@@ -1,0 +1,51 @@
+"""Real loop devices for the root tier: sparse images, attached with partition scanning, always detached."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def sh(*argv: str, stdin: str | None = None) -> str:
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+@contextlib.contextmanager
+def loop_image(path: Path, size: str = "64M", sfdisk_script: str | None = None) -> Iterator[str]:
+    """A sparse image at ``path`` attached as a loop device (``losetup -P``); detached on exit, whatever happens."""
+    sh("truncate", "-s", size, str(path))
+    if sfdisk_script is not None:
+        sh("sfdisk", "--quiet", str(path), stdin=sfdisk_script)
+    device = sh("losetup", "--find", "--show", "--partscan", str(path)).strip()
+    try:
+        if sfdisk_script is not None:
+            sh("partx", "-u", device)  # no udev here: --partscan alone does not show the partitions
+        yield device
+    finally:
+        for line in Path("/proc/mounts").read_text().splitlines()[::-1]:
+            source, target = line.split()[:2]
+            if source.startswith(device):
+                subprocess.run(["umount", "-l", target], check=False)
+        subprocess.run(["losetup", "-d", device], check=False)
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def mounted(device: str, where: Path, *options: str) -> Iterator[Path]:
+    where.mkdir(parents=True, exist_ok=True)
+    sh("mount", *(("-o", ",".join(options)) if options else ()), device, str(where))
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

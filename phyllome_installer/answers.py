@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import json
 import os
 import re
 import tomllib
@@ -800,3 +801,73 @@ def summary(config: InstallConfig) -> str:
     users = ", ".join(u.name for u in config.users)
     return (f"valid: install {payload.kind} payload {source} onto {target} ({storage.root_fs}, {enc}); "
             f"host {config.host.hostname}; users {users}; then {config.post.action}")
+
+
+# ------------------------------------------------------------------------------------------- writing back
+
+SAVED_HEADER = """\
+# Phyllome OS installer answer file, written by phyllome-install.
+# Secrets were removed: the passphrase and the users' passwords are not in this file.
+# Add them back (see the commented lines) before using it for an unattended install.
+"""
+
+_SECRET_KEYS = {"passphrase", "password", "password_hash"}
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # TOML basic strings share JSON's escapes for everything json.dumps emits.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bool = False) -> None:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_list(v)}
+    if path:
+        out.append(("\n[[{}]]" if array else "\n[{}]").format(".".join(path)))
+    for key, value in scalars.items():
+        if isinstance(value, SecretStr):
+            out.append(f"# {key} = \"...\"  (removed: secrets are never written)")
+        else:
+            out.append(f"{key} = {_toml_scalar(value)}")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _toml_table(value, path + [key], out)
+        elif _is_table_list(value):
+            for item in value:
+                _toml_table(item, path + [key], out, array=True)
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def dumps(config: InstallConfig) -> str:
+    """The config as TOML, every secret replaced by a comment. Keys left at their defaults are kept explicit."""
+    data = config.model_dump(mode="python", exclude_none=True)
+    data = {"version": data.pop("version"), **data}
+    out: list[str] = []
+    _toml_table(data, [], out)
+    return SAVED_HEADER + "\n".join(out).lstrip("\n") + "\n"
+
+
+def save(config: InstallConfig, path: Path) -> Path:
+    """Write the config without secrets, mode 0400. An existing file is replaced."""
+    path = Path(path)
+    text = dumps(config)
+    for secret in config.secrets():
+        if secret in text:  # belt and braces: never write a secret, whatever the schema grows into
+            raise AssertionError("a secret reached the saved answer file")
+    if path.exists():
+        path.chmod(0o600)
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +178,36 @@ def test_mutations_of_the_good_file_never_raise(text):
     for problem in result.problems:
         assert problem.line >= 1 and problem.column >= 1 and problem.message
         assert str(problem).startswith(f"m.toml:{problem.line}:{problem.column}: ")
+
+
+REMOVED = re.compile(r'^# (\w+) = "\.\.\."  \(removed: secrets are never written\)$', re.MULTILINE)
+
+
+def restore_secrets(text: str, secrets: list[str]) -> str:
+    """Put the secrets back where the saved file marks them, in order."""
+    values = iter(secrets)
+    return REMOVED.sub(lambda m: f"{m.group(1)} = {json.dumps(next(values))}", text)
+
+
+def test_saved_answers_have_no_secret_and_are_read_only(tmp_path):
+    original = answers.load(DATA / "good" / "reference.toml", redactor=None).config
+    saved = answers.save(original, tmp_path / "saved.toml")
+    text = saved.read_text()
+    assert oct(os.stat(saved).st_mode & 0o777) == "0o400"
+    assert text.startswith("# Phyllome OS installer answer file, written by phyllome-install.\n# Secrets were removed")
+    for secret in original.secrets():
+        assert secret not in text
+    assert len(REMOVED.findall(text)) == 2  # the passphrase and admin's password
+    reread = answers.parse(text, "saved.toml", redactor=None)
+    assert [p.key for p in reread.problems] == ["storage.encryption"]  # only the missing passphrase
+    answers.save(original, saved)  # replacing a read-only file works
+    assert saved.read_text() == text
+
+
+@pytest.mark.parametrize("path", GOOD, ids=[p.stem for p in GOOD])
+def test_saved_answers_round_trip_once_the_secrets_are_added_back(path):
+    original = answers.load(path, redactor=None).config
+    text = answers.dumps(original)
+    assert len(REMOVED.findall(text)) == len(original.secrets())
+    restored = answers.parse(restore_secrets(text, original.secrets()), redactor=None)
+    assert restored.problems == [] and restored.config == original

@@ -262,7 +262,7 @@ def storage_rules(d: dict, unattended: bool) -> Problems:
         if unattended:
             out.append(((), "missing wipe: an unattended install erases the disk only with wipe = "
                             "the disk's serial, by-id name or path"))
-    elif wipe is not None and disk is not None and not wipe_names_disk(wipe, disk):
+    elif wipe is not None and disk is not None and wipe_conflicts(wipe, disk):
         out.append((("wipe",), f"wipe = {wipe!r} does not name the target disk {disk!r}"))
     elif wipe is not None and d.get("match") is not None and not wipe.strip():
         out.append((("wipe",), "wipe is empty"))
@@ -389,6 +389,38 @@ class Storage(Section):
     def _check(self, info: ValidationInfo) -> Storage:
         _enforce(storage_rules, self, bool(info.context and info.context.get("unattended")))
         return self
+
+
+_KERNEL_NAME = re.compile(r"^(sd[a-z]+|hd[a-z]+|vd[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+|loop\d+)$")
+
+
+def wipe_conflicts(wipe: str, disk: str) -> bool:
+    """Offline: whether the consent provably names another disk than the target.
+
+    A serial cannot be checked without the machine (that happens before anything is written, against the
+    probed disk); two names of the same kind (kernel names, or by-id names) can.
+    """
+    wipe = wipe.strip()
+    if not wipe:
+        return True
+    if wipe_names_disk(wipe, disk):
+        return False
+    kind = _name_kind
+    if kind(wipe) == kind(disk) != "other":
+        return True
+    if kind(disk) == "by-id" and kind(wipe) == "other" and not os.path.basename(disk).startswith("wwn-"):
+        return True  # by-id names other than wwn- end in the serial; wipe_names_disk checked that
+    return False
+
+
+def _name_kind(name: str) -> str:
+    if "/by-id/" in name:
+        return "by-id"
+    if "/by-path/" in name:
+        return "by-path"
+    if _KERNEL_NAME.match(os.path.basename(name)) and (name.startswith("/dev/") or "/" not in name):
+        return "kernel"
+    return "other"
 
 
 def wipe_names_disk(wipe: str, disk: str, *, serial: str | None = None, by_id: Iterable[str] = ()) -> bool:

@@ -70,6 +70,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from storage.probe import Prober, human_size
+
+    from .core.runner import SubprocessRunner
+
+    profile = Prober(SubprocessRunner(), include_loop=args.include_loop).profile()
+    if args.json:
+        print(profile.model_dump_json(indent=2))
+        return 0
+    print(f"CPU {profile.cpu_vendor}, firmware {profile.firmware.upper()}, RAM {human_size(profile.ram_bytes)}")
+    if not profile.disks:
+        print("no disks found" + ("" if args.include_loop else " (loop devices are listed with --include-loop)"))
+    for disk in profile.disks:
+        state = "usable" if disk.usable else "not usable: " + "; ".join(disk.flags.values())
+        print(f"{disk.path}  {human_size(disk.size):>10}  {disk.transport:<7} {disk.model or '-'}"
+              f"  serial {disk.serial or '-'}  ({state})")
+        for part in disk.partitions:
+            what = " ".join(x for x in (part.fstype, part.label and f"label={part.label}",
+                                        part.mountpoint and f"on {part.mountpoint}") if x)
+            print(f"  {part.path}  {human_size(part.size):>10}  {what}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     import json
 
@@ -133,7 +156,7 @@ def build_install_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", parents=[common], help="list the disks and the machine profile")
     p.add_argument("--json", action="store_true", help="print the machine profile as JSON")
     p.add_argument("--include-loop", action="store_true", help="treat loop devices as disks")
-    p.set_defaults(handler=_not_built("probe"))
+    p.set_defaults(handler=cmd_probe)
 
     p = sub.add_parser("sandbox", parents=[common], help="manage the sandbox disk image")
     p.add_argument("action", choices=["clean"], help="clean: detach and remove the sandbox")

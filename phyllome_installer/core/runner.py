@@ -102,11 +102,12 @@ class _LoggingRunner:
         args = _validated(argv, self.redactor)
         suffix = f"  (stdin: {len(stdin)} characters, not logged)" if stdin is not None else ""
         where = f"  (in {cwd})" if cwd else ""
-        log.info("$ %s%s%s", display(args, self.redactor), suffix, where)
+        log.debug("$ %s%s%s", display(args, self.redactor), suffix, where)
         return args
 
     def _finish(self, result: CommandResult, check: bool) -> CommandResult:
-        level = logging.DEBUG if result.ok else logging.WARNING
+        # A failure the caller asked to handle itself (check=False) is expected: keep it out of the console.
+        level = logging.WARNING if check and not result.ok else logging.DEBUG
         log.log(level, "exit %d: %s", result.returncode, display(result.argv, self.redactor))
         if check and not result.ok:
             raise CommandError(

@@ -110,6 +110,20 @@ def test_wipe_consent(wipe, disk, ok):
     assert answers.wipe_names_disk(wipe, disk) is ok
 
 
+@pytest.mark.parametrize(("wipe", "disk", "conflict"), [
+    ("S64ANS0T123456", "/dev/nvme0n1", False),  # a serial: checked against the probed disk, not offline
+    ("/dev/sdb", "/dev/sda", True),
+    ("sdb", "/dev/sda", True),
+    ("/dev/sda", "/dev/disk/by-id/ata-X_123", False),  # may well be the same disk
+    ("/dev/disk/by-id/ata-Y_9", "/dev/disk/by-id/ata-X_123", True),
+    ("456", "/dev/disk/by-id/ata-X_123", True),
+    ("123", "/dev/disk/by-id/ata-X_123", False),
+    ("S1", "/dev/disk/by-id/wwn-0x5002538e", False),  # wwn names carry no serial
+])
+def test_offline_wipe_conflicts(wipe, disk, conflict):
+    assert answers.wipe_conflicts(wipe, disk) is conflict
+
+
 @pytest.mark.parametrize(("text", "size"), [("600MiB", 600 * 2**20), ("1.5TB", 1_500_000_000_000), ("1 GiB", 2**30),
                                             ("512B", 512), ("2gib", 2 * 2**30)])
 def test_sizes(text, size):

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from phyllome_installer import answers
+from phyllome_installer.cli import install_main
+from phyllome_installer.machine import TargetError, resolve_target
+from storage.probe import Disk, MachineProfile
+
+GiB = 1 << 30
+BY_ID = "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456"
+PROFILE = MachineProfile(cpu_vendor="intel", firmware="uefi", ram_bytes=32 * GiB, disks=[
+    Disk(path="/dev/nvme0n1", name="nvme0n1", by_id=[BY_ID], model="Samsung SSD 980 1TB",
+         serial="S64ANS0T123456", size=1000 * GiB, transport="nvme"),
+    Disk(path="/dev/sda", name="sda", model="Samsung SSD 870", serial="S5Y1NX0R", size=500 * GiB, transport="sata"),
+    Disk(path="/dev/sdb", name="sdb", model="Live USB", serial="USB1", size=32 * GiB, transport="usb",
+         removable=True, flags={"boot_medium": "holds the running system (sdb1 is mounted on /run/initramfs/live)"}),
+])
+
+
+def storage(**kw) -> answers.Storage:
+    return answers.Storage.model_validate(kw, context={"unattended": False})
+
+
+def test_by_id_and_serial_consent():
+    assert resolve_target(storage(disk=BY_ID, wipe="S64ANS0T123456"), PROFILE).path == "/dev/nvme0n1"
+    assert resolve_target(storage(disk="/dev/nvme0n1", wipe="S64ANS0T123456"), PROFILE).name == "nvme0n1"
+
+
+def test_consent_naming_another_disk_is_refused():
+    with pytest.raises(TargetError, match="does not name the chosen disk /dev/nvme0n1") as info:
+        resolve_target(storage(disk="/dev/nvme0n1", wipe="S5Y1NX0R"), PROFILE)
+    assert info.value.key == "storage.wipe"
+
+
+def test_the_boot_medium_is_refused_with_its_reason():
+    with pytest.raises(TargetError, match="cannot be the target: holds the running system"):
+        resolve_target(storage(disk="/dev/sdb", wipe="USB1"), PROFILE)
+
+
+def test_unknown_disk_lists_the_known_ones():
+    with pytest.raises(TargetError, match="no disk /dev/vdz on this machine .disks: /dev/nvme0n1, /dev/sda, /dev/sdb"):
+        resolve_target(storage(disk="/dev/vdz", wipe="vdz"), PROFILE)
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    ({"model": "Samsung*", "pick": "largest"}, "/dev/nvme0n1"),
+    ({"model": "Samsung*", "pick": "smallest"}, "/dev/sda"),
+    ({"transport": "sata"}, "/dev/sda"),
+    ({"min_size": "600GiB"}, "/dev/nvme0n1"),
+    ({"max_size": "100GiB", "pick": "largest"}, None),  # only the boot medium is that small
+    ({"model": "Samsung*"}, None),  # pick = only, two match
+])
+def test_match_rules(rules, expected):
+    config = storage(match=rules, wipe="matched")
+    if expected is None:
+        with pytest.raises(TargetError):
+            resolve_target(config, PROFILE)
+    else:
+        assert resolve_target(config, PROFILE).path == expected
+
+
+def test_validate_with_a_machine_profile(tmp_path, capsys):
+    profile = tmp_path / "machine.json"
+    profile.write_text(PROFILE.model_dump_json())
+    good = tmp_path / "good.toml"
+    good.write_text((answers.Path(__file__).parents[1] / "data/answers/good/reference.toml").read_text())
+    assert install_main(["validate", str(good), "--machine", str(profile), "--log", str(tmp_path / "l")]) == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace(BY_ID, "/dev/sdb").replace('wipe = "S64ANS0T123456"', 'wipe = "sdb"'))
+    assert install_main(["validate", str(bad), "--machine", str(profile), "--log", str(tmp_path / "l")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:5:1: storage.disk: /dev/sdb cannot be the target: holds the running system" in err
+
+
+def test_a_broken_profile_is_a_clear_error(tmp_path, capsys):
+    profile = tmp_path / "machine.json"
+    profile.write_text("{not json")
+    good = answers.Path(__file__).parents[1] / "data/answers/good/minimal.toml"
+    assert install_main(["validate", str(good), "--machine", str(profile), "--log", str(tmp_path / "l")]) == 2
+    assert "is not a machine profile" in capsys.readouterr().err

@@ -1,0 +1,236 @@
+"""Apply a layout to the target disk with blivet, then fix and verify it with the real tools.
+
+Order, each step a progress event:
+1. re-probe the target right before writing (it may have changed since it was chosen) and refuse it if it is
+   now the boot medium, busy, read-only, too small, or another disk than the one the user agreed to erase;
+2. blivet: remove what is on the disk, a GPT label, the three partitions at their exact sectors, their formats;
+   ``do_it()`` with blivet's progress callbacks forwarded as progress events;
+3. GPT type GUIDs and names set with ``sfdisk --part-type/--part-label``, then ``partx -u`` (no udev here);
+4. verification with ``sfdisk -J`` and ``blkid -p``: starts, sizes, types, names, filesystems, labels.
+
+blivet only ever sees the target (``exclusive_disks``). Loop devices are disks for blivet only when asked
+(sandbox and tests): its loop populator is then removed, as DESIGN.md section 4 explains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from phyllome_installer.core.errors import InstallFailure, UserError
+from phyllome_installer.core.progress import NullSink, Sink, TaskProgress
+from phyllome_installer.core.runner import Runner
+
+from .layout import Layout, PartitionSpec
+from .probe import Disk, Prober
+
+log = logging.getLogger("phyllome.storage.apply")
+SECTOR = 512
+_BLIVET_LOCK = threading.Lock()  # blivet keeps global state: one apply at a time
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What is on the disk after apply: partition device paths and filesystem UUIDs, by role."""
+
+    devices: dict[str, str]
+    uuids: dict[str, str]
+
+
+def partition_path(disk: str, number: int) -> str:
+    return f"{disk}p{number}" if disk[-1].isdigit() else f"{disk}{number}"
+
+
+def recheck(prober: Prober, expected: Disk) -> Disk:
+    """Probe the target again right before writing; refuse it if it changed or became unsafe."""
+    now = next((d for d in prober.disks() if d.path == expected.path), None)
+    if now is None:
+        raise UserError(f"{expected.path} is gone: it was chosen as the target but is no longer attached")
+    if (now.size, now.serial, now.model) != (expected.size, expected.serial, expected.model):
+        raise UserError(f"{expected.path} changed since it was chosen (was {expected.describe()}, now "
+                        f"{now.describe()}); nothing was written")
+    if now.flags:
+        raise UserError(f"{now.path} cannot be the target: " + "; ".join(now.flags.values()))
+    return now
+
+
+class BlivetApplier:
+    def __init__(self, runner: Runner, sink: Sink | None = None, *, include_loop: bool = False,
+                 task: str = "partition") -> None:
+        self.runner = runner
+        self.sink = sink or NullSink()
+        self.include_loop = include_loop
+        self.task = task
+
+    def _progress(self, message: str, fraction: float | None = None) -> None:
+        log.info("%s", message)
+        self.sink.emit(TaskProgress(self.task, fraction, message))
+
+    def apply(self, layout: Layout, expected: Disk) -> Applied:
+        prober = Prober(self.runner, include_loop=self.include_loop, only=[expected.name])
+        recheck(prober, expected)
+        self._progress(f"erasing {expected.describe()} and writing a GPT", 0.05)
+        with _BLIVET_LOCK:
+            self._blivet(layout, expected.name)
+        self._fix_types(layout)
+        applied = self.verify(layout)
+        self._progress("partitions verified", 1.0)
+        return applied
+
+    # ------------------------------------------------------------------ blivet
+    def _blivet(self, layout: Layout, name: str) -> None:
+        import blivet
+        from blivet.callbacks import create_new_callbacks_register
+        from blivet.formats import get_format
+        from blivet.populator import helpers
+
+        if self.include_loop and helpers.LoopDevicePopulator in helpers._device_helpers:
+            helpers._device_helpers.remove(helpers.LoopDevicePopulator)
+        storage = blivet.Blivet()
+        storage.exclusive_disks = [name]
+        storage.reset()
+        disk = storage.devicetree.get_device_by_name(name)
+        if disk is None or not disk.is_disk:
+            raise InstallFailure(f"blivet does not see {layout.disk} as a disk")
+        if disk.children or disk.format.type is not None:
+            storage.recursive_remove(disk)
+        storage.format_device(disk, get_format("disklabel", device=disk.path, label_type="gpt"))
+        for spec in layout.partitions:
+            options = " ".join(spec.mkfs_options) or None
+            fmt_args = {"label": spec.label, "create_options": options}
+            part = storage.new_partition(
+                start=spec.start // SECTOR, end=spec.end // SECTOR - 1, parents=[disk],
+                fmt_type="efi" if spec.role == "esp" else spec.fstype, fmt_args=fmt_args,
+                mountpoint=spec.mountpoint,
+            )  # type GUIDs: sfdisk afterwards (Debian's parted 3.5 is "too old" for blivet's part_type_uuid)
+            storage.create_device(part)
+        blivet.partitioning.do_partitioning(storage)
+        actions = storage.devicetree.actions.find()
+        for action in actions:
+            log.debug("blivet action: %s", action)
+        done = [0]
+
+        def step(message: str) -> Callable[[object], None]:
+            def callback(data: object) -> None:
+                done[0] += 1
+                text = getattr(data, "msg", "") or message
+                self._progress(text, 0.1 + 0.7 * min(done[0] / (2 * max(len(actions), 1)), 1.0))
+
+            return callback
+
+        callbacks = create_new_callbacks_register(
+            create_format_pre=step("creating a filesystem"), create_format_post=step("filesystem created"),
+            report_progress=step("working"),
+        )
+        storage.do_it(callbacks=callbacks)
+
+    # ------------------------------------------------------------------ post-fixes and checks
+    def _fix_types(self, layout: Layout) -> None:
+        for spec in layout.partitions:
+            self.runner.run(["sfdisk", "--quiet", "--part-type", layout.disk, str(spec.number), spec.type_guid])
+            self.runner.run(["sfdisk", "--quiet", "--part-label", layout.disk, str(spec.number), spec.name])
+        self.runner.run(["partx", "-u", layout.disk])
+        self._progress("partition types and names set", 0.9)
+
+    def verify(self, layout: Layout) -> Applied:
+        table = json.loads(self.runner.run(["sfdisk", "-J", layout.disk]).stdout)["partitiontable"]
+        problems = []
+        if table.get("label") != "gpt":
+            problems.append(f"partition table is {table.get('label')!r}, not gpt")
+        found = {_number(p["node"]): p for p in table.get("partitions", [])}
+        devices, uuids = {}, {}
+        for spec in layout.partitions:
+            part = found.get(spec.number)
+            if part is None:
+                problems.append(f"partition {spec.number} ({spec.role}) is missing")
+                continue
+            problems += _compare(spec, part)
+            device = partition_path(layout.disk, spec.number)
+            info = _export(self.runner.run(["blkid", "-p", "-o", "export", device], check=False).stdout)
+            if info.get("TYPE") != spec.fstype:
+                problems.append(f"{device}: filesystem {info.get('TYPE')!r}, expected {spec.fstype!r}")
+            if info.get("LABEL") != spec.label:
+                problems.append(f"{device}: label {info.get('LABEL')!r}, expected {spec.label!r}")
+            devices[spec.role] = device
+            uuids[spec.role] = info.get("UUID", "")
+        if problems:
+            raise InstallFailure("the disk does not hold the planned layout:\n  " + "\n  ".join(problems))
+        return Applied(devices, uuids)
+
+
+def _number(node: str) -> int:
+    digits = ""
+    for char in reversed(node):
+        if not char.isdigit():
+            break
+        digits = char + digits
+    return int(digits)
+
+
+def _compare(spec: PartitionSpec, part: dict) -> list[str]:
+    problems = []
+    if part["start"] * SECTOR != spec.start or part["size"] * SECTOR != spec.size:
+        problems.append(f"partition {spec.number}: {part['start']}+{part['size']} sectors, expected "
+                        f"{spec.start // SECTOR}+{spec.size // SECTOR}")
+    if part.get("type", "").upper() != spec.type_guid:
+        problems.append(f"partition {spec.number}: type {part.get('type')}, expected {spec.type_guid}")
+    if part.get("name", "") != spec.name:
+        problems.append(f"partition {spec.number}: name {part.get('name')!r}, expected {spec.name!r}")
+    return problems
+
+
+def _export(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+# ---------------------------------------------------------------------- mounting the target tree
+
+
+class TargetMounts:
+    """Mounts the target tree under a root directory and unmounts it in reverse order.
+
+    ``umount`` is tried twice; ``umount --lazy`` is the last resort, and it is logged as such.
+    """
+
+    def __init__(self, runner: Runner, root: Path) -> None:
+        self.runner = runner
+        self.root = Path(root)
+        self.mounted: list[Path] = []
+
+    def mount(self, device: str, mountpoint: str, *options: str) -> Path:
+        """Mount ``device`` at ``mountpoint`` inside the root (``/`` is the root itself)."""
+        where = self.root / mountpoint.lstrip("/") if mountpoint != "/" else self.root
+        where.mkdir(parents=True, exist_ok=True)
+        argv = ["mount", *(("-o", ",".join(options)) if options else ()), device, str(where)]
+        self.runner.run(argv)
+        self.mounted.append(where)
+        return where
+
+    def mount_layout(self, layout: Layout, applied: Applied, roles: tuple[str, ...] = ("root", "boot", "esp")) -> None:
+        """Mount the target tree, outermost first. ``roles`` leaves out what this kernel cannot mount."""
+        for role in roles:
+            spec = layout.part(role)
+            options = ("umask=0077",) if role == "esp" else ()
+            self.mount(applied.devices[role], spec.mountpoint, *options)
+
+    def unmount_all(self) -> list[str]:
+        """Unmount everything this object mounted, innermost first. Returns what needed the lazy fallback."""
+        lazy = []
+        while self.mounted:
+            where = self.mounted.pop()
+            if not os.path.ismount(where):
+                continue
+            if self.runner.run(["umount", str(where)], check=False).ok:
+                continue
+            self.runner.run(["sync"], check=False)
+            if self.runner.run(["umount", str(where)], check=False).ok:
+                continue
+            log.warning("umount %s failed twice; detaching it lazily (last resort)", where)
+            self.runner.run(["umount", "--lazy", str(where)], check=False)
+            lazy.append(str(where))
+        return lazy

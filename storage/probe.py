@@ -338,17 +338,42 @@ class Prober:
 
     # ------------------------------------------------------------------ what is on it
     def _guess_os(self, partitions: list[Partition]) -> list[str]:
-        found = []
+        """Operating systems on the disk: boot entries in an ESP, os-release in ext filesystems, known types.
+
+        Nothing is mounted: ``mdir`` (mtools) reads FAT and ``debugfs`` reads ext2/3/4 straight from the device.
+        """
+        found: list[str] = []
         for part in partitions:
-            guess = ""
-            if part.fstype in ("ntfs", "BitLocker") or part.part_type == "E3C9E316-0B5C-4DB8-817D-F92DF00215AE":
-                guess = "Windows"
-            elif part.fstype == "apfs" or part.fstype == "hfsplus":
-                guess = "macOS"
-            elif part.label.lower().startswith(("fedora", "ubuntu", "debian", "phyllome")):
-                guess = part.label.split("_")[0].split("-")[0].capitalize()
-            elif part.fstype in ("ext4", "xfs", "btrfs", "f2fs"):
-                guess = "Linux"
-            if guess and guess not in found:
-                found.append(guess)
+            for guess in self._guesses(part):
+                if guess not in found:
+                    found.append(guess)
         return found
+
+    def _guesses(self, part: Partition) -> list[str]:
+        if part.fstype == "vfat":
+            result = self.runner.run(["mdir", "-b", "-i", part.path, "::/EFI"], check=False,
+                                     env={"MTOOLS_SKIP_CHECK": "1"})
+            names = [line.rstrip("/").rsplit("/", 1)[-1] for line in result.stdout.splitlines()] if result.ok else []
+            return [ESP_VENDORS.get(name.lower(), name) for name in names if name.upper() != "BOOT"]
+        if part.fstype in ("ext2", "ext3", "ext4"):
+            for release in ("/etc/os-release", "/usr/lib/os-release"):
+                text = self.runner.run(["debugfs", "-R", f"cat {release}", part.path], check=False).stdout
+                for key in ("PRETTY_NAME", "NAME"):
+                    match = re.search(rf'^{key}="?([^"\n]+)"?', text, re.MULTILINE)
+                    if match:
+                        return [match.group(1)]
+        if part.fstype in ("ntfs", "BitLocker") or part.part_type == WINDOWS_RESERVED:
+            return ["Windows"]
+        if part.fstype in ("apfs", "hfsplus"):
+            return ["macOS"]
+        if part.fstype in ("ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs"):
+            return ["Linux"]
+        return []
+
+
+WINDOWS_RESERVED = "E3C9E316-0B5C-4DB8-817D-F92DF00215AE"
+#: Directory names under ESP/EFI and the system they belong to.
+ESP_VENDORS = {"microsoft": "Windows", "fedora": "Fedora", "ubuntu": "Ubuntu", "debian": "Debian",
+               "opensuse": "openSUSE", "centos": "CentOS", "redhat": "Red Hat Enterprise Linux",
+               "arch": "Arch Linux", "manjaro": "Manjaro", "pop": "Pop!_OS", "phyllome": "Phyllome OS",
+               "apple": "macOS", "refind": "rEFInd", "systemd": "systemd-boot"}

@@ -21,7 +21,11 @@ LAYOUT = "label: gpt\nsize=600MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, na
 def disk(tmp_path):
     with loop_image(tmp_path / "disk.img", "12G", LAYOUT) as device:
         sh("mkfs.vfat", "-n", "ESP", device + "p1")
+        sh("mmd", "-i", device + "p1", "::/EFI", "::/EFI/Microsoft", "::/EFI/BOOT")
         sh("mkfs.ext4", "-q", "-L", "fedora", device + "p2")
+        with mounted(device + "p2", tmp_path / "os") as root:
+            (root / "etc").mkdir()
+            (root / "etc" / "os-release").write_text('NAME="Fedora Linux"\nPRETTY_NAME="Fedora Linux 40"\n')
         yield device
 
 
@@ -40,7 +44,7 @@ def test_loop_disk_with_partitions(disk, tmp_path):
                                                                   "C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
     assert esp.size == 600 << 20 and esp.part_label == "EFI"
     assert (root.number, root.fstype, root.label) == (2, "ext4", "fedora")
-    assert found.os == ["Fedora"]
+    assert found.os == ["Windows", "Fedora Linux 40"]
     assert found.usable and found.flags == {}
 
 

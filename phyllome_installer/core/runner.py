@@ -67,6 +67,7 @@ class Runner(Protocol):
         cwd: str | None = None,
         timeout: float | None = None,
         on_line: LineCallback | None = None,
+        secret_output: bool = False,
     ) -> CommandResult: ...
 
 
@@ -133,7 +134,9 @@ class SubprocessRunner(_LoggingRunner):
         cwd: str | None = None,
         timeout: float | None = None,
         on_line: LineCallback | None = None,
+        secret_output: bool = False,
     ) -> CommandResult:
+        """Run ``argv``. ``secret_output``: its stdout (a hash, a key) is neither logged nor streamed."""
         args = self._begin(argv, stdin, cwd)
         full_env = dict(self.base_env if self.base_env is not None else os.environ)
         full_env.setdefault("LC_ALL", "C.UTF-8")
@@ -156,7 +159,9 @@ class SubprocessRunner(_LoggingRunner):
             return self._finish(result, check)
         buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
         readers = [
-            threading.Thread(target=self._pump, args=(stream, name, buffers[name], on_line), daemon=True)
+            threading.Thread(target=self._pump, daemon=True,
+                             args=(stream, name, buffers[name], None if secret_output and name == "stdout" else on_line,
+                                   secret_output and name == "stdout"))
             for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))
         ]
         for reader in readers:
@@ -177,11 +182,16 @@ class SubprocessRunner(_LoggingRunner):
         for reader in readers:
             reader.join()
         result = CommandResult(args, returncode, "".join(buffers["stdout"]), "".join(buffers["stderr"]))
+        if secret_output:
+            log.debug("  out| (%d characters, not logged)", len(result.stdout))
         return self._finish(result, check)
 
-    def _pump(self, stream: TextIO, name: str, buffer: list[str], on_line: LineCallback | None) -> None:
+    def _pump(self, stream: TextIO, name: str, buffer: list[str], on_line: LineCallback | None,
+              hidden: bool) -> None:
         for line in stream:
             buffer.append(line)
+            if hidden:
+                continue
             text = line.rstrip("\n")
             log.debug("  %s| %s", "out" if name == "stdout" else "err", text)
             if on_line is not None:
@@ -207,6 +217,7 @@ class DryRunRunner(_LoggingRunner):
         cwd: str | None = None,
         timeout: float | None = None,
         on_line: LineCallback | None = None,
+        secret_output: bool = False,
     ) -> CommandResult:
         args = _validated(argv, self.redactor)
         self.calls.append(Call(args, stdin, env, cwd))
@@ -267,6 +278,7 @@ class RecordingRunner(_LoggingRunner):
         cwd: str | None = None,
         timeout: float | None = None,
         on_line: LineCallback | None = None,
+        secret_output: bool = False,
     ) -> CommandResult:
         args = _validated(argv, self.redactor)
         self.calls.append(Call(args, stdin, env, cwd))
@@ -274,13 +286,13 @@ class RecordingRunner(_LoggingRunner):
             if rule.matches(args):
                 rule.hits += 1
                 self._begin(args, stdin, cwd)
-                for line in rule.stdout.splitlines():
+                for line in ([] if secret_output else rule.stdout.splitlines()):
                     log.debug("  out| %s", line)
                     if on_line is not None:
                         on_line(self.redactor.redact(line), "stdout")
                 return self._finish(CommandResult(args, rule.returncode, rule.stdout, rule.stderr), check)
         if self.delegate is not None:
             return self.delegate.run(args, stdin=stdin, check=check, env=env, cwd=cwd, timeout=timeout,
-                                     on_line=on_line)
+                                     on_line=on_line, secret_output=secret_output)
         self._begin(args, stdin, cwd)
         return self._finish(CommandResult(args, 0), check)

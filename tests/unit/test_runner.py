@@ -110,3 +110,13 @@ def test_recording_runner_delegates_unscripted_calls(tmp_path, redactor):
 
 def test_log_file_is_private(install_log):
     assert oct(os.stat(install_log[0].path).st_mode & 0o777) == "0o600"
+
+
+def test_secret_output_is_returned_but_never_logged(install_log, redactor):
+    handle, _ = install_log
+    seen = []
+    result = SubprocessRunner(redactor).run(["cat"], stdin="$6$hash-value\n", secret_output=True,
+                                            on_line=lambda line, _: seen.append(line))
+    assert result.stdout == "$6$hash-value\n" and seen == []
+    text = handle.path.read_text()
+    assert "hash-value" not in text and "(14 characters, not logged)" in text

@@ -1,0 +1,170 @@
+"""ostree: the sequence Anaconda uses, as argv lists that the plan prints and the engine runs.
+
+init-fs, ``sysroot.bootprefix``, ``sysroot.bootloader``, os-init ``phyllome``, pull the payload (``local``:
+pull-local from the repository on the medium; ``url``: a remote with gpg-verify as configured, then pull;
+``container``: ``ostree container image deploy`` where the live system has it), deploy with the kernel
+arguments, ``sysroot.readonly true``, then ``/usr/lib/ostree-boot`` copied to /boot where the tree has it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .answers import ContainerPayload, LocalPayload, UrlPayload
+from .core.errors import InstallFailure, UserError
+from .core.runner import Runner
+
+log = logging.getLogger("phyllome.deploy")
+
+OSNAME = "phyllome"
+VIRT_KARGS = {
+    "intel": ["intel_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"],
+    "amd": ["amd_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"],
+    "other": ["iommu=pt", "rd.driver.pre=vfio-pci"],
+}
+
+Payload = LocalPayload | UrlPayload | ContainerPayload
+
+
+def kernel_args(root_uuid: str, cpu_vendor: str, extra: list[str]) -> list[str]:
+    """``root=UUID=... rw``, the virtualization arguments for the CPU vendor, then the user's."""
+    args = [f"root=UUID={root_uuid}", "rw", *VIRT_KARGS.get(cpu_vendor, VIRT_KARGS["other"])]
+    return args + [arg for arg in extra if arg not in args]
+
+
+def refspec(payload: Payload) -> str:
+    if isinstance(payload, UrlPayload):
+        return f"{payload.remote}:{payload.ref}"
+    if isinstance(payload, LocalPayload):
+        return payload.ref
+    return payload.image
+
+
+def repo_of(sysroot: Path) -> Path:
+    return sysroot / "ostree" / "repo"
+
+
+def init_commands(sysroot: Path, *, bootloader: str = "none") -> list[list[str]]:
+    repo = f"--repo={repo_of(sysroot)}"
+    return [
+        ["ostree", "admin", "init-fs", "--modern", str(sysroot)],
+        # /boot is its own partition: BLS paths are relative to it, so no /boot prefix.
+        ["ostree", "config", repo, "set", "sysroot.bootprefix", "false"],
+        # ostree writes the BLS entries; the bootloader task installs what reads them.
+        ["ostree", "config", repo, "set", "sysroot.bootloader", bootloader],
+        ["ostree", "admin", "os-init", f"--sysroot={sysroot}", OSNAME],
+    ]
+
+
+def pull_commands(sysroot: Path, payload: Payload) -> list[list[str]]:
+    repo = f"--repo={repo_of(sysroot)}"
+    if isinstance(payload, LocalPayload):
+        return [["ostree", repo, "pull-local", payload.repo, payload.ref]]
+    if isinstance(payload, UrlPayload):
+        gpg = "true" if payload.gpg_verify else "false"
+        return [
+            ["ostree", "remote", "add", repo, "--force", f"--set=gpg-verify={gpg}", payload.remote, payload.url],
+            ["ostree", repo, "pull", payload.remote, payload.ref],
+        ]
+    return []  # container images are pulled and deployed by one command: see deploy_commands
+
+
+def deploy_commands(sysroot: Path, payload: Payload, kargs: list[str]) -> list[list[str]]:
+    karg_options = [f"--karg={arg}" for arg in kargs]
+    if isinstance(payload, ContainerPayload):
+        deploy = ["ostree", "container", "image", "deploy", f"--sysroot={sysroot}", f"--stateroot={OSNAME}",
+                  f"--imgref=ostree-unverified-{payload.transport}:{payload.image}", *karg_options]
+    else:
+        deploy = ["ostree", "admin", "deploy", f"--sysroot={sysroot}", f"--os={OSNAME}", *karg_options,
+                  refspec(payload)]
+    return [deploy, ["ostree", "config", f"--repo={repo_of(sysroot)}", "set", "sysroot.readonly", "true"]]
+
+
+def check_payload(runner: Runner, payload: Payload) -> None:
+    """Before any disk is touched: the payload exists and this live system can install it."""
+    if isinstance(payload, ContainerPayload):
+        if not runner.run(["ostree", "container", "--help"], check=False).ok:
+            raise UserError("payload kind \"container\" needs ostree with container support (ostree-rs-ext, as "
+                            "shipped by rpm-ostree); this live system's ostree has no `ostree container` command",
+                            hint="use kind = \"local\" or \"url\", or boot a live image with rpm-ostree")
+    elif isinstance(payload, LocalPayload):
+        if not (Path(payload.repo) / "config").is_file():
+            raise UserError(f"payload.repo: {payload.repo} is not an ostree repository")
+        if not runner.run(["ostree", f"--repo={payload.repo}", "rev-parse", payload.ref], check=False).ok:
+            raise UserError(f"payload.ref: {payload.ref} is not in the repository {payload.repo}")
+
+
+def deployment_dir(runner: Runner, sysroot: Path) -> Path:
+    deploy_root = sysroot / "ostree" / "deploy" / OSNAME / "deploy"
+    dirs = sorted(p for p in deploy_root.iterdir() if p.is_dir()) if deploy_root.is_dir() else []
+    if len(dirs) != 1:
+        raise InstallFailure(f"expected one deployment under {deploy_root}, found {len(dirs)}")
+    return dirs[0]
+
+
+def stateroot_var(sysroot: Path) -> Path:
+    return sysroot / "ostree" / "deploy" / OSNAME / "var"
+
+
+def copy_ostree_boot(deployment: Path, boot: Path) -> list[str]:
+    """Copy ``usr/lib/ostree-boot`` (EFI binaries, GRUB files the tree ships) into /boot; never overwrite."""
+    source = deployment / "usr" / "lib" / "ostree-boot"
+    copied: list[str] = []
+    if not source.is_dir():
+        return copied
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if rel.parts[0].startswith(("vmlinuz", "initramfs")):
+            continue  # ostree manages the kernels itself
+        target = boot / rel
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            copied.append(str(rel))
+    return copied
+
+
+class ObjectCounter:
+    """Pull progress for any pull: counts the objects in the target repository while the pull runs."""
+
+    def __init__(self, repo: Path, expected: int | None, report: Callable[[int, int | None], None],
+                 interval: float = 0.5) -> None:
+        self.objects = repo / "objects"
+        self.expected = expected
+        self.report = report
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def count(self) -> int:
+        total = 0
+        for _, _, files in os.walk(self.objects):
+            total += len(files)
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.report(self.count(), self.expected)
+
+    def __enter__(self) -> ObjectCounter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.report(self.count(), self.expected)
+
+
+def count_objects(repo: Path) -> int | None:
+    objects = Path(repo) / "objects"
+    if not objects.is_dir():
+        return None
+    return sum(len(files) for _, _, files in os.walk(objects))

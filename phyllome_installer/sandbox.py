@@ -1,0 +1,149 @@
+"""The sandbox: a safe target for demos, reviews and tests. No real disk is ever offered.
+
+* a sparse disk image (16 GiB by default) under ``/var/tmp/phyllome-sandbox/``, attached to a loop device for
+  the length of one install and detached afterwards;
+* a small demo ostree payload built once: os-release, a kernel and an initramfs under ``usr/lib/modules/<kver>/``,
+  ``usr/etc`` with passwd, group, shadow, gshadow and login.defs, and the tz database (a few hundred files);
+* ``root_fs = "ext4"`` when the running kernel cannot mount F2FS (a visible notice says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core.errors import UserError
+from .core.runner import Runner
+
+log = logging.getLogger("phyllome.sandbox")
+
+BASE = Path("/var/tmp/phyllome-sandbox")
+DISK_SIZE = "16G"
+REF = "phyllome/x86_64/sandbox"
+KVER = "6.0.0-sandbox.x86_64"
+OS_RELEASE = """\
+NAME="Phyllome OS"
+ID=phyllome
+ID_LIKE=fedora
+VERSION="sandbox"
+VERSION_ID=0
+PRETTY_NAME="Phyllome OS (sandbox payload)"
+VARIANT_ID=sandbox
+HOME_URL="https://phyllo.me/"
+"""
+PASSWD = "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\n"
+GROUP = "root:x:0:\nbin:x:1:\nwheel:x:10:\nkvm:x:36:\nlibvirt:x:978:\nqemu:x:107:\n"
+SHADOW = "root:!locked::0:99999:7:::\nbin:*:19000:0:99999:7:::\n"
+GSHADOW = "root:::\nbin:::\nwheel:::\nkvm:::\nlibvirt:!::\nqemu:!::\n"
+LOGIN_DEFS = """\
+MAIL_DIR /var/spool/mail
+PASS_MAX_DAYS 99999
+PASS_MIN_DAYS 0
+UID_MIN 1000
+UID_MAX 60000
+SYS_UID_MIN 201
+SYS_UID_MAX 999
+GID_MIN 1000
+GID_MAX 60000
+SYS_GID_MIN 201
+SYS_GID_MAX 999
+CREATE_HOME yes
+USERGROUPS_ENAB yes
+ENCRYPT_METHOD SHA512
+HOME_MODE 0700
+"""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    base: Path = BASE
+
+    @property
+    def image(self) -> Path:
+        return self.base / "disk.img"
+
+    @property
+    def repo(self) -> Path:
+        return self.base / "repo"
+
+    def ensure_payload(self, runner: Runner) -> str:
+        """Build the demo ostree payload once; return its commit."""
+        if (self.repo / "config").exists():
+            result = runner.run(["ostree", f"--repo={self.repo}", "rev-parse", REF], check=False)
+            if result.ok:
+                return result.stdout.strip()
+        log.info("building the sandbox payload in %s (once)", self.repo)
+        shutil.rmtree(self.repo, ignore_errors=True)
+        tree = self.base / "tree"
+        shutil.rmtree(tree, ignore_errors=True)
+        self._write_tree(tree)
+        self.repo.mkdir(parents=True)
+        runner.run(["ostree", f"--repo={self.repo}", "init", "--mode=archive"])
+        runner.run(["ostree", f"--repo={self.repo}", "commit", f"--branch={REF}", f"--tree=dir={tree}",
+                    "--subject=Phyllome OS sandbox payload", "--owner-uid=0", "--owner-gid=0"])
+        shutil.rmtree(tree, ignore_errors=True)
+        return runner.run(["ostree", f"--repo={self.repo}", "rev-parse", REF]).stdout.strip()
+
+    @staticmethod
+    def _write_tree(tree: Path) -> None:
+        files = {
+            "usr/lib/os-release": OS_RELEASE,
+            f"usr/lib/modules/{KVER}/vmlinuz": "sandbox kernel: not bootable\n",
+            f"usr/lib/modules/{KVER}/initramfs.img": "sandbox initramfs: not bootable\n",
+            "usr/etc/passwd": PASSWD,
+            "usr/etc/group": GROUP,
+            "usr/etc/shadow": SHADOW,
+            "usr/etc/gshadow": GSHADOW,
+            "usr/etc/login.defs": LOGIN_DEFS,
+            "usr/etc/skel/.bashrc": "# .bashrc\n",
+            "usr/etc/hostname": "localhost\n",
+        }
+        for rel, text in files.items():
+            path = tree / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        for secret in ("usr/etc/shadow", "usr/etc/gshadow"):
+            (tree / secret).chmod(0o000)
+        (tree / "usr/etc/os-release").symlink_to("../lib/os-release")
+        zoneinfo = Path("/usr/share/zoneinfo")
+        if zoneinfo.is_dir():
+            shutil.copytree(zoneinfo, tree / "usr/share/zoneinfo", symlinks=True,
+                            ignore=shutil.ignore_patterns("posix", "right"))
+        for rel in ("usr/bin", "usr/sbin", "usr/lib64", "var", "sysroot", "boot", "dev", "proc", "sys", "run",
+                    "tmp", "mnt"):
+            (tree / rel).mkdir(parents=True, exist_ok=True)
+        for link, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"),
+                             ("home", "var/home"), ("ostree", "sysroot/ostree")):
+            (tree / link).symlink_to(target)
+
+    @contextlib.contextmanager
+    def attached(self, runner: Runner, size: str = DISK_SIZE) -> Iterator[str]:
+        """The sandbox disk image attached to a loop device for the duration of the block."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        if not self.image.exists():
+            runner.run(["truncate", "-s", size, str(self.image)])
+        for line in runner.run(["losetup", "-j", str(self.image)], check=False).stdout.splitlines():
+            runner.run(["losetup", "-d", line.split(":", 1)[0]], check=False)  # a stale attachment
+        device = runner.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
+        if not device.startswith("/dev/loop"):
+            raise UserError(f"could not attach the sandbox image {self.image} to a loop device")
+        try:
+            yield device
+        finally:
+            runner.run(["losetup", "-d", device], check=False)
+
+    def clean(self, runner: Runner) -> None:
+        for line in runner.run(["losetup", "-j", str(self.image)], check=False).stdout.splitlines():
+            runner.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def kernel_can_mount(fstype: str, proc: Path = Path("/proc")) -> bool:
+    try:
+        return any(line.split()[-1] == fstype for line in (proc / "filesystems").read_text().splitlines())
+    except OSError:
+        return False

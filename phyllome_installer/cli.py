@@ -93,6 +93,93 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sandbox(args: argparse.Namespace):
+    from .sandbox import BASE, Sandbox
+
+    return Sandbox(args.sandbox_dir or BASE)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .core.runner import SubprocessRunner
+
+    sandbox = _sandbox(args)
+    sandbox.clean(SubprocessRunner())
+    print(f"removed the sandbox in {sandbox.base}")
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from . import engine
+    from .answers import load_config
+    from .core.runner import SubprocessRunner
+    from .discover import Discovery
+
+    runner = SubprocessRunner()
+    found = Discovery(runner).find(args.answers)
+    if found is None:
+        raise UserError("no answer file: give --answers FILE (or run phyllome-install for the interactive installer)")
+    log.debug("answer file: %s", found.source)
+    config = load_config(found.path)
+    sink = _console_sink(args)
+    if args.sandbox:
+        return _install_sandbox(args, config, runner, sink)
+    from storage.probe import Prober
+
+    from .plan import build
+
+    plan = build(config, Prober(runner).profile(), runner, log_path=args.log, sink=sink)
+    if args.dry_run:
+        print(plan.render(), end="")
+        return 0
+    return _report(engine.run(plan), config, runner, args)
+
+
+def _install_sandbox(args, config, runner, sink) -> int:
+    from storage.probe import Disk, Prober
+
+    from . import engine
+    from .plan import build
+    from .sandbox import DISK_SIZE, for_sandbox, kernel_can_mount
+
+    sandbox = _sandbox(args)
+    if not kernel_can_mount("f2fs") and config.storage.root_fs == "f2fs":
+        print("notice: this kernel cannot mount F2FS, so the sandbox uses ext4 for the root filesystem",
+              file=sys.stderr)
+    if args.dry_run:
+        device = f"<loop device of {sandbox.image}>"
+        size = int(DISK_SIZE.rstrip("G")) << 30
+        disk = Disk(path=device, name="loop-sandbox", size=size, transport="loop", model="Sandbox disk image")
+        from storage.probe import MachineProfile
+
+        machine = MachineProfile(cpu_vendor=Prober(runner).cpu_vendor(), disks=[disk])
+        plan = build(for_sandbox(config, sandbox, device), machine, runner,
+                     sysroot=sandbox.sysroot, sandbox=True, include_loop=True)
+        print(plan.render(), end="")
+        return 0
+    with sandbox.attached(runner) as device:
+        sandbox.ensure_payload(runner)
+        machine = Prober(runner, include_loop=True, only=[device]).profile()
+        plan = build(for_sandbox(config, sandbox, device), machine, runner, sysroot=sandbox.sysroot, sandbox=True,
+                     include_loop=True, log_path=args.log, sink=sink)
+        result = engine.run(plan)
+    return _report(result, config, runner, args)
+
+
+def _report(result, config, runner, args) -> int:
+    if not result.ok:
+        print(f"install failed in task {result.failed_task}: {result.error}\n  the log is {args.log}",
+              file=sys.stderr)
+        return result.exit_code or EXIT_FAILED
+    # Shown once, on the console only: never logged.
+    for directory, code in result.recovery_codes.items():
+        print(f"Recovery code for {directory}: {code}\n  write it down now: it is shown only this once")
+    print("Phyllome OS is installed.")
+    action = config.post.action
+    if action != "none" and not args.sandbox:
+        runner.run(["systemctl", action])
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     import json
 
@@ -105,7 +192,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- parsers
 
 
-COMMON_DEFAULTS = {"log": None, "json_progress": False, "sandbox": False, "answers": None}
+COMMON_DEFAULTS = {"log": None, "json_progress": False, "sandbox": False, "answers": None, "sandbox_dir": None}
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -123,6 +210,7 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--sandbox", action="store_true", default=argparse.SUPPRESS,
                         help="target the safe sandbox disk image instead of a real disk")
     common.add_argument("--answers", type=Path, metavar="FILE", help="answer file (TOML)")
+    common.add_argument("--sandbox-dir", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     return common
 
 
@@ -151,7 +239,7 @@ def build_install_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("install", parents=[common], help="unattended install from an answer file")
     p.add_argument("--dry-run", action="store_true", help="print the plan; touch nothing")
-    p.set_defaults(handler=_not_built("install"))
+    p.set_defaults(handler=cmd_install)
 
     p = sub.add_parser("probe", parents=[common], help="list the disks and the machine profile")
     p.add_argument("--json", action="store_true", help="print the machine profile as JSON")
@@ -160,7 +248,7 @@ def build_install_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sandbox", parents=[common], help="manage the sandbox disk image")
     p.add_argument("action", choices=["clean"], help="clean: detach and remove the sandbox")
-    p.set_defaults(handler=_not_built("sandbox"))
+    p.set_defaults(handler=cmd_sandbox)
     return parser
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .answers import InstallConfig, LocalPayload
 from .core.errors import UserError
 from .core.runner import Runner
 
@@ -69,6 +70,10 @@ class Sandbox:
     @property
     def repo(self) -> Path:
         return self.base / "repo"
+
+    @property
+    def sysroot(self) -> Path:
+        return self.base / "sysroot"
 
     def ensure_payload(self, runner: Runner) -> str:
         """Build the demo ostree payload once; return its commit."""
@@ -147,3 +152,15 @@ def kernel_can_mount(fstype: str, proc: Path = Path("/proc")) -> bool:
         return any(line.split()[-1] == fstype for line in (proc / "filesystems").read_text().splitlines())
     except OSError:
         return False
+
+
+def for_sandbox(config: InstallConfig, sandbox: Sandbox, device: str) -> InstallConfig:
+    """The config with the sandbox disk as the only target and the demo payload; ext4 where F2FS cannot mount."""
+    f2fs = kernel_can_mount("f2fs")
+    storage = config.storage.model_copy(update={
+        "disk": device, "match": None, "wipe": device,
+        "root_fs": config.storage.root_fs if f2fs else "ext4",
+        "compression": config.storage.compression and f2fs,
+    })
+    payload = LocalPayload(kind="local", repo=str(sandbox.repo), ref=REF)
+    return config.model_copy(update={"storage": storage, "payload": payload})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ class BlivetApplier:
         self.task = task
 
     def _progress(self, message: str, fraction: float | None = None) -> None:
-        log.info("%s", message)
+        log.debug("%s", message)  # the progress event reaches the console; the log file keeps this line
         self.sink.emit(TaskProgress(self.task, fraction, message))
 
     def apply(self, layout: Layout, expected: Disk) -> Applied:
@@ -191,6 +190,15 @@ def _export(text: str) -> dict[str, str]:
 # ---------------------------------------------------------------------- mounting the target tree
 
 
+def mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> set[str]:
+    points = set()
+    for line in mountinfo.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            points.add(fields[4].replace("\\040", " "))
+    return points
+
+
 class TargetMounts:
     """Mounts the target tree under a root directory and unmounts it in reverse order.
 
@@ -223,7 +231,7 @@ class TargetMounts:
         lazy = []
         while self.mounted:
             where = self.mounted.pop()
-            if not os.path.ismount(where):
+            if str(where) not in mount_points():  # os.path.ismount misses bind mounts of the same filesystem
                 continue
             if self.runner.run(["umount", str(where)], check=False).ok:
                 continue

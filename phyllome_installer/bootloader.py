@@ -1,0 +1,77 @@
+"""Boot loaders, chosen from what the deployed tree ships and what the live system has.
+
+* ``bootupd``: the tree ships ``bootupctl``: ``bootupctl backend install --auto --write-uuid --device DISK ROOT``,
+  run inside the deployment (``chroot``), as Fedora's image-based installs do;
+* ``grub-efi``: GRUB for EFI from the live system, ``--removable --no-nvram`` into the ESP (no firmware variable
+  is touched), and a ``grub.cfg`` with one menu entry per ostree BLS entry (this works with any GRUB, with or
+  without Fedora's blscfg patch);
+* ``none``: the sandbox: ostree's BLS entries only.
+
+The boot loader is written by the last task that changes the disk: until it succeeds, nothing on the disk boots.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core.errors import UserError
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    title: str
+    linux: str
+    initrd: str
+    options: str
+
+
+def read_bls(boot: Path) -> list[BootEntry]:
+    entries = []
+    for path in sorted((boot / "loader" / "entries").glob("*.conf")):
+        fields: dict[str, str] = {}
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            fields[key] = value.strip()
+        entries.append(BootEntry(fields.get("title", path.stem), fields.get("linux", ""), fields.get("initrd", ""),
+                                 fields.get("options", "")))
+    return entries
+
+
+def grub_cfg(entries: list[BootEntry], boot_uuid: str) -> str:
+    out = ["# Written by phyllome-install from the BLS entries in /boot/loader/entries.",
+           "set timeout=3", "set default=0", ""]
+    for entry in entries:
+        out += [f"menuentry '{entry.title}' {{",
+                f"    search --no-floppy --fs-uuid --set=root {boot_uuid}",
+                f"    linux {entry.linux} {entry.options}",
+                f"    initrd {entry.initrd}",
+                "}", ""]
+    return "\n".join(out)
+
+
+def choose(deployment: Path, *, sandbox: bool, which=shutil.which) -> str:
+    if sandbox:
+        return "none"
+    if (deployment / "usr" / "bin" / "bootupctl").exists():
+        return "bootupd"
+    if which("grub2-install") or which("grub-install"):
+        return "grub-efi"
+    raise UserError("no boot loader can be installed: the tree ships no bootupctl and this live system has no "
+                    "grub-install", hint="install Debian's grub-efi-amd64-bin or Fedora's grub2-efi-x64-modules")
+
+
+def grub_install_command(esp: Path, boot: Path, which=shutil.which) -> list[str]:
+    tool = which("grub2-install") or which("grub-install") or "grub-install"
+    return [tool, "--target=x86_64-efi", "--removable", "--no-nvram", f"--efi-directory={esp}",
+            f"--boot-directory={boot}", "--bootloader-id=phyllome"]
+
+
+def grub_dir(boot: Path) -> Path:
+    return boot / ("grub2" if (boot / "grub2").is_dir() else "grub")
+
+
+def bootupd_command(deployment: Path, disk: str) -> list[str]:
+    return ["chroot", str(deployment), "bootupctl", "backend", "install", "--auto", "--write-uuid",
+            "--device", disk, "/"]

@@ -205,6 +205,9 @@ def _bootloader(ctx: Context) -> None:
     backend = bootloader.choose(ctx.deployment, sandbox=ctx.sandbox)
     boot = ctx.sysroot / "boot"
     if backend == "none":
+        status = ctx.runner.run(["ostree", "admin", "status", f"--sysroot={ctx.sysroot}"]).stdout
+        if ctx.deployment.name not in status:
+            raise UserError(f"ostree does not list the new deployment {ctx.deployment.name}")
         entries = bootloader.read_bls(boot)
         if not entries:
             raise UserError("ostree wrote no boot entry in /boot/loader/entries")
@@ -289,9 +292,10 @@ def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sys
             *(["fscrypt metadata create protector ... --name=recovery  < generated recovery code on stdin"]
               if config.storage.encryption.recovery_key else []),
         ), _fscrypt))
-    backend = "none" if sandbox else "bootupd or grub-efi (chosen from the deployed tree)"
+    backend = (f"ostree admin status --sysroot={root}; boot loader: none (sandbox: BLS entries only)" if sandbox
+               else "boot loader: bootupd or grub-efi (chosen from the deployed tree)")
     tasks += [
-        Task("bootloader", "Install the boot loader", (f"boot loader: {backend}",), _bootloader),
+        Task("bootloader", "Install the boot loader", (backend,), _bootloader),
         Task("finish", "Finish", ("lock the VM store", "copy the install log to /var/log/phyllome/install.log",
                                   "unmount everything, innermost first"), _finish),
     ]

@@ -26,7 +26,7 @@ from .core.runner import Runner, display
 from .core.secrets import REDACTOR
 from .hostconfig import HostConfig, fstab
 from .machine import resolve_target
-from .sandbox import kernel_can_mount
+from .sandbox import fat_driver, kernel_can_mount
 
 log = logging.getLogger("phyllome.plan")
 
@@ -47,7 +47,8 @@ class Context:
     sink: Sink = field(default_factory=NullSink)
     sandbox: bool = False
     include_loop: bool = False
-    mount_esp: bool = True
+    fat_driver: str | None = "kernel"
+    """How the ESP is mounted: "kernel", "fusefat", or None (not mountable here)."""
     applied: Applied | None = None
     mounts: TargetMounts | None = None
     deployment: Path | None = None
@@ -142,8 +143,8 @@ def _partition(ctx: Context) -> None:
 
 def _mount(ctx: Context) -> None:
     assert ctx.applied is not None
-    ctx.mounts = TargetMounts(ctx.runner, ctx.sysroot)
-    roles = ("root", "boot", "esp") if ctx.mount_esp else ("root", "boot")
+    ctx.mounts = TargetMounts(ctx.runner, ctx.sysroot, fat_driver=ctx.fat_driver or "kernel")
+    roles = ("root", "boot", "esp") if ctx.fat_driver else ("root", "boot")
     ctx.mounts.mount_layout(ctx.layout, ctx.applied, roles)
 
 
@@ -215,8 +216,9 @@ def _bootloader(ctx: Context) -> None:
     elif backend == "bootupd":
         ctx.runner.run(bootloader.bootupd_command(ctx.deployment, ctx.disk.path))
     else:
-        if not ctx.mount_esp:
-            raise UserError("GRUB needs the EFI system partition mounted, and this kernel cannot mount vfat")
+        if not ctx.fat_driver:
+            raise UserError("GRUB needs the EFI system partition mounted: this kernel has no vfat and there is "
+                            "no fusefat")
         ctx.runner.run(bootloader.grub_install_command(ctx.sysroot / "boot/efi", boot))
         cfg = bootloader.grub_dir(boot) / "grub.cfg"
         cfg.write_text(bootloader.grub_cfg(bootloader.read_bls(boot), ctx.applied.uuids["boot"]))
@@ -247,13 +249,15 @@ def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sys
                           compression=config.storage.compression)
     ctx = Context(config=config, disk=disk, layout=layout, runner=runner, sysroot=Path(sysroot),
                   cpu_vendor=machine.cpu_vendor, log_path=log_path, sink=sink or NullSink(), sandbox=sandbox,
-                  include_loop=include_loop, mount_esp=kernel_can_mount("vfat"))
+                  include_loop=include_loop, fat_driver=fat_driver())
     root, boot = str(ctx.sysroot), str(ctx.sysroot / "boot")
     part = {spec.role: spec for spec in layout.partitions}
     devices = {role: f"<{role} partition>" for role in part}
     mount_lines = [f"mount {devices['root']} {root}", f"mount {devices['boot']} {boot}"]
-    if ctx.mount_esp:
+    if ctx.fat_driver == "kernel":
         mount_lines.append(f"mount -o umask=0077 {devices['esp']} {boot}/efi")
+    elif ctx.fat_driver == "fusefat":
+        mount_lines.append(f"fusefat -o rw+,fsname={devices['esp']} {devices['esp']} {boot}/efi")
     deploy_lines = [_show(a) for a in deploy.deploy_commands(ctx.sysroot, config.payload, ctx.kargs())]
     deploy_lines += ["copy /usr/lib/ostree-boot to /boot (where the tree has it)",
                      f"mount --bind {deploy.stateroot_var(ctx.sysroot)} {ctx.deployment_dir}/var"]

@@ -132,19 +132,33 @@ class Sandbox:
         if not self.image.exists():
             runner.run(["truncate", "-s", size, str(self.image)])
         for line in runner.run(["losetup", "-j", str(self.image)], check=False).stdout.splitlines():
-            runner.run(["losetup", "-d", line.split(":", 1)[0]], check=False)  # a stale attachment
+            detach(runner, line.split(":", 1)[0])  # a stale attachment
         device = runner.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
         if not device.startswith("/dev/loop"):
             raise UserError(f"could not attach the sandbox image {self.image} to a loop device")
         try:
             yield device
         finally:
-            runner.run(["losetup", "-d", device], check=False)
+            detach(runner, device)
 
     def clean(self, runner: Runner) -> None:
         for line in runner.run(["losetup", "-j", str(self.image)], check=False).stdout.splitlines():
-            runner.run(["losetup", "-d", line.split(":", 1)[0]], check=False)
+            detach(runner, line.split(":", 1)[0])
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def detach(runner: Runner, device: str) -> None:
+    """Detach a loop device after its (and its partitions') dirty pages reached the image: see DESIGN notes."""
+    runner.run(["sync"], check=False)
+    runner.run(["blockdev", "--flushbufs", device], check=False)
+    runner.run(["losetup", "-d", device], check=False)
+
+
+def fat_driver(which=shutil.which) -> str | None:
+    """How this live system mounts the ESP: the kernel's vfat, fusefat, or not at all."""
+    if kernel_can_mount("vfat"):
+        return "kernel"
+    return "fusefat" if which("fusefat") else None
 
 
 def kernel_can_mount(fstype: str, proc: Path = Path("/proc")) -> bool:

@@ -205,9 +205,11 @@ class TargetMounts:
     ``umount`` is tried twice; ``umount --lazy`` is the last resort, and it is logged as such.
     """
 
-    def __init__(self, runner: Runner, root: Path) -> None:
+    def __init__(self, runner: Runner, root: Path, *, fat_driver: str = "kernel") -> None:
+        """``fat_driver``: "kernel", or "fusefat" where the kernel has no vfat (this kind of machine)."""
         self.runner = runner
         self.root = Path(root)
+        self.fat_driver = fat_driver
         self.mounted: list[Path] = []
 
     def mount(self, device: str, mountpoint: str, *options: str) -> Path:
@@ -223,8 +225,18 @@ class TargetMounts:
         """Mount the target tree, outermost first. ``roles`` leaves out what this kernel cannot mount."""
         for role in roles:
             spec = layout.part(role)
-            options = ("umask=0077",) if role == "esp" else ()
-            self.mount(applied.devices[role], spec.mountpoint, *options)
+            if role == "esp" and self.fat_driver == "fusefat":
+                self.mount_fuse_fat(applied.devices[role], spec.mountpoint)
+            else:
+                self.mount(applied.devices[role], spec.mountpoint, *(("umask=0077",) if role == "esp" else ()))
+
+    def mount_fuse_fat(self, device: str, mountpoint: str) -> Path:
+        """FAT through FUSE. ``fsname`` puts the device in mountinfo, where grub-install looks for it."""
+        where = self.root / mountpoint.lstrip("/")
+        where.mkdir(parents=True, exist_ok=True)
+        self.runner.run(["fusefat", "-o", f"rw+,fsname={device}", device, str(where)])
+        self.mounted.append(where)
+        return where
 
     def unmount_all(self) -> list[str]:
         """Unmount everything this object mounted, innermost first. Returns what needed the lazy fallback."""
@@ -241,4 +253,7 @@ class TargetMounts:
             log.warning("umount %s failed twice; detaching it lazily (last resort)", where)
             self.runner.run(["umount", "--lazy", str(where)], check=False)
             lazy.append(str(where))
+        # fusefat writes through the partition's page cache: put it on the disk now, before the disk goes away
+        # (a loop device detached with dirty pages would write them into the next image attached to it).
+        self.runner.run(["sync"], check=False)
         return lazy

@@ -10,6 +10,7 @@ import pytest
 from phyllome_installer.core.logs import setup_logging
 from phyllome_installer.core.progress import ListSink
 from phyllome_installer.core.secrets import Redactor
+from tests.loopdev import loop_image, sh, sha256
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,3 +34,22 @@ def install_log(tmp_path, redactor):
     handle = setup_logging(tmp_path / "install.log", sink, redactor=redactor, console_level=logging.INFO)
     yield handle, sink
     handle.close()
+
+
+@pytest.fixture(scope="session")
+def bystander(tmp_path_factory):
+    """A disk with data that is never the target: its sha256 must stay the same through every test."""
+    path = tmp_path_factory.mktemp("bystander") / "bystander.img"
+    with loop_image(path, "16M", "label: gpt\n,\n") as device:
+        sh("mkfs.ext4", "-q", "-L", "BYSTANDER", device + "p1")
+        yield device, sha256(device)
+
+
+@pytest.fixture(autouse=True)
+def bystander_untouched(request):
+    if "root" not in request.keywords:
+        yield
+        return
+    device, digest = request.getfixturevalue("bystander")
+    yield
+    assert sha256(device) == digest, f"{device} changed: a test touched a disk that was not its target"

@@ -29,6 +29,9 @@ def loop_image(path: Path, size: str = "64M", sfdisk_script: str | None = None) 
             source, target = line.split()[:2]
             if source.startswith(device):
                 subprocess.run(["umount", "-l", target], check=False)
+        # Dirty pages of the device or its partitions must reach this image before the device is reused.
+        subprocess.run(["sync"], check=False)
+        subprocess.run(["blockdev", "--flushbufs", device], check=False)
         subprocess.run(["losetup", "-d", device], check=False)
         path.unlink(missing_ok=True)
 
@@ -44,6 +47,10 @@ def mounted(device: str, where: Path, *options: str) -> Iterator[Path]:
 
 
 def sha256(path: str) -> str:
+    """The digest of a device's content. Its buffer cache is dropped first: a reused /dev/loopN can otherwise
+    return pages cached from the image it was attached to before."""
+    if path.startswith("/dev/"):
+        sh("blockdev", "--flushbufs", path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -164,3 +164,28 @@ def test_every_task_fails_cleanly_and_a_rerun_succeeds(tmp_path):
         assert mounts_under(sysroot) == []
     assert sh("losetup", "-a") == loops_before
     assert REF in sh("ostree", f"--repo={sandbox.repo}", "refs")
+
+
+def test_grub_efi_install_on_a_loop_disk(tmp_path):
+    """The non-sandbox path: the deployed tree ships no bootupd, so GRUB for EFI from this system goes into the ESP."""
+    answers_file, _, _ = canary_answers(tmp_path)
+    sandbox = Sandbox(tmp_path / "sandbox")
+    sandbox.ensure_payload(SubprocessRunner())
+    with loop_image(tmp_path / "target.img", "12G") as device:
+        config = for_sandbox(answers.load_config(answers_file), sandbox, device)  # a loop disk, the demo payload
+        runner = SubprocessRunner()
+        plan = build(config, Prober(runner, include_loop=True, only=[device]).profile(), runner,
+                     sysroot=tmp_path / "sysroot", include_loop=True)
+        result = engine.run(plan)
+        assert result.ok, result
+        assert mounts_under(tmp_path / "sysroot") == []
+        esp = sh("mdir", "-b", "-i", device + "p1", "::/EFI/BOOT")
+        assert "::/EFI/BOOT/BOOTX64.EFI" in esp
+        sh("fsck.vfat", "-n", device + "p1")
+        boot_uuid = sh("blkid", "-s", "UUID", "-o", "value", device + "p2").strip()
+        root_uuid = sh("blkid", "-s", "UUID", "-o", "value", device + "p3").strip()
+        with mounted(device + "p2", tmp_path / "boot") as boot:
+            cfg = (boot / "grub" / "grub.cfg").read_text()
+            assert f"search --no-floppy --fs-uuid --set=root {boot_uuid}" in cfg
+            assert f"root=UUID={root_uuid}" in cfg and "linux /ostree/phyllome-" in cfg
+            assert (boot / "grub" / "x86_64-efi").is_dir()

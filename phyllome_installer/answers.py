@@ -740,7 +740,13 @@ def parse(text: str, path: str = "<answers>", *, unattended: bool = True,
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return LoadResult(None, [_syntax_problem(path, exc)])
-    where = positions(text)
+    return validate_data(data, path, unattended=unattended, redactor=redactor, where=positions(text))
+
+
+def validate_data(data: dict[str, Any], path: str = "<interactive>", *, unattended: bool = False,
+                  redactor: Redactor | None = REDACTOR, where: dict | None = None) -> LoadResult:
+    """Validate answer-file data (from TOML or from the TUI's forms); every problem at once, never raises."""
+    where = where or {}
     try:
         config = InstallConfig.model_validate(data, context={"unattended": unattended})
     except ValidationError as exc:

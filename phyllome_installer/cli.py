@@ -43,7 +43,7 @@ def _not_built(feature: str) -> Handler:
 def cmd_tui(args: argparse.Namespace) -> int:
     from screens.app import create_installer_app  # lazy: the only path that loads textual
 
-    app = create_installer_app(sandbox=args.sandbox, answers=args.answers, log_path=args.log)
+    app = create_installer_app(_installer(args), answers=args.answers, log_path=args.log)
     app.run()
     return app.return_code or 0
 
@@ -93,79 +93,41 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sandbox(args: argparse.Namespace):
+def _installer(args: argparse.Namespace):
+    from .core.runner import SubprocessRunner
+    from .frontend import Installer
     from .sandbox import BASE, Sandbox
 
-    return Sandbox(args.sandbox_dir or BASE)
+    sandbox = Sandbox(args.sandbox_dir or BASE) if args.sandbox else None
+    return Installer(SubprocessRunner(), log_path=args.log, sandbox=sandbox)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .core.runner import SubprocessRunner
+    from .sandbox import BASE, Sandbox
 
-    sandbox = _sandbox(args)
+    sandbox = Sandbox(args.sandbox_dir or BASE)
     sandbox.clean(SubprocessRunner())
     print(f"removed the sandbox in {sandbox.base}")
     return 0
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from . import engine
     from .answers import load_config
-    from .core.runner import SubprocessRunner
     from .discover import Discovery
 
-    runner = SubprocessRunner()
-    found = Discovery(runner).find(args.answers)
+    installer = _installer(args)
+    found = Discovery(installer.runner).find(args.answers)
     if found is None:
         raise UserError("no answer file: give --answers FILE (or run phyllome-install for the interactive installer)")
     log.debug("answer file: %s", found.source)
     config = load_config(found.path)
-    sink = _console_sink(args)
-    if args.sandbox:
-        return _install_sandbox(args, config, runner, sink)
-    from storage.probe import Prober
-
-    from .plan import build
-
-    plan = build(config, Prober(runner).profile(), runner, log_path=args.log, sink=sink)
+    for notice in installer.notices:
+        print(f"notice: {notice}", file=sys.stderr)
     if args.dry_run:
-        print(plan.render(), end="")
+        print(installer.plan(config).render(), end="")
         return 0
-    return _report(engine.run(plan), config, runner, args)
-
-
-def _install_sandbox(args, config, runner, sink) -> int:
-    from storage.probe import Disk, Prober
-
-    from . import engine
-    from .plan import build
-    from .sandbox import DISK_SIZE, for_sandbox, kernel_can_mount
-
-    sandbox = _sandbox(args)
-    if not kernel_can_mount("f2fs") and config.storage.root_fs == "f2fs":
-        print("notice: this kernel cannot mount F2FS, so the sandbox uses ext4 for the root filesystem",
-              file=sys.stderr)
-    if args.dry_run:
-        device = f"<loop device of {sandbox.image}>"
-        size = int(DISK_SIZE.rstrip("G")) << 30
-        disk = Disk(path=device, name="loop-sandbox", size=size, transport="loop", model="Sandbox disk image")
-        from storage.probe import MachineProfile
-
-        machine = MachineProfile(cpu_vendor=Prober(runner).cpu_vendor(), disks=[disk])
-        plan = build(for_sandbox(config, sandbox, device), machine, runner,
-                     sysroot=sandbox.sysroot, sandbox=True, include_loop=True)
-        print(plan.render(), end="")
-        return 0
-    with sandbox.attached(runner) as device:
-        sandbox.ensure_payload(runner)
-        machine = Prober(runner, include_loop=True, only=[device]).profile()
-        plan = build(for_sandbox(config, sandbox, device), machine, runner, sysroot=sandbox.sysroot, sandbox=True,
-                     include_loop=True, log_path=args.log, sink=sink)
-        result = engine.run(plan)
-    return _report(result, config, runner, args)
-
-
-def _report(result, config, runner, args) -> int:
+    result = installer.install(config, _console_sink(args))
     if not result.ok:
         print(f"install failed in task {result.failed_task}: {result.error}\n  the log is {args.log}",
               file=sys.stderr)
@@ -174,9 +136,8 @@ def _report(result, config, runner, args) -> int:
     for directory, code in result.recovery_codes.items():
         print(f"Recovery code for {directory}: {code}\n  write it down now: it is shown only this once")
     print("Phyllome OS is installed.")
-    action = config.post.action
-    if action != "none" and not args.sandbox:
-        runner.run(["systemctl", action])
+    if config.post.action != "none" and not args.sandbox:
+        installer.runner.run(["systemctl", config.post.action])
     return 0
 
 

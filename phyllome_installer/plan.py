@@ -242,9 +242,12 @@ def _finish(ctx: Context) -> None:
 
 def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sysroot: Path = DEFAULT_SYSROOT,
           sandbox: bool = False, include_loop: bool = False, log_path: Path | None = None,
-          sink: Sink | None = None) -> InstallPlan:
-    """Resolve the target and lay out the install. Raises UserError for an unusable target; touches nothing."""
-    disk = resolve_target(config.storage, machine, unattended=not sandbox)
+          sink: Sink | None = None, unattended: bool = True) -> InstallPlan:
+    """Resolve the target and lay out the install. Raises UserError for an unusable target; touches nothing.
+
+    ``unattended``: the answer file's ``wipe`` must name the disk (interactively, the summary screen asks).
+    """
+    disk = resolve_target(config.storage, machine, unattended=unattended and not sandbox)
     layout = layouts.plan(disk.path, disk.size, root_fs=config.storage.root_fs,
                           compression=config.storage.compression)
     ctx = Context(config=config, disk=disk, layout=layout, runner=runner, sysroot=Path(sysroot),

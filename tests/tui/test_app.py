@@ -1,13 +1,144 @@
+"""Pilot tests of every step of the installer, at 80x25, keyboard only."""
+
 from __future__ import annotations
 
-from screens.app import WelcomeScreen, create_installer_app
+from screens.steps import (
+    DiskScreen,
+    EncryptionScreen,
+    HostUserScreen,
+    SummaryScreen,
+    WelcomeScreen,
+)
+from screens.widgets import ConfirmQuit, HelpScreen
+from tests.tui.conftest import walk_to_summary
+
+SIZE = (80, 25)
 
 
-async def test_first_screen_at_80x25_names_the_sandbox_target():
-    app = create_installer_app(sandbox=True)
-    async with app.run_test(size=(80, 25)) as pilot:
+def text(screen) -> str:
+    return "\n".join(str(w.render()) for w in screen.query("Static"))
+
+
+async def test_welcome_names_the_sandbox_and_warns_without_blocking(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, WelcomeScreen)
-        assert "sandbox disk image" in str(app.screen.query_one("#target").render())
+        body = text(app.screen)
+        assert "Step 1 of 7" in body and "sandbox disk image" in body
+        assert "Note:" not in body  # the saved laptop has VT-x and an IOMMU
+        await pilot.press("tab", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DiskScreen)
+
+
+async def test_the_keyboard_layout_is_kept_and_shown_beside_the_passphrase(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#keyboard").value = "fr"
+        await pilot.pause()
+        assert app.draft["keyboard"] == "fr"
+        await pilot.press("enter")  # focus moved to Next
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, EncryptionScreen)
+        assert "layout: fr" in text(app.screen)
+
+
+async def test_disk_step_lists_the_sandbox_disk_only(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("tab", "enter")
+        await pilot.pause(0.5)
+        table = app.screen.query_one("DataTable")
+        assert table.row_count == 1
+        assert "Sandbox disk image" in str(table.get_row_at(0))
+
+
+async def test_passphrases_must_match_and_be_long_enough(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("tab", "enter")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press(*"short", "enter", *"short", "enter")
+        assert "at least 8 characters" in text(app.screen)
+        assert "too short" in text(app.screen)
+        screen = app.screen
+        screen.query_one("#pass1").value = "long enough one"
+        screen.query_one("#pass2").value = "long enough two"
+        screen.query_one("#pass2").focus()
+        await pilot.press("enter")
+        assert "differ" in text(app.screen) and isinstance(app.screen, EncryptionScreen)
+
+
+async def test_escape_goes_back_without_losing_what_was_typed(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to_summary(pilot)
+        assert isinstance(app.screen, SummaryScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, HostUserScreen)
+        assert app.screen.query_one("#user").value == "admin"
+        await pilot.press("escape")
+        assert isinstance(app.screen, EncryptionScreen)
+        assert app.screen.query_one("#pass1").value == "correct horse battery"
+
+
+async def test_host_user_errors_are_the_answer_files(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to_summary(pilot)
+        await pilot.press("escape")
+        screen = app.screen
+        screen.query_one("#hostname").value = "bad_host"
+        screen.query_one("#next").focus()
+        await pilot.press("enter")
+        assert "host.hostname: 'bad_host' is not a valid hostname" in text(screen)
+
+
+async def test_summary_names_the_disk_and_wants_its_serial(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to_summary(pilot)
+        screen = app.screen
+        assert isinstance(screen, SummaryScreen)
+        body = text(screen)
+        assert "ALL DATA ON THIS DISK WILL BE ERASED: /var/tmp/phyllome-tui-test/disk.img" in body
+        assert "Type yes to install" in body  # the sandbox image holds nothing yet
+        install = screen.query_one("#install")
+        assert install.disabled
+        await pilot.press(*"no", "enter")
+        assert "Type exactly what is asked" in text(screen) and isinstance(app.screen, SummaryScreen)
+
+
+async def test_help_and_quit_dialogs(app_factory):
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
         await pilot.press("ctrl+q")
-    assert app.return_code in (0, None)
+        assert isinstance(app.screen, ConfirmQuit)
+        assert "Nothing has been written" in text(app.screen)
+        await pilot.press("n")
+        assert isinstance(app.screen, WelcomeScreen)
+        await pilot.press("ctrl+q", "y")
+    assert app.return_code == 0
+
+
+async def test_partial_answers_open_on_the_first_missing_step(app_factory, tmp_path):
+    answers = tmp_path / "partial.toml"
+    answers.write_text('version = 1\n[host]\nkeyboard = "de"\nhostname = "lab"\n[[users]]\nname = "ops"\n'
+                       'password = "a long password"\n')
+    app = app_factory(answers=answers)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, DiskScreen)
+        assert app.draft["keyboard"] == "de" and app.draft["hostname"] == "lab"

@@ -1,0 +1,123 @@
+"""What a front end (the TUI, the CLI) asks of the installer: the machine, a plan, an install.
+
+One implementation for a real machine and one for the sandbox, so that both front ends drive the same engine
+the same way. Nothing here touches a disk except :meth:`Installer.install`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.probe import Disk, MachineProfile, Prober
+
+from . import engine
+from .answers import InstallConfig
+from .core.progress import NullSink, Sink
+from .core.runner import Runner
+from .plan import DEFAULT_SYSROOT, InstallPlan, build
+from .sandbox import DISK_SIZE, Sandbox, for_sandbox, kernel_can_mount
+
+SANDBOX_SERIAL = "SANDBOX-0001"
+#: What a front end puts in storage.disk for the sandbox: valid for the schema, replaced by the loop device.
+SANDBOX_PLACEHOLDER = "/dev/phyllome-sandbox"
+
+
+@dataclass
+class Installer:
+    runner: Runner
+    log_path: Path | None = None
+    sysroot: Path = DEFAULT_SYSROOT
+    sandbox: Sandbox | None = None
+    proc: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+    notices: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.sandbox is not None and not kernel_can_mount("f2fs"):
+            self.notices.append("This kernel cannot mount F2FS: the sandbox uses ext4 for the root filesystem.")
+
+    # -------------------------------------------------------------------------------- the machine
+    def machine(self) -> MachineProfile:
+        """The probed machine. In the sandbox, the disk image is the only disk."""
+        prober = Prober(self.runner, proc_root=self.proc, sys_root=self.sys_root)
+        if self.sandbox is None:
+            return prober.profile()
+        return MachineProfile(cpu_vendor=prober.cpu_vendor(), firmware=prober.firmware(), ram_bytes=prober.ram(),
+                              disks=[self.sandbox_disk()])
+
+    def sandbox_disk(self) -> Disk:
+        assert self.sandbox is not None
+        size = int(DISK_SIZE.rstrip("G")) << 30
+        return Disk(path=str(self.sandbox.image), name="sandbox", model="Sandbox disk image", serial=SANDBOX_SERIAL,
+                    size=size, transport="loop")
+
+    def readiness(self) -> list[str]:
+        return readiness(self.proc, self.sys_root)
+
+    # -------------------------------------------------------------------------------- plan and install
+    def plan(self, config: InstallConfig, machine: MachineProfile | None = None) -> InstallPlan:
+        """The plan to show; touches nothing."""
+        machine = machine or self.machine()
+        if self.sandbox is not None:
+            config = for_sandbox(config, self.sandbox, str(self.sandbox.image))
+            return build(config, machine, self.runner, sysroot=self.sandbox.sysroot, sandbox=True, include_loop=True)
+        return build(config, machine, self.runner, sysroot=self.sysroot, log_path=self.log_path,
+                     unattended=False)
+
+    def install(self, config: InstallConfig, sink: Sink | None = None) -> engine.Result:
+        sink = sink or NullSink()
+        if self.sandbox is None:
+            plan = build(config, Prober(self.runner).profile(), self.runner, sysroot=self.sysroot,
+                         log_path=self.log_path, sink=sink)
+            return engine.run(plan)
+        with self.sandbox.attached(self.runner) as device:
+            self.sandbox.ensure_payload(self.runner)
+            machine = Prober(self.runner, include_loop=True, only=[device]).profile()
+            plan = build(for_sandbox(config, self.sandbox, device), machine, self.runner,
+                         sysroot=self.sandbox.sysroot, sandbox=True, include_loop=True, log_path=self.log_path,
+                         sink=sink)
+            return engine.run(plan)
+
+
+# ------------------------------------------------------------------------------------ helpers for the screens
+
+COMMON_KEYMAPS = ("us", "uk", "de", "de-nodeadkeys", "fr", "fr-latin9", "be-latin1", "ch-fr", "ch-de", "es", "it",
+                  "pt-latin1", "br-abnt2", "nl", "se-latin1", "no-latin1", "dk-latin1", "fi", "pl2", "cz-qwertz",
+                  "hu", "ru", "jp106", "us-dvorak", "us-colemak")
+KEYMAP_DIRS = (Path("/usr/lib/kbd/keymaps/xkb"), Path("/usr/share/keymaps/i386"), Path("/usr/lib/kbd/keymaps/legacy"))
+
+
+def keymaps(dirs: tuple[Path, ...] = KEYMAP_DIRS) -> list[str]:
+    """Console keymaps: the common ones first, then whatever this live system ships."""
+    found: set[str] = set()
+    for folder in dirs:
+        if folder.is_dir():
+            found.update(p.name.split(".")[0] for p in folder.rglob("*.map*"))
+    return list(COMMON_KEYMAPS) + sorted(found - set(COMMON_KEYMAPS))
+
+
+def readiness(proc: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> list[str]:
+    """Warnings about running VMs on this machine. Never a reason not to install."""
+    warnings = []
+    try:
+        flags = set((proc / "cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    if not flags & {"vmx", "svm"}:
+        warnings.append("No hardware virtualization (VT-x/AMD-V) is visible: enable it in the firmware settings.")
+    iommu = sys_root / "class" / "iommu"
+    if not (iommu.is_dir() and any(iommu.iterdir())):
+        warnings.append("No IOMMU is active (VT-d/AMD-Vi): GPU passthrough needs it enabled in the firmware.")
+    return warnings
+
+
+def confirmation_word(disk: Disk) -> tuple[str, str]:
+    """What the user types to erase this disk, and how to ask for it."""
+    if not disk.has_data:
+        return "yes", "The disk looks empty. Type yes to install"
+    if disk.serial:
+        tail = disk.serial[-4:]
+        return tail, f"Type the last four characters of its serial ({disk.serial}) to erase it"
+    size = f"{disk.size / (1 << 30):.0f}"
+    return size, f"It has no serial number: type its size in GiB ({size}) to erase it"

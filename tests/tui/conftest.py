@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phyllome_installer.core.runner import RecordingRunner
+from phyllome_installer.frontend import Installer
+from phyllome_installer.sandbox import Sandbox
+from screens.app import create_installer_app
+
+MACHINE = Path(__file__).resolve().parents[1] / "data" / "machines" / "tui-laptop"
+GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMP me@laptop"
+
+
+@pytest.fixture
+def app_factory():
+    """An installer app on the sandbox whose machine is a saved tree: nothing on this machine is read or changed
+    until an install runs (then the runner given is used)."""
+    def make(runner=None, base=Path("/var/tmp/phyllome-tui-test"), answers=None):
+        installer = Installer(runner or RecordingRunner(), sandbox=Sandbox(base), proc=MACHINE / "proc",
+                              sys_root=MACHINE / "sys")
+        return create_installer_app(installer, answers=answers)
+    return make
+
+
+async def walk_to_summary(pilot, *, passphrase="correct horse battery", password="a long password"):
+    """Type through the first four steps with the keyboard only, as a user on a console would."""
+    await pilot.pause()
+    await pilot.press("tab", "enter")                # welcome: the layout select, then Next
+    await pilot.pause(0.5)                            # the disk list is probed in a worker
+    await pilot.press("enter")                       # disk: take the highlighted one
+    await pilot.pause()
+    await pilot.press(*passphrase, "enter", *passphrase, "enter")
+    await pilot.pause()
+    await pilot.press("enter")                       # hostname: keep "phyllome"
+    await pilot.press("end", *["backspace"] * 3, *"Europe/Paris", "enter")
+    await pilot.press(*"admin", "enter", *password, "enter", *password, "enter", "enter")
+    await pilot.pause(0.3)

@@ -469,16 +469,16 @@ class FailureScreen(Step):
     BINDINGS = [Binding("r", "retry", "Retry"), Binding("q", "quit_app", "Quit"), Binding("f1", "help", "Help"),
                 Binding("escape", "retry", show=False)]
 
-    def __init__(self, task: str, error: str) -> None:
+    def __init__(self, failed_task: str, error: str) -> None:
         super().__init__()
-        self.task = task
+        self.failed_task = failed_task
         self.error = error
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         with VerticalScroll(classes="body", can_focus=False):
             yield Static("The install failed.", classes="title danger")
-            yield Static(f"Task: {self.task}")
+            yield Static(f"Task: {self.failed_task}")
             yield Static(self.error, id="failure")
             yield Static(f"Log: {self.app.log_path}")
             with Horizontal(classes="buttons"):

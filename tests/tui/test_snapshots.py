@@ -1,0 +1,80 @@
+"""Every screen at 80x25, compared with its saved SVG (pytest-textual-snapshot; `--snapshot-update` to accept)."""
+
+from __future__ import annotations
+
+from screens.steps import DoneScreen, FailureScreen
+from tests.tui.conftest import walk_to_summary
+
+SIZE = (80, 25)
+
+
+async def to_disk(pilot):
+    await pilot.pause()
+    await pilot.press("tab", "enter")
+    await pilot.pause(0.5)
+
+
+async def to_encryption(pilot):
+    await to_disk(pilot)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def to_host(pilot):
+    await to_encryption(pilot)
+    await pilot.press(*"correct horse battery", "enter", *"correct horse battery", "enter")
+    await pilot.pause()
+
+
+def test_welcome(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SIZE)
+
+
+def test_disk(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=to_disk)
+
+
+def test_encryption(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=to_encryption)
+
+
+def test_host_and_user(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=to_host)
+
+
+def test_summary(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=walk_to_summary)
+
+
+def test_help(snap_compare, app_factory):
+    async def help_(pilot):
+        await pilot.pause()
+        await pilot.press("f1")
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=help_)
+
+
+def test_quit(snap_compare, app_factory):
+    async def quit_(pilot):
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=quit_)
+
+
+def test_done(snap_compare, app_factory):
+    async def done(pilot):
+        await walk_to_summary(pilot)
+        config, _ = pilot.app.config()
+        await pilot.app.push_screen(DoneScreen(config, {"/var/lib/libvirt/images": "ABCD-EFGH-IJKL-MNOP-QRST-UVWX"
+                                                                                   "-YZ23-4567"}))
+        await pilot.pause()
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=done)
+
+
+def test_failure(snap_compare, app_factory):
+    async def failed(pilot):
+        await pilot.pause()
+        pilot.app.log_path = "/tmp/phyllome-install.log"
+        await pilot.app.push_screen(FailureScreen("ostree-deploy", "command failed with exit code 1: ostree admin "
+                                                  "deploy ...\n  | error: No space left on device"))
+        await pilot.pause()
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=failed)

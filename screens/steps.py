@@ -272,13 +272,16 @@ class SummaryScreen(Step):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
-        with VerticalScroll(classes="body", can_focus=False):
-            yield Static("", id="erase", classes="danger")
+        # The warning and the confirmation stay on screen; only the plan between them scrolls.
+        yield Static("", id="erase", classes="danger")
+        with VerticalScroll(classes="body", id="plan-box", can_focus=False):
             yield Static("", id="plan")
+        with Vertical(id="confirm-box"):
             yield Static("", id="ask")
-            yield Input(placeholder="confirmation", id="confirm")
+            with Horizontal(classes="row"):
+                yield Input(placeholder="confirmation", id="confirm")
+                yield Button("Erase and install", id="install", variant="error", disabled=True)
             yield Static("", id="error", classes="warning")
-            yield Button("Erase the disk and install", id="install", variant="error", disabled=True)
         yield from self.compose_footer()
 
     def on_mount(self) -> None:

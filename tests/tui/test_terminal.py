@@ -1,0 +1,89 @@
+"""A real terminal: tmux at 80x25 with TERM=linux runs `phyllome-install --sandbox` and is typed through (root)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Tmux:
+    def __init__(self, name: str, command: str) -> None:
+        self.name = name
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "25", command], check=True)
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+        time.sleep(0.3)
+
+    def type(self, text: str) -> None:
+        self.keys(text, literal=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
+                              check=True).stdout
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            assert "Traceback" not in screen, screen
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; the screen is:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False)
+
+
+def test_the_whole_flow_in_a_linux_console_sized_terminal(tmp_path):
+    log = tmp_path / "install.log"
+    command = (f"cd {shlex.quote(str(ROOT))} && TERM=linux PHYLLOME_SAVE_ANSWERS={tmp_path}/saved.toml "
+               f"{shlex.quote(sys.executable)} -m phyllome_installer.cli --sandbox --sandbox-dir {tmp_path}/sandbox "
+               f"--log {log}; echo EXITED-$?; sleep 60")
+    term = Tmux(f"phyllome-test-{time.monotonic_ns()}", command)
+    try:
+        term.wait_for("Step 1 of 7 · Welcome")
+        term.keys("Tab")
+        term.keys("Enter")
+        term.wait_for("Step 2 of 7 · Disk")
+        term.wait_for("Sandbox disk image")
+        term.keys("Enter")
+        term.wait_for("Step 3 of 7 · Encryption")
+        assert "layout: us" in term.screen()
+        for _ in range(2):
+            term.type("correct horse battery")
+            term.keys("Enter")
+        term.wait_for("Step 4 of 7 · Host and user")
+        term.keys("Enter")  # keep the hostname
+        term.keys("End", "BSpace", "BSpace", "BSpace")
+        term.type("Europe/Paris")
+        term.keys("Enter")
+        term.type("admin")
+        term.keys("Enter")
+        for _ in range(2):
+            term.type("a long password")
+            term.keys("Enter")
+        term.keys("Enter")  # no SSH key
+        screen = term.wait_for("Type yes to install")
+        assert "Step 5 of 7 · Summary" in screen and "ALL DATA ON THIS DISK WILL BE ERASED" in screen
+        term.type("yes")
+        term.keys("Enter")
+        term.wait_for("Step 6 of 7 · Installing")
+        screen = term.wait_for("Step 7 of 7 · Done", timeout=180)
+        assert "Phyllome OS is installed" in screen and "Recovery code" in screen
+        term.keys("C-q")
+        term.wait_for("Quit the installer?")
+        term.keys("y")
+        term.wait_for("EXITED-0")
+    finally:
+        term.close()
+    assert "correct horse battery" not in log.read_text()

@@ -55,7 +55,7 @@ docs: setup
 	$(PY) -m phyllome_installer.docgen docs/answer-file.md
 
 bench: setup
-	$(VENV)/bin/pytest benchmarks -p no:cacheprovider --benchmark-only
+	$(VENV)/bin/pytest benchmarks -p no:cacheprovider -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from storage.probe import Disk, MachineProfile, Prober
-
-from . import engine
-from .answers import InstallConfig
 from .core.progress import NullSink, Sink
 from .core.runner import Runner
-from .plan import DEFAULT_SYSROOT, InstallPlan, build
-from .sandbox import DISK_SIZE, Sandbox, for_sandbox, kernel_can_mount
+from .sandbox import DISK_SIZE, Sandbox, kernel_can_mount
+
+if TYPE_CHECKING:  # the heavy modules are imported when used, after the TUI's first paint
+    from storage.probe import Disk, MachineProfile
+
+    from . import engine
+    from .answers import InstallConfig
+    from .plan import InstallPlan
 
 SANDBOX_SERIAL = "SANDBOX-0001"
 #: What a front end puts in storage.disk for the sandbox: valid for the schema, replaced by the loop device.
@@ -27,7 +30,8 @@ SANDBOX_PLACEHOLDER = "/dev/phyllome-sandbox"
 class Installer:
     runner: Runner
     log_path: Path | None = None
-    sysroot: Path = DEFAULT_SYSROOT
+    sysroot: Path | None = None
+    """Where the target is mounted; None: the plan's default."""
     sandbox: Sandbox | None = None
     proc: Path = Path("/proc")
     sys_root: Path = Path("/sys")
@@ -40,6 +44,8 @@ class Installer:
     # -------------------------------------------------------------------------------- the machine
     def machine(self) -> MachineProfile:
         """The probed machine. In the sandbox, the disk image is the only disk."""
+        from storage.probe import MachineProfile, Prober
+
         prober = Prober(self.runner, proc_root=self.proc, sys_root=self.sys_root)
         if self.sandbox is None:
             return prober.profile()
@@ -47,6 +53,8 @@ class Installer:
                               disks=[self.sandbox_disk()])
 
     def sandbox_disk(self) -> Disk:
+        from storage.probe import Disk
+
         assert self.sandbox is not None
         size = int(DISK_SIZE.rstrip("G")) << 30
         return Disk(path=str(self.sandbox.image), name="sandbox", model="Sandbox disk image", serial=SANDBOX_SERIAL,
@@ -58,6 +66,9 @@ class Installer:
     # -------------------------------------------------------------------------------- plan and install
     def plan(self, config: InstallConfig, machine: MachineProfile | None = None) -> InstallPlan:
         """The plan to show; touches nothing."""
+        from .plan import build
+        from .sandbox import for_sandbox
+
         machine = machine or self.machine()
         if self.sandbox is not None:
             config = for_sandbox(config, self.sandbox, str(self.sandbox.image))
@@ -66,6 +77,12 @@ class Installer:
                      unattended=False)
 
     def install(self, config: InstallConfig, sink: Sink | None = None) -> engine.Result:
+        from storage.probe import Prober
+
+        from . import engine
+        from .plan import build
+        from .sandbox import for_sandbox
+
         sink = sink or NullSink()
         if self.sandbox is None:
             plan = build(config, Prober(self.runner).profile(), self.runner, sysroot=self.sysroot,

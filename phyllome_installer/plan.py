@@ -240,7 +240,7 @@ def _finish(ctx: Context) -> None:
 # ---------------------------------------------------------------------------------------------- building
 
 
-def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sysroot: Path = DEFAULT_SYSROOT,
+def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sysroot: Path | None = None,
           sandbox: bool = False, include_loop: bool = False, log_path: Path | None = None,
           sink: Sink | None = None, unattended: bool = True) -> InstallPlan:
     """Resolve the target and lay out the install. Raises UserError for an unusable target; touches nothing.
@@ -250,7 +250,7 @@ def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sys
     disk = resolve_target(config.storage, machine, unattended=unattended and not sandbox)
     layout = layouts.plan(disk.path, disk.size, root_fs=config.storage.root_fs,
                           compression=config.storage.compression)
-    ctx = Context(config=config, disk=disk, layout=layout, runner=runner, sysroot=Path(sysroot),
+    ctx = Context(config=config, disk=disk, layout=layout, runner=runner, sysroot=Path(sysroot or DEFAULT_SYSROOT),
                   cpu_vendor=machine.cpu_vendor, log_path=log_path, sink=sink or NullSink(), sandbox=sandbox,
                   include_loop=include_loop, fat_driver=fat_driver())
     root, boot = str(ctx.sysroot), str(ctx.sysroot / "boot")

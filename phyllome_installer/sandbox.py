@@ -15,10 +15,13 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .answers import InstallConfig, LocalPayload
 from .core.errors import UserError
 from .core.runner import Runner
+
+if TYPE_CHECKING:
+    from .answers import InstallConfig
 
 log = logging.getLogger("phyllome.sandbox")
 
@@ -170,6 +173,8 @@ def kernel_can_mount(fstype: str, proc: Path = Path("/proc")) -> bool:
 
 def for_sandbox(config: InstallConfig, sandbox: Sandbox, device: str) -> InstallConfig:
     """The config with the sandbox disk as the only target and the demo payload; ext4 where F2FS cannot mount."""
+    from .answers import LocalPayload
+
     f2fs = kernel_can_mount("f2fs")
     storage = config.storage.model_copy(update={
         "disk": device, "match": None, "wipe": device,

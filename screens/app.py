@@ -6,18 +6,20 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
 
 from phyllome_installer import __version__
-from phyllome_installer.answers import InstallConfig, validate_data
 from phyllome_installer.frontend import SANDBOX_PLACEHOLDER, Installer
-from storage.probe import Disk, MachineProfile
 
 from .steps import DiskScreen, EncryptionScreen, HostUserScreen, SummaryScreen, WelcomeScreen
 from .widgets import ConfirmQuit
+
+if TYPE_CHECKING:  # pydantic models load after the first paint
+    from phyllome_installer.answers import InstallConfig
+    from storage.probe import Disk, MachineProfile
 
 
 class InstallerApp(App[int]):
@@ -102,11 +104,15 @@ class InstallerApp(App[int]):
         return data
 
     def config(self) -> tuple[InstallConfig | None, list[str]]:
+        from phyllome_installer.answers import validate_data
+
         result = validate_data(self.data(), unattended=False)
         return result.config, [f"{p.key}: {p.message}" for p in result.problems]
 
     def check_host_user(self, hostname: str, timezone: str, user: str, password: str, ssh: str) -> list[str]:
         """Problems of the host and user fields, in the answer file's words."""
+        from phyllome_installer.answers import validate_data
+
         data = self.data()
         data["host"].update(hostname=hostname, timezone=timezone)
         data["users"] = [{"name": user, **({"password": password} if password else {}),

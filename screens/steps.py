@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,12 +15,13 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, DataTable, Input, ProgressBar, RichLog, Select, Static
 
-from phyllome_installer.answers import _timezones, save
 from phyllome_installer.core.progress import Event, LogLine, TaskFailed, TaskFinished, TaskProgress, TaskStarted
 from phyllome_installer.frontend import confirmation_word, keymaps
-from storage.probe import Disk, human_size
 
 from .widgets import Step
+
+if TYPE_CHECKING:
+    from storage.probe import Disk
 
 
 def _strength(passphrase: str) -> str:
@@ -106,6 +108,8 @@ class DiskScreen(Step):
             self.post_message(self.Probed([], str(exc)))
 
     def on_disk_screen_probed(self, message: Probed) -> None:
+        from storage.probe import human_size
+
         table = self.query_one(DataTable)
         table.clear()
         self.disks = message.disks
@@ -219,6 +223,8 @@ class HostUserScreen(Step):
             "suggestion), and the administrator account: a password typed twice, or an SSH public key, or both.")
 
     def compose(self) -> ComposeResult:
+        from phyllome_installer.answers import _timezones
+
         draft = self.app.draft
         yield from self.compose_header()
         with VerticalScroll(classes="body", can_focus=False):
@@ -454,6 +460,8 @@ class DoneScreen(Step):
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
+        from phyllome_installer.answers import save
+
         path = Path(os.environ.get("PHYLLOME_SAVE_ANSWERS", "/root/phyllome-answers.toml"))
         try:
             save(self.config, path)

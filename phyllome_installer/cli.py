@@ -150,6 +150,42 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from firstboot.checks import Machine, run_checks
+    from firstboot.gpu import analyse
+    from firstboot.state import PROFILE, save_profile
+
+    machine = Machine(args.root)
+    checks = run_checks(machine)
+    gpus = analyse(machine, args.guest)
+    result = {"guest": args.guest, "checks": [c.to_dict() for c in checks], "gpus": [g.to_dict() for g in gpus]}
+    save = args.save if args.save is not None else (Path("/") / PROFILE if machine.live else None)
+    if save is not None:
+        try:
+            save_profile(result, save)
+        except OSError as exc:
+            print(f"phyllome-firstboot: warning: cannot save {save}: {exc.strerror}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for check in checks:
+            print(check.line())
+        for gpu in gpus:
+            isolation = "isolated" if gpu.isolated else ("no IOMMU group" if gpu.iommu_group is None else
+                                                         "NOT isolated: shares its group with "
+                                                         + ", ".join(gpu.blockers))
+            print(f"\nGPU {gpu.address}: {gpu.name} (driver {gpu.driver or 'none'}"
+                  f"{', boot VGA' if gpu.boot_vga else ''}), {isolation}")
+            for strategy in gpu.strategies:
+                mark = f"{strategy.rank}." if strategy.available else " -"
+                print(f"  {mark} {strategy.name:<14} {strategy.reason}")
+        if not gpus:
+            print("\nNo GPU found: guests get 2D virtio-gpu.")
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
 # ---------------------------------------------------------------------------------------------- parsers
 
 
@@ -229,7 +265,9 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
                    help="read /proc, /sys and /dev under DIR (a saved machine tree)")
     p.add_argument("--guest", choices=["windows", "linux"], default="windows",
                    help="the guest family to rank GPU strategies for")
-    p.set_defaults(handler=_not_built("check"))
+    p.add_argument("--save", type=Path, metavar="PATH",
+                   help="where to save the result (default: /var/lib/phyllome/hardware.json on the live system)")
+    p.set_defaults(handler=cmd_check)
     return parser
 
 

@@ -1,0 +1,335 @@
+"""Hardware checks for running a desktop as a VM, in the style of virt-host-validate, with a remedy for each.
+
+Every check reads below an injectable root directory (default ``/``), so a saved machine tree can stand in for
+real hardware (``tests/data/machines/``). What cannot be read from files on a saved tree (the ``/dev/kvm``
+ioctls, free space, the encryption state of a directory) comes from the tree's ``phyllome-capture.json``, which
+``tests/data/machines/capture.sh`` records; on the live root it is measured.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+Status = Literal["PASS", "WARN", "FAIL", "NOTE"]
+GiB = 1 << 30
+
+KVM_GET_API_VERSION = 0xAE00
+KVM_CREATE_VM = 0xAE01
+FS_IOC_GET_ENCRYPTION_POLICY_EX = 0xC0096616
+VM_STORE = "var/lib/libvirt/images"
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    status: Status
+    found: str
+    remedy: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        """virt-host-validate's style: ``Checking <title> : PASS`` or ``FAIL (remedy)``."""
+        detail = self.remedy if self.status in ("WARN", "FAIL") else (self.found if self.status == "NOTE" else "")
+        return f"Checking {self.title:<52} : {self.status}" + (f" ({detail})" if detail else "")
+
+
+class Machine:
+    """Files of a machine below ``root``; on the live root, the syscalls a saved tree can only record."""
+
+    def __init__(self, root: Path = Path("/")) -> None:
+        self.root = Path(root)
+        self.live = self.root == Path("/")
+        capture = self.root / "phyllome-capture.json"
+        self.capture: dict = json.loads(capture.read_text()) if capture.is_file() else {}
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel.lstrip("/")
+
+    def read(self, rel: str, default: str = "") -> str:
+        try:
+            return self.path(rel).read_text(errors="replace")
+        except OSError:
+            return default
+
+    def exists(self, rel: str) -> bool:
+        return os.path.lexists(self.path(rel))
+
+    def listdir(self, rel: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except OSError:
+            return []
+
+    def cpu_flags(self) -> set[str]:
+        match = re.search(r"^flags\s*:(.*)$", self.read("proc/cpuinfo"), re.MULTILINE)
+        return set(match.group(1).split()) if match else set()
+
+    def cpu_vendor(self) -> str:
+        text = self.read("proc/cpuinfo")
+        return "intel" if "GenuineIntel" in text else "amd" if "AuthenticAMD" in text else "other"
+
+    def cmdline(self) -> list[str]:
+        return self.read("proc/cmdline").split()
+
+    def kvm(self) -> dict:
+        """``{"exists", "api_version", "create_vm", "error"}`` for /dev/kvm."""
+        if not self.live:
+            return self.capture.get("kvm", {"exists": self.exists("dev/kvm")})
+        info: dict = {"exists": self.exists("dev/kvm")}
+        if not info["exists"]:
+            return info
+        try:
+            fd = os.open(self.path("dev/kvm"), os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            return info | {"error": f"cannot open /dev/kvm: {exc.strerror}"}
+        try:
+            info["api_version"] = fcntl.ioctl(fd, KVM_GET_API_VERSION, 0)
+            try:
+                vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+                os.close(vm)
+                info["create_vm"] = True
+            except OSError as exc:
+                info["create_vm"] = False
+                info["error"] = f"KVM_CREATE_VM failed: {exc.strerror}"
+        except OSError as exc:
+            info["error"] = f"KVM_GET_API_VERSION failed: {exc.strerror}"
+        finally:
+            os.close(fd)
+        return info
+
+    def store_free(self) -> int | None:
+        if not self.live:
+            return self.capture.get("store_free_bytes")
+        path = self.path(VM_STORE)
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        stat = os.statvfs(path)
+        return stat.f_bavail * stat.f_frsize
+
+    def store_encrypted(self) -> bool | None:
+        """Whether the VM store has an fscrypt policy (None: there is no VM store)."""
+        if not self.live:
+            return self.capture.get("store_encrypted")
+        if not self.path(VM_STORE).is_dir():
+            return None
+        try:
+            fd = os.open(self.path(VM_STORE), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fcntl.ioctl(fd, FS_IOC_GET_ENCRYPTION_POLICY_EX, bytearray(struct.pack("Q", 24) + bytes(24)))
+            return True
+        except OSError:
+            return False  # ENODATA: not encrypted; ENOTTY/EOPNOTSUPP: the filesystem cannot
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------- the checks
+
+
+def cpu_virtualization(m: Machine) -> Check:
+    flags = m.cpu_flags()
+    found = "vmx (Intel VT-x)" if "vmx" in flags else "svm (AMD-V)" if "svm" in flags else "no vmx or svm flag"
+    if flags & {"vmx", "svm"}:
+        return Check("cpu-virt", "for hardware virtualization", "PASS", found)
+    return Check("cpu-virt", "for hardware virtualization", "FAIL", found,
+                 "enable Intel VT-x or AMD-V (SVM) in the firmware setup; without it VMs run emulated, very slowly")
+
+
+def kvm_device(m: Machine) -> Check:
+    title = "if device /dev/kvm is usable"
+    info = m.kvm()
+    if not info.get("exists"):
+        remedy = "load the kvm_intel or kvm_amd module" if m.cpu_flags() & {"vmx", "svm"} else \
+            "enable hardware virtualization in the firmware, then load kvm_intel or kvm_amd"
+        return Check("kvm", title, "FAIL", "/dev/kvm is missing", remedy)
+    if info.get("api_version") != 12 or not info.get("create_vm"):
+        found = info.get("error") or f"KVM API version {info.get('api_version')}"
+        return Check("kvm", title, "FAIL", found,
+                     "KVM cannot create a VM here: enable virtualization in the firmware, check dmesg for kvm errors")
+    return Check("kvm", title, "PASS", "KVM API 12, KVM_CREATE_VM works")
+
+
+def vhost_net(m: Machine) -> Check:
+    if m.exists("dev/vhost-net"):
+        return Check("vhost-net", "if device /dev/vhost-net exists", "PASS", "/dev/vhost-net")
+    return Check("vhost-net", "if device /dev/vhost-net exists", "WARN", "/dev/vhost-net is missing",
+                 "load the vhost_net module (modprobe vhost_net) for fast virtio networking")
+
+
+def tun(m: Machine) -> Check:
+    if m.exists("dev/net/tun"):
+        return Check("tun", "if device /dev/net/tun exists", "PASS", "/dev/net/tun")
+    return Check("tun", "if device /dev/net/tun exists", "FAIL", "/dev/net/tun is missing",
+                 "load the tun module (modprobe tun): VMs need it for bridged and user networking")
+
+
+def iommu_firmware(m: Machine) -> Check:
+    tables = m.listdir("sys/firmware/acpi/tables")
+    title = "for device assignment IOMMU support"
+    if "DMAR" in tables:
+        return Check("iommu-firmware", title, "PASS", "ACPI DMAR table (Intel VT-d)")
+    if "IVRS" in tables:
+        return Check("iommu-firmware", title, "PASS", "ACPI IVRS table (AMD-Vi)")
+    firmware = "Intel VT-d" if m.cpu_vendor() == "intel" else "AMD-Vi (IOMMU)" if m.cpu_vendor() == "amd" else \
+        "the IOMMU"
+    return Check("iommu-firmware", title, "WARN", "no ACPI DMAR or IVRS table",
+                 f"enable {firmware} in the firmware setup; GPU passthrough needs it")
+
+
+def iommu_kernel(m: Machine) -> Check:
+    groups = m.listdir("sys/kernel/iommu_groups")
+    args = m.cmdline()
+    wanted = {"intel": "intel_iommu=on", "amd": "amd_iommu=on"}.get(m.cpu_vendor(), "iommu=on")
+    given = [a for a in args if a.split("=")[0] in ("intel_iommu", "amd_iommu", "iommu")]
+    found = f"{len(groups)} IOMMU groups; kernel arguments: {' '.join(given) or 'none'}"
+    title = "if IOMMU is enabled by kernel"
+    if groups:
+        if "iommu=pt" not in args:
+            return Check("iommu-kernel", title, "NOTE", found + " (iommu=pt is recommended for host performance)")
+        return Check("iommu-kernel", title, "PASS", found)
+    if not any(t in m.listdir("sys/firmware/acpi/tables") for t in ("DMAR", "IVRS")):
+        return Check("iommu-kernel", title, "WARN", found, "enable the IOMMU in the firmware first")
+    return Check("iommu-kernel", title, "WARN", found, f"add {wanted} iommu=pt to the kernel command line "
+                                                          f"(rpm-ostree kargs --append={wanted} --append=iommu=pt)")
+
+
+def interrupt_remapping(m: Machine) -> Check:
+    title = "for interrupt remapping"
+    if "intremap=off" in m.cmdline():
+        return Check("intremap", title, "WARN", "intremap=off on the kernel command line",
+                     "remove intremap=off: passthrough is unsafe without interrupt remapping")
+    units = m.listdir("sys/class/iommu")
+    for unit in units:
+        ecap = m.read(f"sys/class/iommu/{unit}/intel-iommu/ecap").strip()
+        if ecap:
+            if int(ecap, 16) & (1 << 3):
+                return Check("intremap", title, "PASS", f"{unit}: IR capability in ecap {ecap}")
+            return Check("intremap", title, "WARN", f"{unit}: no IR capability in ecap {ecap}",
+                         "passthrough needs allow_unsafe_interrupts on this platform; prefer virtio-gpu")
+        if m.exists(f"sys/class/iommu/{unit}/amd-iommu"):
+            return Check("intremap", title, "PASS", f"{unit}: AMD-Vi (interrupt remapping is part of it)")
+    return Check("intremap", title, "NOTE", "no active IOMMU to ask", "")
+
+
+def nested(m: Machine) -> Check:
+    for module in ("kvm_intel", "kvm_amd"):
+        value = m.read(f"sys/module/{module}/parameters/nested").strip()
+        if value:
+            if value in ("Y", "1"):
+                return Check("nested", "for nested virtualization", "PASS", f"{module} nested={value}")
+            return Check("nested", "for nested virtualization", "NOTE", f"{module} nested={value}",
+                         f"options {module} nested=1 (the installer writes it; reboot to apply)")
+    return Check("nested", "for nested virtualization", "NOTE", "no kvm_intel or kvm_amd module loaded")
+
+
+def ignore_msrs(m: Machine) -> Check:
+    value = m.read("sys/module/kvm/parameters/ignore_msrs").strip()
+    if value in ("Y", "1"):
+        return Check("ignore-msrs", "if KVM ignores unknown MSRs", "PASS", "kvm.ignore_msrs=Y")
+    return Check("ignore-msrs", "if KVM ignores unknown MSRs", "NOTE",
+                 f"kvm.ignore_msrs={value or 'unknown'}: some Windows programs stop on unhandled MSRs "
+                 "(kvm.ignore_msrs=1 on the kernel command line avoids it)")
+
+
+CGROUP_NEEDED = ("cpu", "memory", "io", "pids")
+
+
+def cgroups(m: Machine) -> Check:
+    controllers = m.read("sys/fs/cgroup/cgroup.controllers").split()
+    if controllers:  # cgroup v2: no 'devices' controller exists (eBPF does its work); do not ask for it
+        missing = [c for c in CGROUP_NEEDED if c not in controllers]
+        if missing:
+            return Check("cgroups", "for cgroup v2 controllers", "WARN", f"v2: {' '.join(controllers)}",
+                         f"enable the {', '.join(missing)} controller(s)")
+        return Check("cgroups", "for cgroup v2 controllers", "PASS", f"v2: {' '.join(controllers)}")
+    v1 = m.listdir("sys/fs/cgroup")
+    missing = [c for c in ("cpu", "memory", "blkio", "pids", "devices") if c not in v1]
+    if v1 and not missing:
+        return Check("cgroups", "for cgroup controllers", "PASS", f"v1: {' '.join(v1)}")
+    return Check("cgroups", "for cgroup controllers", "WARN", f"v1: {' '.join(v1) or 'none'}",
+                 "boot with the unified cgroup hierarchy (systemd.unified_cgroup_hierarchy=1)")
+
+
+def uefi_firmware(m: Machine) -> Check:
+    title = "for UEFI firmware for guests (OVMF)"
+    found = []
+    for name in m.listdir("usr/share/qemu/firmware"):
+        try:
+            descriptor = json.loads(m.read(f"usr/share/qemu/firmware/{name}"))
+        except json.JSONDecodeError:
+            continue
+        if "uefi" in descriptor.get("interface-types", []) and any(
+                "x86_64" == t.get("architecture") for t in descriptor.get("targets", [])):
+            found.append((name, set(descriptor.get("features", []))))
+    secure = [n for n, features in found if "secure-boot" in features]
+    if secure:
+        return Check("ovmf", title, "PASS", f"{len(found)} descriptors; Secure Boot: {', '.join(secure)}")
+    if found:
+        return Check("ovmf", title, "WARN", f"{len(found)} descriptors, none with Secure Boot",
+                     "install the Secure Boot OVMF build (edk2-ovmf): Windows 11 needs Secure Boot")
+    return Check("ovmf", title, "FAIL", "no OVMF firmware descriptor in /usr/share/qemu/firmware",
+                 "install OVMF (edk2-ovmf): UEFI guests such as Windows 11 need it")
+
+
+def swtpm(m: Machine) -> Check:
+    if m.exists("usr/bin/swtpm"):
+        return Check("swtpm", "for a virtual TPM (swtpm)", "PASS", "/usr/bin/swtpm")
+    return Check("swtpm", "for a virtual TPM (swtpm)", "WARN", "swtpm is missing",
+                 "install swtpm: Windows 11 needs a TPM 2.0")
+
+
+def memory(m: Machine) -> Check:
+    match = re.search(r"^MemTotal:\s+(\d+) kB", m.read("proc/meminfo"), re.MULTILINE)
+    total = int(match.group(1)) * 1024 if match else 0
+    found = f"{total / GiB:.1f} GiB of RAM"
+    if total >= 12 * GiB:
+        return Check("ram", "for enough memory", "PASS", found)
+    if total >= 6 * GiB:
+        return Check("ram", "for enough memory", "WARN", found,
+                     "a Windows 11 guest needs 4 GiB and the host about 2 GiB: give the guest little else")
+    return Check("ram", "for enough memory", "FAIL", found, "at least 8 GiB of RAM is needed for a desktop VM")
+
+
+def store_space(m: Machine) -> Check:
+    free = m.store_free()
+    title = "for free space in the VM store"
+    if free is None:
+        return Check("store-space", title, "NOTE", "unknown (not recorded for this machine)")
+    found = f"{free / GiB:.0f} GiB free under /{VM_STORE}"
+    if free >= 64 * GiB:
+        return Check("store-space", title, "PASS", found)
+    return Check("store-space", title, "WARN", found, "a Windows 11 guest needs at least 64 GiB: free some space")
+
+
+def store_encryption(m: Machine) -> Check:
+    state = m.store_encrypted()
+    title = "if the VM store is encrypted"
+    if state is None:
+        return Check("store-encryption", title, "NOTE", f"/{VM_STORE} does not exist yet")
+    inline = any("inlinecrypt" in line.split()[5] for line in m.read("proc/self/mountinfo").splitlines()
+                 if len(line.split()) > 5 and line.split()[4] in ("/", "/sysroot", "/var"))
+    detail = " (inline encryption hardware in use)" if inline else ""
+    if state:
+        return Check("store-encryption", title, "PASS", f"fscrypt policy on /{VM_STORE}{detail}")
+    return Check("store-encryption", title, "WARN", f"/{VM_STORE} is not encrypted",
+                 "reinstall with [storage.encryption] enabled, or move the VM disks to an fscrypt directory")
+
+
+CHECKS = (cpu_virtualization, kvm_device, vhost_net, tun, iommu_firmware, iommu_kernel, interrupt_remapping,
+          nested, ignore_msrs, cgroups, uefi_firmware, swtpm, memory, store_space, store_encryption)
+
+
+def run_checks(machine: Machine) -> list[Check]:
+    return [check(machine) for check in CHECKS]

@@ -1,0 +1,35 @@
+"""First-boot state: the pending marker, and the saved hardware profile that later screens read."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+MARKER = Path("etc/phyllome/firstboot")
+PROFILE = Path("var/lib/phyllome/hardware.json")
+
+
+def pending(root: Path = Path("/")) -> bool:
+    return (Path(root) / MARKER).exists()
+
+
+def save_profile(data: dict, path: Path) -> Path:
+    """Write the check results atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hardware-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def load_profile(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

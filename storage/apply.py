@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from .probe import Disk, Prober
 
 log = logging.getLogger("phyllome.storage.apply")
 SECTOR = 512
-_BLIVET_LOCK = threading.Lock()  # blivet keeps global state: one apply at a time
+_APPLY_LOCK = threading.Lock()  # one apply at a time
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class BlivetApplier:
         prober = Prober(self.runner, include_loop=self.include_loop, only=[expected.name])
         recheck(prober, expected)
         self._progress(f"erasing {expected.describe()} and writing a GPT", 0.05)
-        with _BLIVET_LOCK:
+        with _APPLY_LOCK:
             self._blivet(layout, expected.name)
         self._fix_types(layout)
         applied = self.verify(layout)
@@ -83,50 +83,22 @@ class BlivetApplier:
 
     # ------------------------------------------------------------------ blivet
     def _blivet(self, layout: Layout, name: str) -> None:
-        import blivet
-        from blivet.callbacks import create_new_callbacks_register
-        from blivet.formats import get_format
-        from blivet.populator import helpers
+        """blivet in a fresh process (storage/blivet_worker.py), through the runner like any other command."""
+        request = {"disk": name, "include_loop": self.include_loop, "partitions": [
+            {"start": p.start, "end": p.end, "fmt_type": "efi" if p.role == "esp" else p.fstype, "label": p.label,
+             "options": " ".join(p.mkfs_options), "mountpoint": p.mountpoint} for p in layout.partitions]}
 
-        if self.include_loop and helpers.LoopDevicePopulator in helpers._device_helpers:
-            helpers._device_helpers.remove(helpers.LoopDevicePopulator)
-        storage = blivet.Blivet()
-        storage.exclusive_disks = [name]
-        storage.reset()
-        disk = storage.devicetree.get_device_by_name(name)
-        if disk is None or not disk.is_disk:
-            raise InstallFailure(f"blivet does not see {layout.disk} as a disk")
-        if disk.children or disk.format.type is not None:
-            storage.recursive_remove(disk)
-        storage.format_device(disk, get_format("disklabel", device=disk.path, label_type="gpt"))
-        for spec in layout.partitions:
-            options = " ".join(spec.mkfs_options) or None
-            fmt_args = {"label": spec.label, "create_options": options}
-            part = storage.new_partition(
-                start=spec.start // SECTOR, end=spec.end // SECTOR - 1, parents=[disk],
-                fmt_type="efi" if spec.role == "esp" else spec.fstype, fmt_args=fmt_args,
-                mountpoint=spec.mountpoint,
-            )  # type GUIDs: sfdisk afterwards (Debian's parted 3.5 is "too old" for blivet's part_type_uuid)
-            storage.create_device(part)
-        blivet.partitioning.do_partitioning(storage)
-        actions = storage.devicetree.actions.find()
-        for action in actions:
-            log.debug("blivet action: %s", action)
-        done = [0]
+        def on_line(line: str, stream: str) -> None:
+            if stream != "stdout":
+                return
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                return
+            if "message" in event:
+                self._progress(event["message"], event.get("fraction"))
 
-        def step(message: str) -> Callable[[object], None]:
-            def callback(data: object) -> None:
-                done[0] += 1
-                text = getattr(data, "msg", "") or message
-                self._progress(text, 0.1 + 0.7 * min(done[0] / (2 * max(len(actions), 1)), 1.0))
-
-            return callback
-
-        callbacks = create_new_callbacks_register(
-            create_format_pre=step("creating a filesystem"), create_format_post=step("filesystem created"),
-            report_progress=step("working"),
-        )
-        storage.do_it(callbacks=callbacks)
+        self.runner.run([sys.executable, "-m", "storage.blivet_worker"], stdin=json.dumps(request), on_line=on_line)
 
     # ------------------------------------------------------------------ post-fixes and checks
     def _fix_types(self, layout: Layout) -> None:

@@ -1,0 +1,73 @@
+"""The blivet step of apply.py, run as its own process: ``python -m storage.blivet_worker`` < request.json.
+
+A fresh process per apply: libparted caches every device with its size for the life of a process (and blivet
+keeps global state), so a disk replaced since an earlier apply in the same process would be partitioned with its
+old size. The request (JSON on stdin) names the disk and the partitions; progress goes to stdout as JSON lines,
+errors to stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+SECTOR = 512
+
+
+def emit(fraction: float, message: str) -> None:
+    print(json.dumps({"fraction": round(fraction, 3), "message": message}), flush=True)
+
+
+def apply(request: dict) -> None:
+    import blivet
+    from blivet.callbacks import create_new_callbacks_register
+    from blivet.formats import get_format
+    from blivet.populator import helpers
+
+    name = request["disk"]
+    if request.get("include_loop") and helpers.LoopDevicePopulator in helpers._device_helpers:
+        helpers._device_helpers.remove(helpers.LoopDevicePopulator)  # DESIGN.md 4: loopN as a disk
+    storage = blivet.Blivet()
+    storage.exclusive_disks = [name]  # blivet never sees another disk
+    storage.reset()
+    disk = storage.devicetree.get_device_by_name(name)
+    if disk is None or not disk.is_disk:
+        raise SystemExit(f"blivet does not see {name} as a disk")
+    print(json.dumps({"debug": f"blivet sees {name}: {disk.size}"}), flush=True)
+    if disk.children or disk.format.type is not None:
+        storage.recursive_remove(disk)
+    storage.format_device(disk, get_format("disklabel", device=disk.path, label_type="gpt"))
+    for spec in request["partitions"]:
+        part = storage.new_partition(start=spec["start"] // SECTOR, end=spec["end"] // SECTOR - 1, parents=[disk],
+                                     fmt_type=spec["fmt_type"], mountpoint=spec["mountpoint"],
+                                     fmt_args={"label": spec["label"], "create_options": spec["options"] or None})
+        storage.create_device(part)
+    blivet.partitioning.do_partitioning(storage)
+    actions = storage.devicetree.actions.find()
+    done = [0]
+
+    def step(default: str):
+        def callback(data: object) -> None:
+            done[0] += 1
+            emit(0.1 + 0.7 * min(done[0] / (2 * max(len(actions), 1)), 1.0), getattr(data, "msg", "") or default)
+        return callback
+
+    storage.do_it(callbacks=create_new_callbacks_register(
+        create_format_pre=step("creating a filesystem"), create_format_post=step("filesystem created"),
+        report_progress=step("working")))
+
+
+def main() -> int:
+    try:
+        apply(json.load(sys.stdin))
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except Exception as exc:  # reported by the parent as the partition task's failure
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -139,6 +139,9 @@ class Sandbox:
         device = runner.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
         if not device.startswith("/dev/loop"):
             raise UserError(f"could not attach the sandbox image {self.image} to a loop device")
+        # Partitions the kernel may still hold for this loop number from an earlier image (after a crash):
+        runner.run(["partx", "-d", device], check=False)
+        runner.run(["partx", "-u", device], check=False)
         try:
             yield device
         finally:
@@ -154,6 +157,7 @@ def detach(runner: Runner, device: str) -> None:
     """Detach a loop device after its (and its partitions') dirty pages reached the image: see DESIGN notes."""
     runner.run(["sync"], check=False)
     runner.run(["blockdev", "--flushbufs", device], check=False)
+    runner.run(["partx", "-d", device], check=False)  # losetup -d leaves partitions added with partx behind
     runner.run(["losetup", "-d", device], check=False)
 
 

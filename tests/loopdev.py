@@ -21,6 +21,7 @@ def loop_image(path: Path, size: str = "64M", sfdisk_script: str | None = None) 
         sh("sfdisk", "--quiet", str(path), stdin=sfdisk_script)
     device = sh("losetup", "--find", "--show", "--partscan", str(path)).strip()
     try:
+        subprocess.run(["partx", "-d", device], check=False)  # stale partitions of this loop number (a crash)
         if sfdisk_script is not None:
             sh("partx", "-u", device)  # no udev here: --partscan alone does not show the partitions
         yield device
@@ -32,6 +33,7 @@ def loop_image(path: Path, size: str = "64M", sfdisk_script: str | None = None) 
         # Dirty pages of the device or its partitions must reach this image before the device is reused.
         subprocess.run(["sync"], check=False)
         subprocess.run(["blockdev", "--flushbufs", device], check=False)
+        subprocess.run(["partx", "-d", device], check=False)  # losetup -d leaves partx's partitions behind
         subprocess.run(["losetup", "-d", device], check=False)
         path.unlink(missing_ok=True)
 

@@ -57,8 +57,8 @@ class Tree:
         self.write(f"sys/firmware/acpi/tables/{table}")
         if ecap is not None:
             self.write(f"sys/class/iommu/{unit}/intel-iommu/ecap", ecap + "\n")
-        else:
-            (self.root / f"sys/class/iommu/{unit}/amd-iommu").mkdir(parents=True)
+        else:  # a file, not an empty directory: git keeps no empty directories
+            self.write(f"sys/class/iommu/{unit}/amd-iommu/features", "0x246577efa2254afa\n")
 
     def pci(self, address: str, cls: str, vendor: str, device: str, *, driver: str = "", group: str | None = None,
             boot_vga: bool | None = None, render: str = "", sriov: int | None = None,

@@ -35,7 +35,7 @@ for d in /sys/kernel/iommu_groups/*/devices/*; do [ -e "$d" ] && mark "$d"; done
 for u in /sys/class/iommu/*; do
   [ -e "$u" ] || continue
   copy "$u/intel-iommu/ecap"
-  [ -d "$u/amd-iommu" ] && mkdir -p "$out$u/amd-iommu"
+  [ -d "$u/amd-iommu" ] && { mkdir -p "$out$u/amd-iommu"; cat "$u/amd-iommu/features" > "$out$u/amd-iommu/features" 2>/dev/null || echo unknown > "$out$u/amd-iommu/features"; }
 done
 for dev in /sys/bus/pci/devices/*; do
   for f in class vendor device boot_vga sriov_totalvfs; do copy "$dev/$f"; done
@@ -46,7 +46,8 @@ for dev in /sys/bus/pci/devices/*; do
 done
 for p in /sys/module/kvm*/parameters/nested /sys/module/kvm/parameters/ignore_msrs; do copy "$p"; done
 copy /sys/fs/cgroup/cgroup.controllers
-for c in /sys/fs/cgroup/*; do [ -d "$c" ] && mkdir -p "$out$c"; done
+# cgroup v1 hierarchies are directories: keep a file in each (git keeps no empty directories)
+for c in /sys/fs/cgroup/*; do [ -d "$c" ] && mkdir -p "$out$c" && : > "$out$c/.captured"; done
 for n in /dev/kvm /dev/vhost-net /dev/net/tun /usr/bin/swtpm; do mark "$n"; done
 for j in /usr/share/qemu/firmware/*.json; do copy "$j"; done
 

@@ -161,18 +161,21 @@ def kvm_device(m: Machine) -> Check:
     return Check("kvm", title, "PASS", "KVM API 12, KVM_CREATE_VM works")
 
 
+def _present(m: Machine, check_id: str, title: str, rel: str, missing: Status, remedy: str) -> Check:
+    """A check that a device node or a program is there."""
+    if m.exists(rel):
+        return Check(check_id, title, "PASS", f"/{rel}")
+    return Check(check_id, title, missing, f"/{rel} is missing", remedy)
+
+
 def vhost_net(m: Machine) -> Check:
-    if m.exists("dev/vhost-net"):
-        return Check("vhost-net", "if device /dev/vhost-net exists", "PASS", "/dev/vhost-net")
-    return Check("vhost-net", "if device /dev/vhost-net exists", "WARN", "/dev/vhost-net is missing",
-                 "load the vhost_net module (modprobe vhost_net) for fast virtio networking")
+    return _present(m, "vhost-net", "if device /dev/vhost-net exists", "dev/vhost-net", "WARN",
+                    "load the vhost_net module (modprobe vhost_net) for fast virtio networking")
 
 
 def tun(m: Machine) -> Check:
-    if m.exists("dev/net/tun"):
-        return Check("tun", "if device /dev/net/tun exists", "PASS", "/dev/net/tun")
-    return Check("tun", "if device /dev/net/tun exists", "FAIL", "/dev/net/tun is missing",
-                 "load the tun module (modprobe tun): VMs need it for bridged and user networking")
+    return _present(m, "tun", "if device /dev/net/tun exists", "dev/net/tun", "FAIL",
+                    "load the tun module (modprobe tun): VMs need it for bridged and user networking")
 
 
 def iommu_firmware(m: Machine) -> Check:
@@ -284,10 +287,8 @@ def uefi_firmware(m: Machine) -> Check:
 
 
 def swtpm(m: Machine) -> Check:
-    if m.exists("usr/bin/swtpm"):
-        return Check("swtpm", "for a virtual TPM (swtpm)", "PASS", "/usr/bin/swtpm")
-    return Check("swtpm", "for a virtual TPM (swtpm)", "WARN", "swtpm is missing",
-                 "install swtpm: Windows 11 needs a TPM 2.0")
+    return _present(m, "swtpm", "for a virtual TPM (swtpm)", "usr/bin/swtpm", "WARN",
+                    "install swtpm: Windows 11 needs a TPM 2.0")
 
 
 def memory(m: Machine) -> Check:

@@ -24,15 +24,28 @@ def app_factory():
     return make
 
 
-async def walk_to_summary(pilot, *, passphrase="correct horse battery", password="a long password"):
-    """Type through the first four steps with the keyboard only, as a user on a console would."""
+async def to_disk(pilot):
+    """Welcome -> disk, with the disk list probed (it is read in a worker)."""
     await pilot.pause()
-    await pilot.press("tab", "enter")                # welcome: the layout select, then Next
-    await pilot.pause(0.5)                            # the disk list is probed in a worker
-    await pilot.press("enter")                       # disk: take the highlighted one
+    await pilot.press("tab", "enter")
+    await pilot.pause(0.5)
+
+
+async def to_encryption(pilot):
+    await to_disk(pilot)
+    await pilot.press("enter")
     await pilot.pause()
+
+
+async def to_host(pilot, passphrase="correct horse battery"):
+    await to_encryption(pilot)
     await pilot.press(*passphrase, "enter", *passphrase, "enter")
     await pilot.pause()
+
+
+async def walk_to_summary(pilot, *, passphrase="correct horse battery", password="a long password"):
+    """Type through the first four steps with the keyboard only, as a user on a console would."""
+    await to_host(pilot, passphrase)
     await pilot.press("enter")                       # hostname: keep "phyllome"
     await pilot.press("end", *["backspace"] * 3, *"Europe/Paris", "enter")
     await pilot.press(*"admin", "enter", *password, "enter", *password, "enter", "enter")

@@ -10,7 +10,7 @@ from screens.steps import (
     WelcomeScreen,
 )
 from screens.widgets import ConfirmQuit, HelpScreen
-from tests.tui.conftest import walk_to_summary
+from tests.tui.conftest import to_disk, to_encryption, walk_to_summary
 
 SIZE = (80, 25)
 
@@ -50,9 +50,7 @@ async def test_the_keyboard_layout_is_kept_and_shown_beside_the_passphrase(app_f
 async def test_disk_step_lists_the_sandbox_disk_only(app_factory):
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.press("tab", "enter")
-        await pilot.pause(0.5)
+        await to_disk(pilot)
         table = app.screen.query_one("DataTable")
         assert table.row_count == 1
         assert "Sandbox disk image" in str(table.get_row_at(0))
@@ -61,11 +59,7 @@ async def test_disk_step_lists_the_sandbox_disk_only(app_factory):
 async def test_passphrases_must_match_and_be_long_enough(app_factory):
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.press("tab", "enter")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
-        await pilot.pause()
+        await to_encryption(pilot)
         await pilot.press(*"short", "enter", *"short", "enter")
         assert "at least 8 characters" in text(app.screen)
         assert "too short" in text(app.screen)

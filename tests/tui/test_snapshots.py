@@ -3,27 +3,9 @@
 from __future__ import annotations
 
 from screens.steps import DoneScreen, FailureScreen
-from tests.tui.conftest import walk_to_summary
+from tests.tui.conftest import to_disk, to_encryption, to_host, walk_to_summary
 
 SIZE = (80, 25)
-
-
-async def to_disk(pilot):
-    await pilot.pause()
-    await pilot.press("tab", "enter")
-    await pilot.pause(0.5)
-
-
-async def to_encryption(pilot):
-    await to_disk(pilot)
-    await pilot.press("enter")
-    await pilot.pause()
-
-
-async def to_host(pilot):
-    await to_encryption(pilot)
-    await pilot.press(*"correct horse battery", "enter", *"correct horse battery", "enter")
-    await pilot.pause()
 
 
 def test_welcome(snap_compare, app_factory):

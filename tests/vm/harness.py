@@ -3,9 +3,10 @@
 The harness resolves the current Debian kernel package at test time (never the cloud kernel, which has no F2FS),
 downloads and unpacks it into a cache directory (never the host's /boot), runs depmod there, builds an initramfs
 (busybox-static, the modules the tests need, the `init` beside this file), and runs QEMU bounded by `timeout`.
-The guest sees this machine's root read-only over 9p and chroots into it, so it runs the project's own code from
-its own venv; results come back through a second, writable 9p share. KVM is used only when a real test boot works;
-otherwise TCG. Everything is cached between runs in $PHYLLOME_VM_CACHE (default /var/cache/phyllome-vm).
+The guest sees this machine's root read-only over 9p and chroots into it (with writable overlays on /tmp, /run,
+/mnt, /var/tmp), so it runs the project's own code from its own venv, wherever the checkout is. Results come back
+through a second, writable 9p share. KVM is used only when a real test boot works; otherwise TCG. Everything is
+cached between runs in $PHYLLOME_VM_CACHE (default /var/cache/phyllome-vm).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("PHYLLOME_VM_CACHE", "/var/cache/phyllome-vm"))
-MODULES = ("virtio_pci virtio_blk virtio_mmio 9p 9pnet_virtio f2fs ext4 vfat nls_cp437 nls_iso8859_1 nls_ascii "
+MODULES = ("virtio_pci virtio_blk virtio_mmio 9p 9pnet_virtio overlay f2fs ext4 vfat nls_cp437 nls_iso8859_1 nls_ascii "
            "loop xts cts ecb sha512_generic aesni_intel crc32c_generic crc32c_intel lz4_compress zstd_compress "
            "adiantum nhpoly1305 chacha_generic").split()
 

@@ -32,7 +32,14 @@ def run(*argv: str, cwd: Path | None = None) -> str:
 
 def kernel_package() -> str:
     """The kernel package linux-image-amd64 depends on today, e.g. linux-image-6.1.0-56-amd64."""
-    out = run("apt-cache", "depends", "linux-image-amd64")
+    def depends() -> str:
+        return subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True,
+                              check=False).stdout
+
+    out = depends()
+    if "Depends: linux-image-" not in out:  # a fresh machine whose package lists were never fetched
+        run("apt-get", "update", "-q")
+        out = depends()
     names = re.findall(r"Depends: (linux-image-\S+)", out)
     names = [n for n in names if "cloud" not in n]
     if not names:

@@ -43,7 +43,7 @@ def _not_built(feature: str) -> Handler:
 def cmd_tui(args: argparse.Namespace) -> int:
     from screens.app import create_installer_app  # lazy: the only path that loads textual
 
-    app = create_installer_app(_installer(args), answers=args.answers, log_path=args.log)
+    app = create_installer_app(_installer(args, unattended=False), answers=args.answers, log_path=args.log)
     app.run()
     return app.return_code or 0
 
@@ -93,13 +93,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _installer(args: argparse.Namespace):
+def _installer(args: argparse.Namespace, *, unattended: bool = True):
     from .core.runner import SubprocessRunner
     from .frontend import Installer
     from .sandbox import BASE, Sandbox
 
     sandbox = Sandbox(args.sandbox_dir or BASE) if args.sandbox else None
-    return Installer(SubprocessRunner(), log_path=args.log, sandbox=sandbox)
+    return Installer(SubprocessRunner(), log_path=args.log, sandbox=sandbox, unattended=unattended)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -99,7 +99,7 @@ def check_payload(runner: Runner, payload: Payload) -> None:
             raise UserError(f"payload.ref: {payload.ref} is not in the repository {payload.repo}")
 
 
-def deployment_dir(runner: Runner, sysroot: Path) -> Path:
+def deployment_dir(sysroot: Path) -> Path:
     deploy_root = sysroot / "ostree" / "deploy" / OSNAME / "deploy"
     dirs = sorted(p for p in deploy_root.iterdir() if p.is_dir()) if deploy_root.is_dir() else []
     if len(dirs) != 1:

@@ -35,6 +35,8 @@ class Installer:
     sandbox: Sandbox | None = None
     proc: Path = Path("/proc")
     sys_root: Path = Path("/sys")
+    unattended: bool = True
+    """An answer file's front end: its `wipe` must name the disk. The TUI's consent is the typed confirmation."""
     notices: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -64,37 +66,36 @@ class Installer:
         return readiness(self.proc, self.sys_root)
 
     # -------------------------------------------------------------------------------- plan and install
-    def plan(self, config: InstallConfig, machine: MachineProfile | None = None) -> InstallPlan:
-        """The plan to show; touches nothing."""
+    def _build(self, config: InstallConfig, machine: MachineProfile, device: str | None = None,
+               sink: Sink | None = None) -> InstallPlan:
+        """The one way both plan() and install() build a plan; ``device``: the sandbox's attached loop device."""
         from .plan import build
         from .sandbox import for_sandbox
 
-        machine = machine or self.machine()
-        if self.sandbox is not None:
-            config = for_sandbox(config, self.sandbox, str(self.sandbox.image))
-            return build(config, machine, self.runner, sysroot=self.sandbox.sysroot, sandbox=True, include_loop=True)
-        return build(config, machine, self.runner, sysroot=self.sysroot, log_path=self.log_path,
-                     unattended=False)
+        if self.sandbox is None:
+            return build(config, machine, self.runner, sysroot=self.sysroot, log_path=self.log_path, sink=sink,
+                         unattended=self.unattended)
+        return build(for_sandbox(config, self.sandbox, device or str(self.sandbox.image)), machine, self.runner,
+                     sysroot=self.sandbox.sysroot, sandbox=True, include_loop=True, log_path=self.log_path,
+                     sink=sink)
+
+    def plan(self, config: InstallConfig, machine: MachineProfile | None = None) -> InstallPlan:
+        """The plan to show; touches nothing."""
+        return self._build(config, machine or self.machine())
 
     def install(self, config: InstallConfig, sink: Sink | None = None) -> engine.Result:
         from storage.probe import Prober
 
         from . import engine
-        from .plan import build
-        from .sandbox import for_sandbox
 
         sink = sink or NullSink()
         if self.sandbox is None:
-            plan = build(config, Prober(self.runner).profile(), self.runner, sysroot=self.sysroot,
-                         log_path=self.log_path, sink=sink)
-            return engine.run(plan)
+            machine = Prober(self.runner, proc_root=self.proc, sys_root=self.sys_root).profile()
+            return engine.run(self._build(config, machine, sink=sink))
         with self.sandbox.attached(self.runner) as device:
             self.sandbox.ensure_payload(self.runner)
             machine = Prober(self.runner, include_loop=True, only=[device]).profile()
-            plan = build(for_sandbox(config, self.sandbox, device), machine, self.runner,
-                         sysroot=self.sandbox.sysroot, sandbox=True, include_loop=True, log_path=self.log_path,
-                         sink=sink)
-            return engine.run(plan)
+            return engine.run(self._build(config, machine, device, sink))
 
 
 # ------------------------------------------------------------------------------------ helpers for the screens

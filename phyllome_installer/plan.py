@@ -169,7 +169,7 @@ def _ostree_pull(ctx: Context) -> None:
 def _ostree_deploy(ctx: Context) -> None:
     for argv in deploy.deploy_commands(ctx.sysroot, ctx.config.payload, ctx.kargs()):
         ctx.runner.run(argv)
-    ctx.deployment = deploy.deployment_dir(ctx.runner, ctx.sysroot)
+    ctx.deployment = deploy.deployment_dir(ctx.sysroot)
     copied = deploy.copy_ostree_boot(ctx.deployment, ctx.sysroot / "boot")
     if copied:
         ctx.progress("ostree-deploy", f"copied {len(copied)} files from /usr/lib/ostree-boot to /boot")

@@ -79,3 +79,17 @@ def test_a_broken_profile_is_a_clear_error(tmp_path, capsys):
     good = answers.Path(__file__).parents[1] / "data/answers/good/minimal.toml"
     assert install_main(["validate", str(good), "--machine", str(profile), "--log", str(tmp_path / "l")]) == 2
     assert "is not a machine profile" in capsys.readouterr().err
+
+
+def test_the_tui_plans_without_wipe_consent_an_answer_file_does_not(tmp_path):
+    from phyllome_installer.core.runner import RecordingRunner
+    from phyllome_installer.frontend import Installer
+
+    data = {"version": 1, "storage": {"disk": "/dev/sda", "encryption": {"enabled": False}},
+            "payload": {"kind": "local", "repo": "/run/install/repo", "ref": "phyllome/x86_64/stable"},
+            "users": [{"name": "admin", "password": "a long password"}]}
+    config = answers.validate_data(data, unattended=False, redactor=None).config
+    tui = Installer(RecordingRunner(), unattended=False)  # consent is the summary screen's typed confirmation
+    assert tui.plan(config, PROFILE).context.disk.path == "/dev/sda"
+    with pytest.raises(TargetError, match="does not name the chosen disk"):
+        Installer(RecordingRunner()).plan(config, PROFILE)  # unattended: wipe must name it

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tomllib
+import unicodedata
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from pydantic import (
     model_validator,
 )
 
+from .core import cmdline
 from .core.errors import UserError
+from .core.files import BoundedReadError, read_bounded
 from .core.secrets import REDACTOR, Redactor
 from .tomlpos import locate, positions
 
@@ -77,17 +80,30 @@ def _str(data: dict, key: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------- value types
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B|B)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d{1,20}(?:\.\d{1,9})?)\s*([KMGTP]i?B|B)\s*", re.IGNORECASE | re.ASCII)
+#: No disk, memory or file the installer deals with is larger (8 EiB): anything above is a typo or an attack.
+MAX_SIZE = 1 << 63
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """A user's value quoted for a message, cut short when long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def parse_size(text: str) -> int:
     """Bytes in a size such as ``600MiB``, ``1.5TB`` or ``512B``."""
-    match = _SIZE.match(text)
+    match = _SIZE.fullmatch(text)
     if not match:
-        raise ValueError(f"{text!r} is not a size: write a number and a unit, such as \"600MiB\" or \"1.5TB\"")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+        raise ValueError(f"{_shown(text)} is not a size: write a number and a unit, such as \"600MiB\" or "
+                         "\"1.5TB\"")
+    whole, _, fraction = match.group(1).partition(".")
+    unit = _UNITS[match.group(2).lower()]
+    size = int(whole) * unit + (int(fraction) * unit) // 10 ** len(fraction) if fraction else int(whole) * unit
+    if size > MAX_SIZE:
+        raise ValueError(f"{_shown(text)} is too large (more than 8 EiB)")
+    return size
 
 
 def _size(value: Any) -> Any:
@@ -100,14 +116,14 @@ def _size(value: Any) -> Any:
 
 Size = Annotated[str, BeforeValidator(_size)]
 
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE | re.ASCII)
 
 
 def _hostname(value: str) -> str:
     if not value or len(value) > 253:
         raise ValueError("a hostname has 1 to 253 characters")
     for label in value.split("."):
-        if not _HOST_LABEL.match(label):
+        if not _HOST_LABEL.fullmatch(label):
             raise ValueError(
                 f"{value!r} is not a valid hostname (RFC 1123): labels of letters, digits and '-', "
                 "1 to 63 characters, not starting or ending with '-'"
@@ -130,7 +146,7 @@ def _timezone(value: str) -> str:
     raise ValueError(f"unknown timezone {value!r}{hint}")
 
 
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 RESERVED_USERS = frozenset(
     "root bin daemon adm lp sync shutdown halt mail operator games ftp nobody systemd-network "
     "systemd-resolve dbus polkitd sshd qemu libvirt tss chrony".split()
@@ -138,7 +154,7 @@ RESERVED_USERS = frozenset(
 
 
 def _username(value: str) -> str:
-    if not _USER.match(value):
+    if not _USER.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid user name: 1 to 32 characters, lowercase letters, digits, '_' or '-', "
             "starting with a letter or '_'"
@@ -151,11 +167,12 @@ def _username(value: str) -> str:
 def _kernel_arg(value: str) -> str:
     if not value:
         raise ValueError("a kernel argument cannot be empty")
-    if any(ch.isspace() for ch in value):
-        raise ValueError(f"{value!r} contains whitespace: give each kernel argument as its own list item")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("a kernel argument cannot contain control characters")
-    if value.startswith("root="):
+    if value.count('"') % 2:
+        raise ValueError(f"{value!r} has an unbalanced double quote")
+    if not cmdline.is_one_word(value):
+        raise ValueError(f"{value!r} is more than one kernel argument: give each as its own list item (spaces "
+                         "belong inside double quotes, as in dyndbg=\"file drivers/usb/* +p\")")
+    if value.startswith(("root=", '"root=')):
         raise ValueError("root= is set by the installer from the partition it creates")
     return value
 
@@ -169,17 +186,17 @@ def _absolute(value: str) -> str:
     return value
 
 
-_HASH = re.compile(r"^\$(1|2[abxy]|5|6|7|y|gy)\$[./A-Za-z0-9$=,+-]+$")
+_HASH = re.compile(r"\$(1|2[abxy]|5|6|7|y|gy)\$[./A-Za-z0-9$=,+-]+")
 _SSH_KEY = re.compile(
-    r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
-    r"(-cert-v01@openssh\.com)?\s+[A-Za-z0-9+/]+={0,3}(\s+\S.*)?$"
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r"(-cert-v01@openssh\.com)? +[A-Za-z0-9+/]+={0,3}( +[^ ].*)?"
 )
 
 
 def _ssh_key(value: str) -> str:
-    if not _SSH_KEY.match(value.strip()):
+    if not _SSH_KEY.fullmatch(value.strip(" ")):
         raise ValueError("not an OpenSSH public key (expected \"ssh-ed25519 AAAA... comment\")")
-    return value.strip()
+    return value.strip(" ")
 
 
 def _password(value: SecretStr) -> SecretStr:
@@ -189,7 +206,7 @@ def _password(value: SecretStr) -> SecretStr:
 
 
 def _password_hash(value: SecretStr) -> SecretStr:
-    if not _HASH.match(value.get_secret_value()):
+    if not _HASH.fullmatch(value.get_secret_value()):
         raise ValueError("not a crypt(3) hash (expected \"$6$...\" or \"$y$...\")")
     return value
 
@@ -312,9 +329,50 @@ def raw_rules(data: dict, unattended: bool) -> Problems:
 # ------------------------------------------------------------------------------------------- models
 
 
+#: Unicode categories that never belong in a value that reaches a file or a command: C0/C1 controls (newline,
+#: carriage return, NUL, escape...), and the line and paragraph separators that str.splitlines() splits on.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+#: Bidirectional overrides and isolates: they make a name read differently from what it is ("Trojan Source").
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def control_character(text: str) -> str | None:
+    """A description of the first control character in ``text`` (never the text itself), or None."""
+    for index, char in enumerate(text):
+        if unicodedata.category(char) in _CONTROL_CATEGORIES or char in _BIDI:
+            name = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}.get(
+                char, f"the control character U+{ord(char):04X}")
+            return f"{name} at character {index + 1}"
+    return None
+
+
+def control_problems(data: dict) -> Problems:
+    """Control characters in the strings (and lists of strings) directly in one table."""
+    out: Problems = []
+    for key, value in data.items():
+        items = [((key,), value)] if isinstance(value, str) else (
+            [((key, index), item) for index, item in enumerate(value) if isinstance(item, str)]
+            if isinstance(value, list) else [])
+        for loc, item in items:
+            found = control_character(item)
+            if found:
+                out.append((loc, f"contains {found}: control characters are not allowed"))
+    return out
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, strict=True,
                               hide_input_in_errors=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        """Every string of the answer file reaches a file or a command: none may hold a control character."""
+        if isinstance(data, dict):
+            problems = control_problems(data)
+            if problems:
+                raise RuleError(problems)
+        return data
 
 
 class DiskMatch(Section):
@@ -440,6 +498,12 @@ def wipe_names_disk(wipe: str, disk: str, *, serial: str | None = None, by_id: I
     return False
 
 
+#: ostree's ref grammar (``ostree_validate_rev``): slash-separated parts of letters, digits, '_', '-', '.', each
+#: starting with a letter, digit or '_'. So a ref never starts with '-' and never reaches ostree as an option.
+_REF_PATTERN = r"^[A-Za-z0-9_][-._A-Za-z0-9]*(/[A-Za-z0-9_][-._A-Za-z0-9]*)*$"
+Ref = Annotated[str, Field(pattern=_REF_PATTERN, max_length=255)]
+
+
 class LocalPayload(Section):
     """An ostree repository on the install medium."""
 
@@ -447,7 +511,7 @@ class LocalPayload(Section):
     """local: pull-local from a repository on the medium."""
     repo: AbsolutePath
     """Path of the ostree repository."""
-    ref: str = Field(min_length=1)
+    ref: Ref
     """The ref to deploy, e.g. "phyllome/x86_64/stable"."""
 
 
@@ -458,11 +522,11 @@ class UrlPayload(Section):
     """url: add a remote and pull from it."""
     url: Annotated[str, Field(pattern=r"^(https?|file)://\S+$")]
     """URL of the ostree repository."""
-    ref: str = Field(min_length=1)
+    ref: Ref
     """The ref to deploy."""
     gpg_verify: bool = True
     """Verify the commit's GPG signature (needs the remote's keys on the medium)."""
-    remote: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "phyllome"
+    remote: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")] = "phyllome"
     """Name of the ostree remote to configure."""
 
 
@@ -471,7 +535,7 @@ class ContainerPayload(Section):
 
     kind: Literal["container"]
     """container: deploy an ostree-native container image."""
-    image: Annotated[str, Field(pattern=r"^\S+$", min_length=1)]
+    image: Annotated[str, Field(pattern=r"^[A-Za-z0-9][^\s]*$", max_length=4096)]
     """The image reference, e.g. "registry.example.org/phyllome/host:stable"."""
     transport: Literal["registry", "oci", "oci-archive", "containers-storage"] = "registry"
     """How to reach the image."""
@@ -500,8 +564,8 @@ class User(Section):
 
     name: UserName
     """Login name (useradd rules)."""
-    full_name: str = ""
-    """The user's full name (GECOS)."""
+    full_name: Annotated[str, Field(pattern=r"^[^:]{0,255}$")] = ""
+    """The user's full name (GECOS): any text without ':' (the field separator of /etc/passwd)."""
     password: Annotated[SecretStr, AfterValidator(_password)] | None = None
     """The password in clear text; hashed before it reaches the target. Never logged or written back."""
     password_hash: Annotated[SecretStr, AfterValidator(_password_hash)] | None = None
@@ -634,6 +698,8 @@ class AnswerFileError(UserError):
 def _dotted(loc: Iterable[str | int]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and (control_character(part) or not part.replace("_", "").isalnum()):
+            part = json.dumps(part)  # a hostile key is shown quoted and escaped, never raw on a terminal
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -717,11 +783,14 @@ _PATTERN_HELP = {
     "keyboard": "a console keymap name such as \"us\" or \"de-nodeadkeys\"",
     "locale": "a locale such as \"en_US.UTF-8\"",
     "url": "an http://, https:// or file:// URL",
-    "image": "an image reference without spaces",
     "groups": "a group name (lowercase letters, digits, '_' or '-')",
     "name": "letters, digits, '_', '.', '-', starting with a letter or digit",
     "os": "a libosinfo short id such as \"win11\"",
-    "remote": "letters, digits, '_', '.' or '-'",
+    "remote": "letters, digits, '_', '.' or '-', starting with a letter, digit or '_'",
+    "ref": "an ostree ref: parts of letters, digits, '_', '-' and '.' separated by '/', each starting with a "
+           "letter, digit or '_' (such as \"phyllome/x86_64/stable\")",
+    "full_name": "any text up to 255 characters without ':'",
+    "image": "an image reference without spaces, starting with a letter or digit",
 }
 
 
@@ -733,13 +802,64 @@ def _syntax_problem(path: str, exc: tomllib.TOMLDecodeError) -> Problem:
     return Problem(path, line, column, "", f"TOML syntax error: {message}")
 
 
+#: Deeper nesting of arrays and inline tables than any answer file needs; deeper would exhaust the parser's stack.
+MAX_NESTING = 32
+
+
+def _too_deep(text: str) -> tuple[int, int] | None:
+    """Where arrays or inline tables nest deeper than :data:`MAX_NESTING` (line, column), outside strings."""
+    depth, line, column, i, n = 0, 1, 0, 0, len(text)
+    quote: str | None = None
+    while i < n:
+        char = text[i]
+        column += 1
+        if char == "\n":
+            line, column = line + 1, 0
+            if quote in ('"', "'"):
+                quote = None  # a single-line string cannot span lines: the parser reports it
+        elif quote is not None:
+            if quote in ('"', '"""') and char == "\\":
+                i += 2
+                column += 1
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                column += len(quote) - 1
+                quote = None
+                continue
+        elif char == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, i) else char
+            i += len(quote)
+            column += len(quote) - 1
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line, column
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return None
+
+
 def parse(text: str, path: str = "<answers>", *, unattended: bool = True,
           redactor: Redactor | None = REDACTOR) -> LoadResult:
     """Validate an answer file's text. Never raises for bad input: problems come back in the result."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as Notepad writes it
+    deep = _too_deep(text)
+    if deep is not None:
+        return LoadResult(None, [Problem(path, deep[0], deep[1], "",
+                                         f"arrays or tables nested deeper than {MAX_NESTING} levels")])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return LoadResult(None, [_syntax_problem(path, exc)])
+    except RecursionError:  # belt and braces: _too_deep should have caught it
+        return LoadResult(None, [Problem(path, 1, 1, "", "the file nests too deeply to be read")])
     return validate_data(data, path, unattended=unattended, redactor=redactor, where=positions(text))
 
 
@@ -796,13 +916,28 @@ def _warnings(config: InstallConfig, path: str, where: dict) -> list[Problem]:
     return out
 
 
-def load(path: Path | str, *, unattended: bool = True, redactor: Redactor | None = REDACTOR) -> LoadResult:
-    """Read and validate an answer file. Unreadable files are a problem at line 1, not an exception."""
-    name = str(path)
+#: An answer file is a few kilobytes; anything much larger is not one.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+def load(path: Path | str, *, unattended: bool = True, redactor: Redactor | None = REDACTOR,
+         name: str | None = None) -> LoadResult:
+    """Read and validate an answer file. Unreadable files are a problem at line 1, not an exception.
+
+    Only a regular file of at most :data:`MAX_ANSWER_BYTES` is read (never a FIFO or a device). ``name``: how
+    problems name the file (the user's own path when ``path`` is a working copy).
+    """
+    name = name or str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return LoadResult(None, [Problem(name, 1, 1, "", f"cannot read the answer file: {exc.strerror}")])
+        raw = read_bounded(path, MAX_ANSWER_BYTES)
+    except BoundedReadError as exc:
+        return LoadResult(None, [Problem(name, 1, 1, "", f"cannot read the answer file: it {exc.reason}")])
+    return parse_bytes(raw, name, unattended=unattended, redactor=redactor)
+
+
+def parse_bytes(raw: bytes, name: str, *, unattended: bool = True,
+                redactor: Redactor | None = REDACTOR) -> LoadResult:
+    """Validate an answer file's bytes (UTF-8, a byte-order mark allowed)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

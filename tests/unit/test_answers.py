@@ -133,10 +133,26 @@ def test_sizes(text, size):
 def test_unreadable_and_binary_files_are_problems_not_tracebacks(tmp_path):
     missing = answers.load(tmp_path / "nope.toml")
     assert [str(p) for p in missing.problems] == [f"{tmp_path}/nope.toml:1:1: cannot read the answer file: "
-                                                  "No such file or directory"]
+                                                  "it does not exist"]
     binary = tmp_path / "bin.toml"
     binary.write_bytes(b"version = 1\n\xff\xfe\n")
     assert str(answers.load(binary).problems[0]).endswith(":2:1: the answer file is not UTF-8 text")
+
+
+def test_fifos_devices_directories_and_huge_files_are_refused_without_reading_them(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # nobody ever writes to it: a blocking read would hang the test
+    huge = tmp_path / "huge.toml"
+    with huge.open("wb") as handle:
+        handle.truncate(answers.MAX_ANSWER_BYTES + 1)
+    cases = {fifo: "is a FIFO, not a regular file", Path("/dev/zero"): "is a character device, not a regular file",
+             tmp_path: "is a directory, not a regular file", huge: f"is larger than {answers.MAX_ANSWER_BYTES} bytes"}
+    for path, reason in cases.items():
+        assert [str(p) for p in answers.load(path).problems] == [f"{path}:1:1: cannot read the answer file: it "
+                                                                 f"{reason}"]
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)
+    assert "symbolic link loop" in str(answers.load(loop).problems[0])
 
 
 def test_schema_command_prints_a_documented_json_schema(capsys, tmp_path):

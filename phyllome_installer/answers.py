@@ -948,7 +948,15 @@ def parse_bytes(raw: bytes, name: str, *, unattended: bool = True,
 
 def load_config(path: Path | str, **kwargs: Any) -> InstallConfig:
     """Like :func:`load`, but raises :class:`AnswerFileError` with every problem."""
-    result = load(path, **kwargs)
+    return _config_or_raise(load(path, **kwargs))
+
+
+def config_from_bytes(raw: bytes, name: str, **kwargs: Any) -> InstallConfig:
+    """Like :func:`parse_bytes`, but raises :class:`AnswerFileError` with every problem."""
+    return _config_or_raise(parse_bytes(raw, name, **kwargs))
+
+
+def _config_or_raise(result: LoadResult) -> InstallConfig:
     if not result.ok:
         raise AnswerFileError(result.problems)
     assert result.config is not None

@@ -113,7 +113,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from .answers import load_config
+    from .answers import config_from_bytes
     from .discover import Discovery
 
     installer = _installer(args)
@@ -121,7 +121,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     if found is None:
         raise UserError("no answer file: give --answers FILE (or run phyllome-install for the interactive installer)")
     log.debug("answer file: %s", found.source)
-    config = load_config(found.path)
+    config = config_from_bytes(found.data, found.name)
     for notice in installer.notices:
         print(f"notice: {notice}", file=sys.stderr)
     if args.dry_run:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from phyllome_installer.core.errors import UserError
@@ -31,7 +29,7 @@ def labelled(tmp_path):
 
 def discovery(tmp_path, cmdline="quiet"):
     (tmp_path / "cmdline").write_text(cmdline)
-    return Discovery(SubprocessRunner(), cmdline=tmp_path / "cmdline", dest=tmp_path / "run" / "answers.toml")
+    return Discovery(SubprocessRunner(), cmdline=tmp_path / "cmdline")
 
 
 def _not_mounted(device):
@@ -41,14 +39,13 @@ def _not_mounted(device):
 def test_labelled_partition_is_found_copied_and_unmounted(tmp_path, labelled):
     found = discovery(tmp_path).find()
     assert found is not None and found.source == f"partition labelled PHYLLOME-ANS ({labelled})"
-    assert found.path.read_text() == ANSWERS
-    assert oct(os.stat(found.path).st_mode & 0o777) == "0o600"
+    assert found.data.decode() == ANSWERS
     assert _not_mounted(labelled)
 
 
 def test_hd_label_form(tmp_path, labelled):
     found = discovery(tmp_path, "phyllome.answers=hd:LABEL=PHYLLOME-ANS:/other.toml").find()
-    assert found.path.read_text() == ANSWERS
+    assert found.data.decode() == ANSWERS
     assert _not_mounted(labelled)
 
 

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import base64
 import http.server
+import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from phyllome_installer.core.errors import UserError
 from phyllome_installer.core.runner import RecordingRunner
+from phyllome_installer.core.secrets import REDACTOR
 from phyllome_installer.discover import Discovery, kernel_argument
 
 ANSWERS = b"version = 1\n# test\n"
@@ -24,20 +28,23 @@ def no_labels() -> RecordingRunner:
 
 def make(tmp_path: Path, runner, cmdline: str = "quiet", **kw) -> Discovery:
     (tmp_path / "cmdline").write_text(cmdline + "\n")
-    return Discovery(runner, cmdline=tmp_path / "cmdline", dest=tmp_path / "run" / "answers.toml", **kw)
+    return Discovery(runner, cmdline=tmp_path / "cmdline", **kw)
 
 
 def check_copy(found, tmp_path, source_start):
+    """The answers stay in memory: no working copy is written anywhere (not in /run, not beside the cmdline)."""
     assert found.source.startswith(source_start)
-    assert found.path == tmp_path / "run" / "answers.toml"
-    assert found.path.read_bytes() == ANSWERS
-    assert oct(os.stat(found.path).st_mode & 0o777) == "0o600"
+    assert found.data == ANSWERS
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cmdline", *(
+        p.name for p in tmp_path.iterdir() if p.suffix == ".toml")])
 
 
 def test_kernel_argument_parsing():
     assert kernel_argument("quiet phyllome.answers=/a.toml rw") == "/a.toml"
     assert kernel_argument("phyllome.answers=/a phyllome.answers=/b") == "/b"
     assert kernel_argument('x "phyllome.answers=hd:LABEL=MY KEY:/a.toml"') == "hd:LABEL=MY KEY:/a.toml"
+    assert kernel_argument('x phyllome.answers="hd:LABEL=MY KEY:/a.toml" y') == "hd:LABEL=MY KEY:/a.toml"
+    assert kernel_argument("phyllome.answers=hd:LABEL=it's:/a.toml") == "hd:LABEL=it's:/a.toml"  # no shell rules
     assert kernel_argument("quiet -- phyllome.answers=/init-only") is None
     assert kernel_argument("phyllome.answersx=1") is None
 
@@ -47,7 +54,24 @@ def test_cli_path_comes_first(tmp_path, no_labels):
     src.write_bytes(ANSWERS)
     found = make(tmp_path, no_labels, "phyllome.answers=/elsewhere.toml").find(src)
     check_copy(found, tmp_path, "--answers")
+    assert found.name == str(src)  # problems name the user's own file
     assert no_labels.calls == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_local_files_are_read_bounded(tmp_path, no_labels, kind):
+    path = tmp_path / "a.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "huge":
+        with path.open("wb") as handle:
+            handle.truncate((1 << 20) + 1)
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(UserError, match="not a regular file|larger than"):
+        make(tmp_path, no_labels).find(path)
+    with pytest.raises(UserError, match="not a regular file|larger than"):
+        make(tmp_path, no_labels, f"phyllome.answers={path}").find()
 
 
 @pytest.mark.parametrize("form", ["file://{}", "{}"])
@@ -81,15 +105,54 @@ def test_nothing_found_means_interactive(tmp_path, no_labels):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):  # noqa: N802
+        self.server.seen.append((self.path, dict(self.headers)))
         if self.path == "/answers.toml":
-            self.send_response(200)
+            self._send(ANSWERS)
+        elif self.path == "/private.toml":
+            expected = "Basic " + base64.b64encode(b"ops:s3cr3t-pw").decode()
+            if self.headers.get("Authorization") == expected:
+                self._send(ANSWERS)
+            else:
+                self.send_error(401)
+        elif self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/answers.toml")
+            self.send_header("Content-Length", "0")
             self.end_headers()
-            self.wfile.write(ANSWERS)
         elif self.path == "/slow":
             self.server.release.wait(5)
+        elif self.path == "/trickle":  # a byte at a time, forever: only a deadline on the whole transfer ends it
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(200):  # bounded: the server stops by itself
+                if self.server.release.wait(0.2):
+                    break
+                self.wfile.write(b"#")
+                self.wfile.flush()
+        elif self.path == "/truncated":  # promises more than it sends, then closes
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(ANSWERS) + 100))
+            self.end_headers()
+            self.wfile.write(ANSWERS)
+            self.close_connection = True
+        elif self.path == "/huge":
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: the cap must still hold
+            self.close_connection = True
+            for _ in range(40):
+                self.wfile.write(b"#" * 65536)
         else:
             self.send_error(404)
+
+    def _send(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -99,29 +162,74 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def http_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.release = threading.Event()
+    server.seen = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
     server.release.set()
     server.shutdown()
     server.server_close()
 
 
 def test_http_fetch(tmp_path, no_labels, http_server):
-    found = make(tmp_path, no_labels, f"phyllome.answers={http_server}/answers.toml").find()
+    found = make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/answers.toml").find()
     check_copy(found, tmp_path, "phyllome.answers=http://127.0.0.1")
 
 
 def test_http_404_is_a_clear_error(tmp_path, no_labels, http_server):
     with pytest.raises(UserError, match="HTTP 404"):
-        make(tmp_path, no_labels, f"phyllome.answers={http_server}/missing.toml").find()
+        make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/missing.toml").find()
 
 
 def test_http_timeout_is_a_clear_error(tmp_path, no_labels, http_server):
-    with pytest.raises(UserError, match="no answer within 0.5 s|timed out"):
-        make(tmp_path, no_labels, f"phyllome.answers={http_server}/slow", http_timeout=0.5).find()
+    with pytest.raises(UserError, match="no complete answer within 0.5 s"):
+        make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/slow", http_timeout=0.5).find()
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path, no_labels):
     with pytest.raises(UserError, match="cannot fetch the answer file"):
         make(tmp_path, no_labels, "phyllome.answers=http://127.0.0.1:9/answers.toml").find()
+
+
+def test_a_trickling_server_is_cut_off_by_the_deadline(tmp_path, no_labels, http_server):
+    started = time.monotonic()
+    with pytest.raises(UserError, match="no complete answer within 1 s"):
+        make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/trickle", http_timeout=1).find()
+    assert time.monotonic() - started < 4  # the server would go on for 40 s
+
+
+def test_a_body_cut_short_of_its_content_length_is_an_error(tmp_path, no_labels, http_server):
+    with pytest.raises(UserError, match=f"cut short: {len(ANSWERS)} of {len(ANSWERS) + 100} bytes"):
+        make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/truncated").find()
+
+
+def test_a_body_without_length_is_capped(tmp_path, no_labels, http_server):
+    with pytest.raises(UserError, match="larger than 1048576 bytes"):
+        make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/huge").find()
+
+
+def test_redirects_are_followed(tmp_path, no_labels, http_server):
+    found = make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/redirect").find()
+    assert found.data == ANSWERS
+
+
+def test_credentials_in_the_url_are_sent_and_never_shown(tmp_path, no_labels, http_server, caplog):
+    caplog.set_level(logging.DEBUG, logger="phyllome")
+    url = http_server.url.replace("http://", "http://ops:s3cr3t-pw@")
+    found = make(tmp_path, no_labels, f"phyllome.answers={url}/private.toml").find()
+    assert found.data == ANSWERS
+    assert "s3cr3t-pw" not in found.source and "ops:***@" in found.source
+    assert "s3cr3t-pw" not in caplog.text
+    with pytest.raises(UserError) as error:
+        make(tmp_path, no_labels, f"phyllome.answers={url}/missing.toml").find()
+    assert "s3cr3t-pw" not in str(error.value) and "ops:***@127.0.0.1" in str(error.value)
+    with pytest.raises(UserError) as error:  # an error from the connection itself
+        make(tmp_path, no_labels, "phyllome.answers=http://ops:s3cr3t-pw@127.0.0.1:9/a.toml").find()
+    assert "s3cr3t-pw" not in str(error.value)
+    assert REDACTOR.redact("x s3cr3t-pw y") != "x s3cr3t-pw y"
+
+
+def test_identity_headers_are_sent(tmp_path, no_labels, http_server):
+    make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/answers.toml").find()
+    assert http_server.seen[-1][1]["User-Agent"] == "phyllome-install"

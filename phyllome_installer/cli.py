@@ -21,7 +21,7 @@ from .core.errors import (
     PhyllomeError,
     UserError,
 )
-from .core.logs import DEFAULT_LOG, setup_logging
+from .core.logs import LOG_DIR, setup_logging
 from .core.progress import JsonLinesSink, Sink, TextSink
 from .core.secrets import REDACTOR
 
@@ -201,7 +201,7 @@ def _common_options() -> argparse.ArgumentParser:
     """
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--log", type=Path, metavar="PATH",
-                        help=f"install log file (default {DEFAULT_LOG})")
+                        help=f"log file, emptied for each run (default {LOG_DIR}/COMMAND.log)")
     common.add_argument("--json-progress", action="store_true", default=argparse.SUPPRESS,
                         help="print progress as JSON lines instead of text")
     common.add_argument("--sandbox", action="store_true", default=argparse.SUPPRESS,
@@ -280,6 +280,13 @@ def _console_sink(args: argparse.Namespace) -> Sink | None:
     return JsonLinesSink(sys.stdout) if args.json_progress else TextSink(sys.stderr)
 
 
+def _log_name(prog: str, args: argparse.Namespace) -> str:
+    """One log file per command, so a probe never empties a running install's log: install.log, probe.log, ..."""
+    name = args.handler.__name__.removeprefix("cmd_") if hasattr(args.handler, "__name__") else "main"
+    name = "install" if name == "tui" else name
+    return f"{name}.log" if prog == "phyllome-install" else f"firstboot-{name}.log"
+
+
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     for name, default in COMMON_DEFAULTS.items():
@@ -292,7 +299,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parse(parser, argv)
     prog = parser.prog
     try:
-        install_log = setup_logging(args.log, _console_sink(args))
+        install_log = setup_logging(args.log, _console_sink(args), default=LOG_DIR / _log_name(prog, args))
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code

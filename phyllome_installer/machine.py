@@ -11,14 +11,15 @@ from storage.probe import Disk, MachineProfile
 
 from .answers import InstallConfig, Problem, Storage, wipe_names_disk
 from .core.errors import UserError
+from .core.files import BoundedReadError, read_bounded
 from .tomlpos import locate, positions
 
 
 def load_profile(path: Path) -> MachineProfile:
     try:
-        return MachineProfile.model_validate_json(Path(path).read_text())
-    except OSError as exc:
-        raise UserError(f"cannot read the machine profile {path}: {exc.strerror}") from None
+        return MachineProfile.model_validate_json(read_bounded(path, 4 << 20))
+    except BoundedReadError as exc:
+        raise UserError(f"cannot read the machine profile: {exc}") from None
     except (ValidationError, json.JSONDecodeError) as exc:
         raise UserError(f"{path} is not a machine profile (from `phyllome-install probe --json`): "
                         f"{str(exc).splitlines()[0]}") from None
@@ -72,7 +73,10 @@ def check_against_profile(config: InstallConfig, answers_path: Path, profile_pat
     try:
         resolve_target(config.storage, profile)
     except TargetError as exc:
-        where = positions(Path(answers_path).read_text())
+        try:
+            where = positions(read_bounded(answers_path).decode("utf-8-sig", errors="replace"))
+        except BoundedReadError:
+            where = {}
         loc = tuple(exc.key.split("."))
         (line, column), _ = locate(where, loc)
         return [Problem(str(answers_path), line, column, exc.key, f"{exc.message} (machine profile {profile_path})")]

@@ -8,7 +8,7 @@ runs it. The boot loader is the last task that writes to the disk, so a failed i
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +19,9 @@ from storage.fscrypt import Fscrypt, Protected
 from storage.probe import Disk, MachineProfile, Prober
 
 from . import __version__, bootloader, deploy
-from .answers import MIN_PASSPHRASE, InstallConfig
+from .answers import MIN_PASSPHRASE, InstallConfig, control_character
 from .core.errors import UserError
+from .core.files import BoundedReadError, read_bounded
 from .core.progress import NullSink, Sink, TaskProgress
 from .core.runner import Runner, display
 from .core.secrets import REDACTOR
@@ -31,6 +32,7 @@ from .sandbox import fat_driver, kernel_can_mount
 log = logging.getLogger("phyllome.plan")
 
 DEFAULT_SYSROOT = Path("/mnt/phyllome-sysroot")
+MAX_LOG_COPY = 64 << 20
 
 
 @dataclass
@@ -125,16 +127,30 @@ def _check(ctx: Context) -> None:
         if encryption.passphrase is not None:
             ctx.passphrase = encryption.passphrase.get_secret_value()
         else:
-            try:
-                ctx.passphrase = Path(encryption.passphrase_file).read_text().splitlines()[0]
-            except (OSError, IndexError):
-                raise UserError(f"storage.encryption.passphrase_file: cannot read a passphrase from "
-                                f"{encryption.passphrase_file}") from None
-            REDACTOR.add(ctx.passphrase)
+            ctx.passphrase = read_passphrase_file(Path(encryption.passphrase_file))
             if len(ctx.passphrase) < MIN_PASSPHRASE:
                 raise UserError(f"the passphrase in {encryption.passphrase_file} has fewer than "
                                 f"{MIN_PASSPHRASE} characters")
     ctx.progress("check", f"target {ctx.disk.describe()} is free; payload is available")
+
+
+def read_passphrase_file(path: Path) -> str:
+    """The first line of a passphrase file: a regular file of at most 4 KiB, no control character in the line."""
+    where = f"storage.encryption.passphrase_file: {path}"
+    try:
+        text = read_bounded(path, 4096).decode("utf-8-sig")
+    except BoundedReadError as exc:
+        raise UserError(f"{where} {exc.reason}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{where} is not UTF-8 text") from None
+    line = text.split("\n", 1)[0].removesuffix("\r")
+    REDACTOR.add(line)
+    if not line:
+        raise UserError(f"{where} holds no passphrase on its first line")
+    if control_character(line):
+        raise UserError(f"{where}: the passphrase contains {control_character(line)}; control characters are "
+                        "not allowed")
+    return line
 
 
 def _partition(ctx: Context) -> None:
@@ -229,11 +245,17 @@ def _finish(ctx: Context) -> None:
         tool = Fscrypt(ctx.runner, ctx.deployment_dir / "etc" / "fscrypt.conf")
         for protected in ctx.protected.values():
             tool.lock(Path(protected.directory))
-    if ctx.log_path is not None and ctx.log_path.exists():
+    if ctx.log_path is not None:
+        try:  # this run's log only: a regular file, never through a symlink (it is redacted as it is written)
+            text = read_bounded(ctx.log_path, MAX_LOG_COPY, follow_symlinks=False)
+        except BoundedReadError as exc:
+            log.warning("the install log is not copied to the target: %s", exc)
+            return
         target = deploy.stateroot_var(ctx.sysroot) / "log" / "phyllome" / "install.log"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ctx.log_path, target)  # the log is redacted as it is written
-        target.chmod(0o600)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text)
         ctx.progress("finish", f"install log copied to /var/log/phyllome/install.log on {ctx.disk.path}")
 
 

@@ -1,9 +1,18 @@
-"""The install log: DEBUG and above to one file, INFO and above to the console sink, secrets masked in both."""
+"""The install log: DEBUG and above to one file, INFO and above to the console sink, secrets masked in both.
+
+The log holds one run: it is emptied when a run opens it. By default it lives in a root-only directory,
+``/var/log/phyllome/`` (mode 0700), one file per command (``install.log``, ``probe.log``, ...), so that a
+``probe`` in another terminal never empties the log of a running install. The file is opened without following a
+symbolic link, and only when it is a regular file with one link: ``--log`` pointing at ``/etc/shadow`` through a
+symlink or a hard link is refused, never truncated and never copied into the target.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +20,8 @@ from .errors import UserError
 from .progress import LogLine, Sink
 from .secrets import REDACTOR, RedactingFilter, Redactor
 
-DEFAULT_LOG = Path("/tmp/phyllome-install.log")
+LOG_DIR = Path("/var/log/phyllome")
+DEFAULT_LOG = LOG_DIR / "install.log"
 LOGGER_NAME = "phyllome"
 FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -42,21 +52,67 @@ class InstallLog:
             handler.close()
 
 
+class _FileHandler(logging.StreamHandler):
+    """A log file opened by :func:`open_log` (never reopened by name), flushed after every record."""
+
+    def close(self) -> None:
+        try:
+            self.flush()
+            self.stream.close()
+        finally:
+            super().close()
+
+
+def _private_dir(directory: Path) -> None:
+    """The default log directory: a real directory (never a symlink), only root's."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise OSError(0, f"{directory} is not a directory")
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+
+
+def open_log(path: Path) -> int:
+    """Open ``path`` for one run's log: not through a symlink, only a regular file with one link, emptied."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        if info.st_nlink != 1:
+            raise OSError(0, "it has other hard links; refused")
+        os.ftruncate(fd, 0)
+        os.fchmod(fd, 0o600)
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def setup_logging(path: Path | None, sink: Sink | None, *, redactor: Redactor = REDACTOR,
-                  console_level: int = logging.INFO) -> InstallLog:
-    """Attach the install log file (mode 0600, appended) and the console sink to the ``phyllome`` logger."""
+                  console_level: int = logging.INFO, default: Path = DEFAULT_LOG) -> InstallLog:
+    """Attach the log file (mode 0600, this run only) and the console sink to the ``phyllome`` logger."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     handlers: list[logging.Handler] = []
-    log_path = Path(path) if path is not None else DEFAULT_LOG
+    log_path = Path(path) if path is not None else default
     try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.close(fd)
-        file_handler = logging.FileHandler(log_path, encoding="utf-8")
+        if path is None:
+            _private_dir(log_path.parent)
+        else:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = open_log(log_path)
+        file_handler: logging.Handler = _FileHandler(os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace"))
     except OSError as exc:
-        raise UserError(f"cannot write the install log {log_path}: {exc.strerror}",
+        reason = "it is a symbolic link; refused" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+        raise UserError(f"cannot write the install log {log_path}: {reason}",
                         hint="choose another place with --log PATH") from None
     file_handler.setLevel(logging.DEBUG)
     file_handler.setFormatter(logging.Formatter(FILE_FORMAT))

@@ -153,9 +153,17 @@ class Sandbox:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def detach(runner: Runner, device: str) -> None:
-    """Detach a loop device after its (and its partitions') dirty pages reached the image: see DESIGN notes."""
-    runner.run(["sync"], check=False)
+def detach(runner: Runner, device: str, sys_root: Path = Path("/sys")) -> None:
+    """Detach a loop device after its (and its partitions') dirty pages reached the image: see DESIGN notes.
+
+    Only this device and its partitions are flushed: a global ``sync`` would send flushes to every block device,
+    detached loop devices included (the kernel logs I/O errors for those).
+    """
+    name = Path(device).name
+    block = sys_root / "block" / name
+    partitions = sorted(p.name for p in block.glob(f"{name}p*")) if block.is_dir() else []
+    for part in partitions:
+        runner.run(["blockdev", "--flushbufs", f"/dev/{part}"], check=False)
     runner.run(["blockdev", "--flushbufs", device], check=False)
     runner.run(["partx", "-d", device], check=False)  # losetup -d leaves partitions added with partx behind
     runner.run(["losetup", "-d", device], check=False)

@@ -183,6 +183,8 @@ class TargetMounts:
         self.root = Path(root)
         self.fat_driver = fat_driver
         self.mounted: list[Path] = []
+        self.devices: list[str] = []
+        """The target's block devices mounted here: flushed after unmounting (never a global sync)."""
 
     def mount(self, device: str, mountpoint: str, *options: str) -> Path:
         """Mount ``device`` at ``mountpoint`` inside the root (``/`` is the root itself)."""
@@ -191,6 +193,8 @@ class TargetMounts:
         argv = ["mount", *(("-o", ",".join(options)) if options else ()), device, str(where)]
         self.runner.run(argv)
         self.mounted.append(where)
+        if device.startswith("/dev/"):
+            self.devices.append(device)
         return where
 
     def mount_layout(self, layout: Layout, applied: Applied, roles: tuple[str, ...] = ("root", "boot", "esp")) -> None:
@@ -208,6 +212,7 @@ class TargetMounts:
         where.mkdir(parents=True, exist_ok=True)
         self.runner.run(["fusefat", "-o", f"rw+,fsname={device}", device, str(where)])
         self.mounted.append(where)
+        self.devices.append(device)
         return where
 
     def unmount_all(self) -> list[str]:
@@ -219,13 +224,16 @@ class TargetMounts:
                 continue
             if self.runner.run(["umount", str(where)], check=False).ok:
                 continue
-            self.runner.run(["sync"], check=False)
+            self.runner.run(["sync", "--file-system", str(where)], check=False)
             if self.runner.run(["umount", str(where)], check=False).ok:
                 continue
             log.warning("umount %s failed twice; detaching it lazily (last resort)", where)
             self.runner.run(["umount", "--lazy", str(where)], check=False)
             lazy.append(str(where))
         # fusefat writes through the partition's page cache: put it on the disk now, before the disk goes away
-        # (a loop device detached with dirty pages would write them into the next image attached to it).
-        self.runner.run(["sync"], check=False)
+        # (a loop device detached with dirty pages would write them into the next image attached to it). Only the
+        # target's devices: a global sync would also flush unrelated (even detached) devices.
+        for device in dict.fromkeys(self.devices):
+            self.runner.run(["blockdev", "--flushbufs", device], check=False)
+        self.devices.clear()
         return lazy

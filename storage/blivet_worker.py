@@ -9,6 +9,7 @@ errors to stderr with exit code 1.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 SECTOR = 512
@@ -18,6 +19,25 @@ def emit(fraction: float, message: str) -> None:
     print(json.dumps({"fraction": round(fraction, 3), "message": message}), flush=True)
 
 
+def confine_to(name: str) -> None:
+    """Show blivet only the target and its partitions.
+
+    ``exclusive_disks`` stops blivet from changing other disks, but its populator still walks every block device
+    udev lists, and a stale partition whose loop device was detached (``loop5p1`` under an empty ``loop5``) made
+    every apply fail with "Device 'loop5p1' not in tree". blivet reads the device list through
+    ``blivet.udev.get_devices`` only; in this worker process that list is cut down to the target.
+    """
+    from blivet import udev
+
+    everything = udev.get_devices
+
+    def target_only(subsystem: str = "block") -> list:
+        return [dev for dev in everything(subsystem) if dev.get("SYS_NAME") == name
+                or os.path.basename(os.path.dirname(dev.get("SYS_PATH", ""))) == name]
+
+    udev.get_devices = target_only
+
+
 def apply(request: dict) -> None:
     import blivet
     from blivet.callbacks import create_new_callbacks_register
@@ -25,6 +45,7 @@ def apply(request: dict) -> None:
     from blivet.populator import helpers
 
     name = request["disk"]
+    confine_to(name)
     if request.get("include_loop") and helpers.LoopDevicePopulator in helpers._device_helpers:
         helpers._device_helpers.remove(helpers.LoopDevicePopulator)  # DESIGN.md 4: loopN as a disk
     storage = blivet.Blivet()

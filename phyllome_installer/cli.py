@@ -21,6 +21,8 @@ from .core.errors import (
     PhyllomeError,
     UserError,
 )
+from .core.interrupt import Stop, signals_stop
+from .core.lock import InstallLock
 from .core.logs import LOG_DIR, setup_logging
 from .core.progress import JsonLinesSink, Sink, TextSink
 from .core.secrets import REDACTOR
@@ -99,7 +101,9 @@ def _installer(args: argparse.Namespace, *, unattended: bool = True):
     from .sandbox import BASE, Sandbox
 
     sandbox = Sandbox(args.sandbox_dir or BASE) if args.sandbox else None
-    return Installer(SubprocessRunner(), log_path=args.log, sandbox=sandbox, unattended=unattended)
+    stop = getattr(args, "stop", None) or Stop()
+    return Installer(SubprocessRunner(stop=stop), log_path=args.log, sandbox=sandbox, unattended=unattended,
+                     stop=stop)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -128,8 +132,12 @@ def cmd_install(args: argparse.Namespace) -> int:
         print(installer.plan(config).render(), end="")
         return 0
     result = installer.install(config, _console_sink(args))
+    for notice in installer.notices:
+        if "earlier install" in notice:
+            print(f"notice: {notice}", file=sys.stderr)
     if not result.ok:
-        print(f"install failed in task {result.failed_task}: {result.error}\n  the log is {args.log}",
+        untouched = "" if result.touched else "\n  nothing was written to any disk"
+        print(f"install failed in task {result.failed_task}: {result.error}{untouched}\n  the log is {args.log}",
               file=sys.stderr)
         return result.exit_code or EXIT_FAILED
     # Shown once, on the console only: never logged.
@@ -139,6 +147,9 @@ def cmd_install(args: argparse.Namespace) -> int:
     if config.post.action != "none" and not args.sandbox:
         installer.runner.run(["systemctl", config.post.action])
     return 0
+
+
+cmd_tui.needs_lock = cmd_install.needs_lock = cmd_sandbox.needs_lock = True  # type: ignore[attr-defined]
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -298,14 +309,32 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parse(parser, argv)
     prog = parser.prog
+    args.stop = Stop()
+    lock = None
+    if getattr(args.handler, "needs_lock", False) and not getattr(args, "dry_run", False):
+        # Before the log is opened (a refused second install must not empty the running one's log) and before
+        # anything is read from a disk.
+        try:
+            lock = InstallLock().acquire(" ".join([prog, *(sys.argv[1:] if argv is None else argv)]))
+        except UserError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except OSError as exc:
+            print(f"{prog}: error: cannot take the install lock: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         install_log = setup_logging(args.log, _console_sink(args), default=LOG_DIR / _log_name(prog, args))
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        if lock is not None:
+            lock.release()
         return exc.exit_code
     args.log = install_log.path
     log.debug("%s %s: %s", prog, __version__, " ".join(sys.argv[1:] if argv is None else argv))
     try:
+        if lock is not None:
+            with signals_stop(args.stop):
+                return args.handler(args)
         return args.handler(args)
     except PhyllomeError as exc:
         log.debug("%s: %s", type(exc).__name__, exc)
@@ -322,6 +351,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         return EXIT_FAILED
     finally:
         install_log.close()
+        if lock is not None:
+            lock.release()
 
 
 def install_main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .core.interrupt import Stop
 from .core.progress import NullSink, Sink
 from .core.runner import Runner
 from .sandbox import DISK_SIZE, Sandbox, kernel_can_mount
@@ -38,6 +39,8 @@ class Installer:
     unattended: bool = True
     """An answer file's front end: its `wipe` must name the disk. The TUI's consent is the typed confirmation."""
     notices: list[str] = field(default_factory=list)
+    stop: Stop = field(default_factory=Stop)
+    """Requested by a signal or the front end: the install stops at the next safe point and cleans up."""
 
     def __post_init__(self) -> None:
         if self.sandbox is not None and not kernel_can_mount("f2fs"):
@@ -74,10 +77,10 @@ class Installer:
 
         if self.sandbox is None:
             return build(config, machine, self.runner, sysroot=self.sysroot, log_path=self.log_path, sink=sink,
-                         unattended=self.unattended)
+                         unattended=self.unattended, stop=self.stop)
         return build(for_sandbox(config, self.sandbox, device or str(self.sandbox.image)), machine, self.runner,
                      sysroot=self.sandbox.sysroot, sandbox=True, include_loop=True, log_path=self.log_path,
-                     sink=sink)
+                     sink=sink, stop=self.stop)
 
     def plan(self, config: InstallConfig, machine: MachineProfile | None = None) -> InstallPlan:
         """The plan to show; touches nothing."""
@@ -86,13 +89,17 @@ class Installer:
     def install(self, config: InstallConfig, sink: Sink | None = None) -> engine.Result:
         from storage.probe import Prober
 
-        from . import engine
+        from . import engine, leftovers
+        from .plan import DEFAULT_SYSROOT
 
         sink = sink or NullSink()
         if self.sandbox is None:
+            with self.stop.shielded():
+                self.notices += leftovers.clean_mounts(self.runner, self.sysroot or DEFAULT_SYSROOT)
             machine = Prober(self.runner, proc_root=self.proc, sys_root=self.sys_root).profile()
             return engine.run(self._build(config, machine, sink=sink))
-        with self.sandbox.attached(self.runner) as device:
+        with self.sandbox.attached(self.runner, stop=self.stop) as device:
+            self.notices += self.sandbox.leftovers
             self.sandbox.ensure_payload(self.runner)
             machine = Prober(self.runner, include_loop=True, only=[device]).profile()
             return engine.run(self._build(config, machine, device, sink))

@@ -22,6 +22,7 @@ from . import __version__, bootloader, deploy
 from .answers import MIN_PASSPHRASE, InstallConfig, control_character
 from .core.errors import UserError
 from .core.files import BoundedReadError, read_bounded
+from .core.interrupt import Stop
 from .core.progress import NullSink, Sink, TaskProgress
 from .core.runner import Runner, display
 from .core.secrets import REDACTOR
@@ -57,6 +58,8 @@ class Context:
     protected: dict[str, Protected] = field(default_factory=dict)
     """Directory of the installed system (e.g. /var/lib/libvirt/images) -> how it is protected."""
     passphrase: str | None = field(default=None, repr=False)
+    stop: Stop = field(default_factory=Stop)
+    """Set by a signal or a front end: the engine stops before the next task (the runner, at the next command)."""
 
     def progress(self, task: str, message: str, fraction: float | None = None) -> None:
         log.debug("%s", message)  # the progress event reaches the console; the log file keeps this line
@@ -84,6 +87,8 @@ class Task:
     title: str
     commands: tuple[str, ...]
     run: Callable[[Context], None]
+    writes: bool = True
+    """Whether this task (or one before it) writes to the target: after it, a failure leaves an unbootable disk."""
 
 
 @dataclass(frozen=True)
@@ -264,7 +269,7 @@ def _finish(ctx: Context) -> None:
 
 def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sysroot: Path | None = None,
           sandbox: bool = False, include_loop: bool = False, log_path: Path | None = None,
-          sink: Sink | None = None, unattended: bool = True) -> InstallPlan:
+          sink: Sink | None = None, unattended: bool = True, stop: Stop | None = None) -> InstallPlan:
     """Resolve the target and lay out the install. Raises UserError for an unusable target; touches nothing.
 
     ``unattended``: the answer file's ``wipe`` must name the disk (interactively, the summary screen asks).
@@ -274,7 +279,7 @@ def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sys
                           compression=config.storage.compression)
     ctx = Context(config=config, disk=disk, layout=layout, runner=runner, sysroot=Path(sysroot or DEFAULT_SYSROOT),
                   cpu_vendor=machine.cpu_vendor, log_path=log_path, sink=sink or NullSink(), sandbox=sandbox,
-                  include_loop=include_loop, fat_driver=fat_driver())
+                  include_loop=include_loop, fat_driver=fat_driver(), stop=stop or Stop())
     root, boot = str(ctx.sysroot), str(ctx.sysroot / "boot")
     part = {spec.role: spec for spec in layout.partitions}
     devices = {role: f"<{role} partition>" for role in part}
@@ -298,7 +303,8 @@ def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sys
     host_lines.append("write /etc/phyllome/firstboot (the first-boot marker)")
     tasks = [
         Task("check", "Check the target and the payload",
-             (f"re-probe {disk.path}: not the boot medium, not busy, unchanged", "check the payload"), _check),
+             (f"re-probe {disk.path}: not the boot medium, not busy, unchanged", "check the payload"), _check,
+             writes=False),
         Task("partition", f"Partition and format {disk.path}",
              (f"blivet: erase {disk.path}, GPT, " + ", ".join(
                  f"{p.name} {layouts.human_size(p.size)} {p.fstype} {' '.join(p.mkfs_options)}".rstrip()

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import leftovers
 from .core.errors import UserError
+from .core.interrupt import Stop
+from .core.lock import flock_file
 from .core.runner import Runner
 
 if TYPE_CHECKING:
@@ -62,9 +66,11 @@ HOME_MODE 0700
 """
 
 
-@dataclass(frozen=True)
+@dataclass
 class Sandbox:
     base: Path = BASE
+    leftovers: list[str] = field(default_factory=list, compare=False)
+    """What the last attach cleaned up after an earlier, killed install (for the log and the front end)."""
 
     @property
     def image(self) -> Path:
@@ -129,27 +135,40 @@ class Sandbox:
             (tree / link).symlink_to(target)
 
     @contextlib.contextmanager
-    def attached(self, runner: Runner, size: str = DISK_SIZE) -> Iterator[str]:
-        """The sandbox disk image attached to a loop device for the duration of the block."""
-        self.base.mkdir(parents=True, exist_ok=True)
-        if not self.image.exists():
-            runner.run(["truncate", "-s", size, str(self.image)])
-        for line in runner.run(["losetup", "-j", str(self.image)], check=False).stdout.splitlines():
-            detach(runner, line.split(":", 1)[0])  # a stale attachment
-        device = runner.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
-        if not device.startswith("/dev/loop"):
-            raise UserError(f"could not attach the sandbox image {self.image} to a loop device")
-        # Partitions the kernel may still hold for this loop number from an earlier image (after a crash):
-        runner.run(["partx", "-d", device], check=False)
-        runner.run(["partx", "-u", device], check=False)
+    def attached(self, runner: Runner, size: str = DISK_SIZE, stop: Stop | None = None) -> Iterator[str]:
+        """The sandbox disk image attached to a loop device for the duration of the block.
+
+        The image is locked (``flock``) while attached; what an earlier, killed install left (mounts under the
+        sandbox's system root, processes using them, loop devices on the image) is cleaned up first; an image
+        mounted anywhere else is refused. Setting up and detaching are shielded from a stop request.
+        """
+        stop = stop or Stop()
+        with stop.shielded():
+            self.base.mkdir(parents=True, exist_ok=True)
+            if not self.image.exists():
+                runner.run(["truncate", "-s", size, str(self.image)])
+            lock = flock_file(self.image, "the sandbox image")
         try:
-            yield device
+            with stop.shielded():
+                self.leftovers = leftovers.clean_mounts(runner, self.sysroot)
+                self.leftovers += leftovers.clean_image(runner, self.image, self.sysroot, detach=detach)
+                device = runner.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
+                if not device.startswith("/dev/loop"):
+                    raise UserError(f"could not attach the sandbox image {self.image} to a loop device")
+                # Partitions the kernel may still hold for this loop number from an earlier image (after a crash):
+                runner.run(["partx", "-d", device], check=False)
+                runner.run(["partx", "-u", device], check=False)
+            try:
+                yield device
+            finally:
+                with stop.shielded():
+                    detach(runner, device)
         finally:
-            detach(runner, device)
+            os.close(lock)
 
     def clean(self, runner: Runner) -> None:
-        for line in runner.run(["losetup", "-j", str(self.image)], check=False).stdout.splitlines():
-            detach(runner, line.split(":", 1)[0])
+        leftovers.clean_mounts(runner, self.sysroot)
+        leftovers.clean_image(runner, self.image, self.sysroot, detach=detach)
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -228,6 +228,10 @@ class Prober:
                 if held:
                     flags["busy"] = f"{dev_name} is held by {', '.join(held)}"
                     break
+        if "busy" not in flags and name.startswith("loop"):
+            twin = self._mounted_twin(entry, mounts)
+            if twin:
+                flags["busy"] = twin
         if _read(entry / "ro") == "1":
             flags["read_only"] = "the disk is read-only"
         if size < MIN_DISK_BYTES:
@@ -239,6 +243,28 @@ class Prober:
             table=disk_info.get("PTTYPE", ""), fstype=disk_info.get("TYPE", ""), partitions=partitions,
             os=self._guess_os(partitions), flags=flags,
         )
+
+    def _mounted_twin(self, entry: Path, mounts: dict[str, str]) -> str:
+        """The same image file attached through another loop device, with a partition mounted there."""
+        try:
+            me = os.stat(_read(entry / "loop" / "backing_file").removesuffix(" (deleted)"))
+        except OSError:
+            return ""
+        for other in sorted((self.sys / "block").glob("loop*")):
+            if other.name == entry.name:
+                continue
+            try:
+                info = os.stat(_read(other / "loop" / "backing_file").removesuffix(" (deleted)"))
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) != (me.st_dev, me.st_ino):
+                continue
+            for dev_entry in [other, *sorted(other.glob(f"{other.name}p*"))]:
+                where = mounts.get(_read(dev_entry / "dev"))
+                if where:
+                    return (f"the same image is attached as {other.name}, and {dev_entry.name} is mounted on "
+                            f"{where}")
+        return ""
 
     def _blkid(self, device: str) -> dict[str, str]:
         result = self.runner.run(["blkid", "-p", "-o", "export", device], check=False)

@@ -16,14 +16,17 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from .errors import CommandError
+from .interrupt import Interrupted, Stop
 from .secrets import REDACTOR, Redactor
 
 log = logging.getLogger("phyllome.run")
@@ -118,11 +121,18 @@ class _LoggingRunner:
 
 
 class SubprocessRunner(_LoggingRunner):
-    """Runs commands for real. Output is streamed line by line to the log and to ``on_line``."""
+    """Runs commands for real. Output is streamed line by line to the log and to ``on_line``.
 
-    def __init__(self, redactor: Redactor = REDACTOR, *, base_env: Mapping[str, str] | None = None) -> None:
+    ``stop``: when a stop is requested (a signal), no new command starts, and the running one is terminated (its
+    whole process group: SIGTERM, then SIGKILL after :data:`TERMINATE_GRACE` seconds); :class:`Interrupted` is
+    raised. Commands run inside ``stop.shielded()`` (cleanup) are neither refused nor terminated.
+    """
+
+    def __init__(self, redactor: Redactor = REDACTOR, *, base_env: Mapping[str, str] | None = None,
+                 stop: Stop | None = None) -> None:
         super().__init__(redactor)
         self.base_env = dict(base_env) if base_env is not None else None
+        self.stop = stop
 
     def run(
         self,
@@ -137,6 +147,8 @@ class SubprocessRunner(_LoggingRunner):
         secret_output: bool = False,
     ) -> CommandResult:
         """Run ``argv``. ``secret_output``: its stdout (a hash, a key) is neither logged nor streamed."""
+        if self.stop is not None:
+            self.stop.check()
         args = self._begin(argv, stdin, cwd)
         full_env = dict(self.base_env if self.base_env is not None else os.environ)
         full_env.setdefault("LC_ALL", "C.UTF-8")
@@ -172,19 +184,38 @@ class SubprocessRunner(_LoggingRunner):
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            buffers["stderr"].append(f"timed out after {timeout} s\n")
-            returncode = 124
+        returncode, stopped = self._wait(proc, timeout, buffers["stderr"])
         for reader in readers:
             reader.join()
+        if stopped:
+            log.warning("terminated: %s", display(args, self.redactor))
+            raise Interrupted(f"interrupted ({self.stop.reason if self.stop else 'stop'}) while running "
+                              f"{display(args, self.redactor)}")
         result = CommandResult(args, returncode, "".join(buffers["stdout"]), "".join(buffers["stderr"]))
         if secret_output:
             log.debug("  out| (%d characters, not logged)", len(result.stdout))
         return self._finish(result, check)
+
+    def _wait(self, proc: subprocess.Popen, timeout: float | None, stderr: list[str]) -> tuple[int, bool]:
+        """The exit code, and whether the command was terminated because a stop was requested."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 0.2 if self.stop is not None else None
+            if deadline is not None:
+                left = max(deadline - time.monotonic(), 0)
+                step = left if step is None else min(step, left)
+            try:
+                return proc.wait(timeout=step), False
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stop is not None and self.stop.requested:
+                _terminate(proc)
+                return proc.wait(), True
+            if deadline is not None and time.monotonic() >= deadline:
+                _terminate(proc, grace=0)
+                stderr.append(f"timed out after {timeout} s\n")
+                proc.wait()
+                return 124, False
 
     def _pump(self, stream: TextIO, name: str, buffer: list[str], on_line: LineCallback | None,
               hidden: bool) -> None:
@@ -197,6 +228,25 @@ class SubprocessRunner(_LoggingRunner):
             if on_line is not None:
                 on_line(self.redactor.redact(text), name)
         stream.close()
+
+
+TERMINATE_GRACE = 5.0
+
+
+def _terminate(proc: subprocess.Popen, grace: float = TERMINATE_GRACE) -> None:
+    """SIGTERM to the command's process group (it runs in its own session), SIGKILL if it is still there."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        if grace == 0 and sig == signal.SIGTERM:
+            continue
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class DryRunRunner(_LoggingRunner):

@@ -1,0 +1,124 @@
+"""What an earlier install left behind when it was killed (``kill -9``, a power cut of the live session): mounts
+under its system root, processes still using them (fuse helpers, an orphaned ``ostree pull``), loop devices on the
+sandbox image. Cleaned up under the install lock, before anything is read from the target.
+
+The rules: only what is provably ours is touched (mounts at or under the install's own system root, processes
+using those mounts, loop devices backing our image); a target in use anywhere else (a partition of the image
+mounted through another loop device, say) is never cleaned and never repartitioned: the install refuses and says
+what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .core.errors import UserError
+from .core.runner import Runner
+
+log = logging.getLogger("phyllome.leftovers")
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def mounts(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[tuple[str, str, str]]:
+    """``(major:minor, mount point, source)`` of every mount, in mount order."""
+    out = []
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or "-" not in fields:
+            continue
+        dash = fields.index("-")
+        out.append((fields[2], _unescape(fields[4]), _unescape(fields[dash + 2]) if len(fields) > dash + 2 else ""))
+    return out
+
+
+def _under(path: str, root: Path) -> bool:
+    return path == str(root) or path.startswith(str(root).rstrip("/") + "/")
+
+
+def clean_mounts(runner: Runner, sysroot: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+    """Unmount everything at or under ``sysroot``, innermost first; stop the processes using those mounts."""
+    found = [where for _, where, _ in mounts(mountinfo) if _under(where, sysroot)]
+    done = []
+    for where in reversed(found):
+        # -M: only if it is a mount point (never "the filesystem containing it", which could be /).
+        runner.run(["fuser", "--kill", "--ismountpoint", "--mount", where], check=False)
+        if not runner.run(["umount", where], check=False).ok:
+            runner.run(["umount", "--lazy", where], check=False)
+        done.append(f"unmounted {where}, left mounted by an earlier install")
+    for line in done:
+        log.warning("%s", line)
+    return done
+
+
+def loop_devices_of(image: Path, sys_root: Path = Path("/sys")) -> list[str]:
+    """Loop devices (``loop3``) whose backing file is ``image`` (same inode, whatever path they were given)."""
+    try:
+        target = os.stat(image)
+    except OSError:
+        return []
+    out = []
+    for entry in sorted((sys_root / "block").glob("loop*")):
+        try:
+            backing = (entry / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            continue
+        backing = backing.removesuffix(" (deleted)")
+        try:
+            info = os.stat(backing)
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino):
+            out.append(entry.name)
+    return out
+
+
+def _devices(name: str, sys_root: Path) -> dict[str, str]:
+    """major:minor -> name of a loop device and its partitions."""
+    block = sys_root / "block" / name
+    out = {}
+    for entry in [block, *sorted(block.glob(f"{name}p*"))]:
+        try:
+            out[(entry / "dev").read_text().strip()] = entry.name
+        except OSError:
+            continue
+    return out
+
+
+def image_in_use(image: Path, sysroot: Path, sys_root: Path = Path("/sys"),
+                 mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+    """Mounts of the image's partitions, through any loop device, outside ``sysroot`` (not ours to undo)."""
+    busy = []
+    table = mounts(mountinfo)
+    for loop in loop_devices_of(image, sys_root):
+        devices = _devices(loop, sys_root)
+        for number, where, _ in table:
+            if number in devices and not _under(where, sysroot):
+                busy.append(f"/dev/{devices[number]} is mounted on {where}")
+    return busy
+
+
+def clean_image(runner: Runner, image: Path, sysroot: Path, *, detach, sys_root: Path = Path("/sys"),
+                mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+    """Release loop devices left on the sandbox image; refuse when the image is in use elsewhere."""
+    busy = image_in_use(image, sysroot, sys_root, mountinfo)
+    if busy:
+        raise UserError(f"the sandbox image {image} is in use: " + "; ".join(busy),
+                        hint="unmount it (and detach its loop device with losetup -d) before installing onto it")
+    done = []
+    for loop in loop_devices_of(image, sys_root):
+        device = f"/dev/{loop}"
+        names = [f"/dev/{n}" for n in _devices(loop, sys_root).values()]
+        runner.run(["fuser", "--kill", *names], check=False)  # an orphaned mkfs or fsck of an earlier run
+        detach(runner, device)
+        done.append(f"released {device}, left attached to {image} by an earlier install")
+        log.warning("%s", done[-1])
+    return done

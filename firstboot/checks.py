@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from phyllome_installer.core.files import BoundedReadError, read_bounded
+
 Status = Literal["PASS", "WARN", "FAIL", "NOTE"]
 GiB = 1 << 30
 
@@ -24,6 +26,7 @@ KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
 FS_IOC_GET_ENCRYPTION_POLICY_EX = 0xC0096616
 VM_STORE = "var/lib/libvirt/images"
+MAX_READ = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,37 @@ class Machine:
     def __init__(self, root: Path = Path("/")) -> None:
         self.root = Path(root)
         self.live = self.root == Path("/")
-        capture = self.root / "phyllome-capture.json"
-        self.capture: dict = json.loads(capture.read_text()) if capture.is_file() else {}
+        self.unreadable: dict[str, str] = {}
+        """Files that exist but could not be read (a FIFO, a device, a symlink loop, too large): reported."""
+        self.capture: dict = {}
+        if os.path.lexists(self.path("phyllome-capture.json")):
+            try:
+                capture = json.loads(self.read("phyllome-capture.json", "{}"))
+            except (json.JSONDecodeError, RecursionError):
+                capture = None
+            if isinstance(capture, dict):
+                self.capture = capture
+            else:
+                self.unreadable.setdefault("phyllome-capture.json", "is not a JSON object")
+
+    def _captured(self, key: str, kind: type, default):
+        """A value of the capture file, when it has the expected type (else noted, and ``default``)."""
+        value = self.capture.get(key, default)
+        if value is default or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
+            return value
+        self.unreadable[f"phyllome-capture.json: {key}"] = f"is not a {kind.__name__}"
+        return default
 
     def path(self, rel: str) -> Path:
         return self.root / rel.lstrip("/")
 
     def read(self, rel: str, default: str = "") -> str:
+        """A file's text (bounded: only regular files, at most :data:`MAX_READ` bytes); ``default`` otherwise."""
         try:
-            return self.path(rel).read_text(errors="replace")
-        except OSError:
+            return read_bounded(self.path(rel), MAX_READ).decode("utf-8", errors="replace")
+        except BoundedReadError as exc:
+            if exc.reason != "does not exist":
+                self.unreadable[rel.lstrip("/")] = exc.reason
             return default
 
     def exists(self, rel: str) -> bool:
@@ -84,7 +108,7 @@ class Machine:
     def kvm(self) -> dict:
         """``{"exists", "api_version", "create_vm", "error"}`` for /dev/kvm."""
         if not self.live:
-            return self.capture.get("kvm", {"exists": self.exists("dev/kvm")})
+            return self._captured("kvm", dict, {"exists": self.exists("dev/kvm")})
         info: dict = {"exists": self.exists("dev/kvm")}
         if not info["exists"]:
             return info
@@ -109,7 +133,7 @@ class Machine:
 
     def store_free(self) -> int | None:
         if not self.live:
-            return self.capture.get("store_free_bytes")
+            return self._captured("store_free_bytes", int, None)
         path = self.path(VM_STORE)
         while not path.exists() and path != path.parent:
             path = path.parent
@@ -119,7 +143,7 @@ class Machine:
     def store_encrypted(self) -> bool | None:
         """Whether the VM store has an fscrypt policy (None: there is no VM store)."""
         if not self.live:
-            return self.capture.get("store_encrypted")
+            return self._captured("store_encrypted", bool, None)
         if not self.path(VM_STORE).is_dir():
             return None
         try:
@@ -333,4 +357,17 @@ CHECKS = (cpu_virtualization, kvm_device, vhost_net, tun, iommu_firmware, iommu_
 
 
 def run_checks(machine: Machine) -> list[Check]:
-    return [check(machine) for check in CHECKS]
+    """Every check. A malformed machine file (binary, wrong type, a FIFO) gives a WARN or NOTE, never a traceback."""
+    out = []
+    for check in CHECKS:
+        try:
+            out.append(check(machine))
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError) as exc:
+            name = check.__name__.replace("_", " ")
+            out.append(Check(check.__name__.replace("_", "-"), name, "WARN",
+                             f"could not be checked: {type(exc).__name__}: {str(exc)[:120]}",
+                             "the files this check reads are malformed: see the found value"))
+    if machine.unreadable:
+        listed = "; ".join(f"/{rel} {reason}" for rel, reason in sorted(machine.unreadable.items())[:8])
+        out.append(Check("unreadable", "for unreadable machine files", "NOTE", listed))
+    return out

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 
+from phyllome_installer.core.files import read_bounded
+
 from .checks import Machine
 
 PCI = "sys/bus/pci/devices"
@@ -61,6 +63,11 @@ def _hex(text: str) -> str:
     return text.strip().lower().removeprefix("0x")
 
 
+def _int(text: str) -> int:
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
 def _slot(address: str) -> str:
     return address.rsplit(".", 1)[0]
 
@@ -71,7 +78,7 @@ def _pci_ids(path: str) -> dict[str, str]:
     names: dict[str, str] = {}
     vendor = ""
     try:
-        lines = Path(path).read_text(errors="replace").splitlines()
+        lines = read_bounded(path, 16 << 20).decode("utf-8", errors="replace").splitlines()
     except OSError:
         return names
     for line in lines:
@@ -123,7 +130,7 @@ def inventory(m: Machine) -> list[Gpu]:
             device_id=_hex(m.read(f"{base}/device")), driver=driver, boot_vga=m.read(f"{base}/boot_vga").strip() == "1",
             render_node=f"/dev/dri/{renders[0]}" if renders else "", iommu_group=group, group_members=members,
             isolated=group is not None and not blockers, blockers=blockers,
-            sriov_totalvfs=int(m.read(f"{base}/sriov_totalvfs", "0").strip() or 0),
+            sriov_totalvfs=_int(m.read(f"{base}/sriov_totalvfs", "0")),
             mdev_types=m.listdir(f"{base}/mdev_supported_types"),
             virgl=bool(renders) and driver in VIRGL_DRIVERS,
         ))

@@ -168,6 +168,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from firstboot.gpu import analyse
     from firstboot.state import PROFILE, save_profile
 
+    if not args.root.is_dir():
+        raise UserError(f"--root {args.root}: no such directory (a saved machine tree, or / for this machine)")
     machine = Machine(args.root)
     checks = run_checks(machine)
     gpus = analyse(machine, args.guest)

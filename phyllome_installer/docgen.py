@@ -43,7 +43,14 @@ target against a machine profile saved by `phyllome-install probe --json`). Ever
 
 **Where it is found**, in this order: `--answers PATH`; the kernel argument `phyllome.answers=` with
 `file:///path`, `/path`, `hd:LABEL=NAME:/path` or an `http(s)://` URL; a filesystem labelled `PHYLLOME-ANS`
-holding `/answers.toml`. The file found is copied to `/run/phyllome/answers.toml` (mode 0600).
+holding `/answers.toml`. It is read bounded (a regular file, or an HTTP transfer complete within 15 s; at most
+1 MiB either way) and kept in memory: no copy is written anywhere, and problems name your own file. Credentials
+in a URL (`https://user:secret@host/...`) are sent as HTTP basic authentication and masked in every message.
+
+**Values.** Every string reaches a file or a command, so none may hold a control character (newline, carriage
+return, tab, NUL, escape, the Unicode line separators, bidirectional overrides): such a value is refused at its
+line. A file saved with a UTF-8 byte-order mark (as Notepad does) is fine. Sizes above 8 EiB and arrays or
+inline tables nested deeper than 32 levels are refused.
 
 **Consent.** An unattended install erases the target disk only when `storage.wipe` names it: its serial, its
 `/dev/disk/by-id/` name or its path (with `[storage.match]`: the serial of the disk the rules choose, or

@@ -529,6 +529,15 @@ class UrlPayload(Section):
     remote: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")] = "phyllome"
     """Name of the ostree remote to configure."""
 
+    @model_validator(mode="after")
+    def _no_credentials(self) -> UrlPayload:
+        if "@" in self.url.split("://", 1)[-1].split("/", 1)[0]:
+            raise RuleError([(("url",), "credentials in the URL are not supported: they would be visible in the "
+                                        "process list and stored in the installed system's repository "
+                                        "configuration; serve the repository without them (or over a "
+                                        "private network)")])
+        return self
+
 
 class ContainerPayload(Section):
     """An ostree-native container image."""

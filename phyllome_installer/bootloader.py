@@ -12,10 +12,12 @@ The boot loader is written by the last task that changes the disk: until it succ
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .core import cmdline
 from .core.errors import UserError
 
 
@@ -39,14 +41,36 @@ def read_bls(boot: Path) -> list[BootEntry]:
     return entries
 
 
+_GRUB_SAFE = re.compile(r"[A-Za-z0-9_./:,=+@%-]+")
+
+
+def grub_word(text: str) -> str:
+    """One word of GRUB's script language: single-quoted unless it is plainly safe."""
+    return text if _GRUB_SAFE.fullmatch(text) else "'" + text.replace("'", "'\\''") + "'"
+
+
+def grub_kernel_args(options: str) -> str:
+    """A BLS ``options`` line as arguments of GRUB's ``linux`` command, one GRUB word per kernel argument.
+
+    GRUB hands each word to the kernel and wraps a word holding spaces in double quotes itself, so the kernel's
+    own quoting (``dyndbg="file drivers/usb/* +p"``) is undone here and each argument passed whole:
+    the kernel then receives ``"dyndbg=file drivers/usb/* +p"``, which it reads as the same argument.
+    """
+    out = []
+    for word in cmdline.words(options):
+        name, value = cmdline.parse_word(word)
+        out.append(grub_word(name if value is None else f"{name}={value}"))
+    return " ".join(out)
+
+
 def grub_cfg(entries: list[BootEntry], boot_uuid: str) -> str:
     out = ["# Written by phyllome-install from the BLS entries in /boot/loader/entries.",
            "set timeout=3", "set default=0", ""]
     for entry in entries:
-        out += [f"menuentry '{entry.title}' {{",
-                f"    search --no-floppy --fs-uuid --set=root {boot_uuid}",
-                f"    linux {entry.linux} {entry.options}",
-                f"    initrd {entry.initrd}",
+        out += [f"menuentry {grub_word(entry.title)} {{",
+                f"    search --no-floppy --fs-uuid --set=root {grub_word(boot_uuid)}",
+                f"    linux {grub_word(entry.linux)} {grub_kernel_args(entry.options)}",
+                f"    initrd {grub_word(entry.initrd)}",
                 "}", ""]
     return "\n".join(out)
 

@@ -89,7 +89,7 @@ class HostConfig:
                 "--shell", "/bin/bash", "--comment", user.full_name]
         if groups:
             argv += ["--groups", ",".join(groups)]
-        self.runner.run([*argv, user.name])
+        self.runner.run([*argv, "--", user.name])
         if user.password is not None:
             password = user.password.get_secret_value()
             self.redactor.add(password)

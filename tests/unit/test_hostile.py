@@ -153,3 +153,22 @@ def test_the_kernel_command_line_is_split_as_the_kernel_does():
     assert cmdline.argument(line, "p.x") is None  # after --: for init
     assert cmdline.argument(line, "quiet") is None and cmdline.flag(line, "quiet")
     assert cmdline.argument("a=1 a=2", "a") == "2"
+
+
+def test_quoted_kernel_arguments_reach_grub_as_one_word_each(tmp_path):
+    import shutil
+    import subprocess
+
+    from phyllome_installer.bootloader import BootEntry, grub_cfg
+
+    options = 'root=UUID=1234 rw dyndbg="file drivers/usb/* +p" "acpi_osi=!Windows 2020" quiet'
+    cfg = grub_cfg([BootEntry("Phyllome OS 'stable' (ostree:0)", "/ostree/vmlinuz", "/ostree/initramfs.img",
+                              options)], "abcd-1234")
+    assert ("linux /ostree/vmlinuz root=UUID=1234 rw 'dyndbg=file drivers/usb/* +p' 'acpi_osi=!Windows 2020' quiet"
+            in cfg)
+    assert "menuentry 'Phyllome OS '\\''stable'\\'' (ostree:0)' {" in cfg
+    checker = shutil.which("grub-script-check")  # GRUB's own parser (Debian's grub2-common, from make setup)
+    assert checker
+    path = tmp_path / "grub.cfg"
+    path.write_text(cfg)
+    assert subprocess.run([checker, str(path)], capture_output=True, text=True, check=False).returncode == 0

@@ -217,11 +217,20 @@ def _glob(value: str) -> str:
     return value
 
 
+def _state_dir(value: str) -> str:
+    parts = PurePosixPath(value).parts
+    if parts[:2] != ("/", "var") or len(parts) < 3:
+        raise ValueError(f"{value!r} is not below /var: on an ostree host only /var is writable and kept across "
+                         "upgrades (e.g. \"/var/lib/libvirt/images\")")
+    return value
+
+
 Hostname = Annotated[str, AfterValidator(_hostname)]
 Timezone = Annotated[str, AfterValidator(_timezone)]
 UserName = Annotated[str, AfterValidator(_username)]
 KernelArg = Annotated[str, AfterValidator(_kernel_arg)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+StateDir = Annotated[str, AfterValidator(_absolute), AfterValidator(_state_dir)]
 SshKey = Annotated[str, AfterValidator(_ssh_key)]
 Glob = Annotated[str, AfterValidator(_glob)]
 Keymap = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -415,8 +424,9 @@ class Encryption(Section):
     """The passphrase that unlocks the VM store (at least 8 characters). Never logged or written back."""
     passphrase_file: AbsolutePath | None = None
     """Read the passphrase from this file at install time instead (first line; at least 8 characters)."""
-    protect: list[AbsolutePath] = Field(default_factory=lambda: list(DEFAULT_PROTECT))
-    """Directories of the installed system to encrypt."""
+    protect: list[StateDir] = Field(default_factory=lambda: list(DEFAULT_PROTECT))
+    """Directories of the installed system to encrypt: below /var, the only writable, persistent place of an
+    ostree host (e.g. "/var/lib/libvirt/images", "/var/home")."""
     recovery_key: bool = True
     """Also add a generated recovery protector; its code is shown once at the end of the install."""
 

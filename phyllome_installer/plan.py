@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from storage import layout as layouts
 from storage.apply import Applied, BlivetApplier, TargetMounts, recheck
@@ -78,7 +78,8 @@ class Context:
 
     def store(self, directory: str) -> Path:
         """Where a protected directory of the installed system lives on the target (/var is the stateroot's)."""
-        return deploy.stateroot_var(self.sysroot) / directory.removeprefix("/var/")
+        rel = PurePosixPath(directory).relative_to("/var")  # the schema keeps protect below /var
+        return deploy.stateroot_var(self.sysroot) / rel
 
 
 @dataclass(frozen=True)

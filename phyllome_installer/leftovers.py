@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from .core.errors import UserError
@@ -117,7 +118,12 @@ def clean_image(runner: Runner, image: Path, sysroot: Path, *, detach, sys_root:
     for loop in loop_devices_of(image, sys_root):
         device = f"/dev/{loop}"
         names = [f"/dev/{n}" for n in _devices(loop, sys_root).values()]
-        runner.run(["fuser", "--kill", *names], check=False)  # an orphaned mkfs or fsck of an earlier run
+        # An orphaned mkfs, or the FUSE helper of the ESP, of an earlier run: stopped, and waited for (a loop
+        # device still open when it is detached would only be released later, by the kernel).
+        runner.run(["fuser", "--kill", *names], check=False)
+        deadline = time.monotonic() + 10
+        while runner.run(["fuser", *names], check=False).ok and time.monotonic() < deadline:
+            time.sleep(0.1)
         detach(runner, device)
         done.append(f"released {device}, left attached to {image} by an earlier install")
         log.warning("%s", done[-1])

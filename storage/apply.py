@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +165,37 @@ def _export(text: str) -> dict[str, str]:
 # ---------------------------------------------------------------------- mounting the target tree
 
 
+def helper_pids(program: str, argument: str, proc: Path = Path("/proc")) -> list[int]:
+    """Processes running ``program`` with ``argument`` among their arguments (a daemonized FUSE helper)."""
+    pids = []
+    for entry in proc.glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and Path(argv[0].decode(errors="replace")).name == program and argument.encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0, proc: Path = Path("/proc")) -> list[int]:
+    """Wait for processes to end; return those still running after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if (proc / str(pid)).exists() and not _zombie(proc / str(pid))]
+        if alive:
+            time.sleep(0.05)
+    return alive
+
+
+def _zombie(entry: Path) -> bool:
+    try:
+        return entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> set[str]:
     points = set()
     for line in mountinfo.read_text().splitlines():
@@ -185,6 +219,9 @@ class TargetMounts:
         self.mounted: list[Path] = []
         self.devices: list[str] = []
         """The target's block devices mounted here: flushed after unmounting (never a global sync)."""
+        self.helpers: dict[Path, list[int]] = {}
+        """FUSE helpers serving a mount: waited for after unmounting (they write the FAT out as they exit)."""
+        self.proc = Path("/proc")
 
     def mount(self, device: str, mountpoint: str, *options: str) -> Path:
         """Mount ``device`` at ``mountpoint`` inside the root (``/`` is the root itself)."""
@@ -213,7 +250,20 @@ class TargetMounts:
         self.runner.run(["fusefat", "-o", f"rw+,fsname={device}", device, str(where)])
         self.mounted.append(where)
         self.devices.append(device)
+        self.helpers[where] = helper_pids("fusefat", str(where), self.proc)
         return where
+
+    def _wait_for_helpers(self, where: Path) -> None:
+        pids = self.helpers.pop(where, [])
+        left = wait_gone(pids, proc=self.proc)
+        if left:
+            log.warning("the FUSE helper of %s (pid %s) did not end after unmounting; stopping it", where, left)
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            wait_gone(left, 5.0, self.proc)
 
     def unmount_all(self) -> list[str]:
         """Unmount everything this object mounted, innermost first. Returns what needed the lazy fallback."""
@@ -223,6 +273,7 @@ class TargetMounts:
             if str(where) not in mount_points():  # os.path.ismount misses bind mounts of the same filesystem
                 continue
             if self.runner.run(["umount", str(where)], check=False).ok:
+                self._wait_for_helpers(where)
                 continue
             self.runner.run(["sync", "--file-system", str(where)], check=False)
             if self.runner.run(["umount", str(where)], check=False).ok:
@@ -233,6 +284,8 @@ class TargetMounts:
         # fusefat writes through the partition's page cache: put it on the disk now, before the disk goes away
         # (a loop device detached with dirty pages would write them into the next image attached to it). Only the
         # target's devices: a global sync would also flush unrelated (even detached) devices.
+        for where in list(self.helpers):
+            self._wait_for_helpers(where)
         for device in dict.fromkeys(self.devices):
             self.runner.run(["blockdev", "--flushbufs", device], check=False)
         self.devices.clear()

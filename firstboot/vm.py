@@ -1,0 +1,383 @@
+"""The primary VM: a request + an osinfo profile + the host's facts -> :class:`VmSpec` -> libvirt domain XML.
+
+Both steps are pure functions. :func:`plan` applies the sizing rule and records where every value came from;
+:func:`domain_xml` renders the spec for the host's libvirt, emitting only what its capabilities offer.
+"""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from phyllome_installer.core.errors import UserError
+
+from .gpu import Gpu
+from .host import GiB, HostFacts, reserve
+from .osinfo import OsProfile
+
+STRATEGIES = ("virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+VMMS = ("qemu", "cloud-hypervisor")
+# Hyper-V enlightenments we want for Windows (virt-install's and Phyllome's set); only those the domain
+# capabilities offer are emitted. Sub-elements and newer ones (tlbflush direct/extended, reenlightenment)
+# are left out: libvirt 9.0's schema rejects some of them.
+HYPERV = ("relaxed", "vapic", "spinlocks", "vpindex", "runtime", "synic", "stimer", "reset", "vendor_id",
+          "frequencies", "tlbflush", "ipi")
+MDEV_NAMESPACE = uuid.UUID("5b1c7c1e-5e0a-4b8f-9a53-70687966c1c0")
+
+
+class Request(BaseModel):
+    """What the user asked for; ``None`` means "choose for me"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="desktop", pattern=NAME_PATTERN)
+    memory: int | None = Field(default=None, gt=0)
+    cpus: int | None = Field(default=None, ge=1, le=512)
+    disk_size: int | None = Field(default=None, gt=0)
+    disk_format: Literal["qcow2", "raw"] = "qcow2"
+    gpu: Literal["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"] = "auto"
+    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
+    tpm: bool | None = None
+    iso: str | None = None
+    store: str = "/var/lib/libvirt/images"
+    serial_log: str | None = None
+
+
+class GpuChoice(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    strategy: Literal["virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"]
+    reason: str
+    gpu: str | None = None
+    """The host GPU's PCI address."""
+    hostdevs: list[str] = []
+    """PCI addresses given to the guest (vfio-pci: every function of the GPU's slot; sriov-vf: one VF)."""
+    mdev_type: str | None = None
+    mdev_uuid: str | None = None
+    render_node: str | None = None
+
+
+class VmSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
+    os: str
+    os_name: str
+    family: str
+    memory: int
+    vcpus: int
+    cores: int
+    threads: int
+    disk: str
+    disk_size: int
+    disk_format: Literal["qcow2", "raw"]
+    firmware: Literal["efi", "bios"]
+    secure_boot: bool
+    nvram: str | None
+    tpm: bool
+    iso: str | None
+    driver_iso: str | None
+    virtio: dict[str, bool]
+    gpu: GpuChoice
+    serial_log: str | None = None
+    sources: dict[str, str]
+    notes: list[str] = []
+
+    def summary(self) -> list[tuple[str, str, str]]:
+        """(setting, value, where it came from) rows for the CLI and the first-boot screen."""
+        def size(n: int) -> str:
+            return f"{n / GiB:.1f} GiB" if n % GiB else f"{n // GiB} GiB"
+        rows = [("os", f"{self.os} ({self.os_name})", self.sources["os"]),
+                ("memory", size(self.memory), self.sources["memory"]),
+                ("cpus", f"{self.vcpus} ({self.cores} cores x {self.threads} threads)", self.sources["cpus"]),
+                ("disk", f"{size(self.disk_size)} {self.disk_format} at {self.disk}", self.sources["disk_size"]),
+                ("firmware", self.firmware.upper() + (" + Secure Boot" if self.secure_boot else ""),
+                 self.sources["firmware"]),
+                ("tpm", "TPM 2.0 (tpm-crb, swtpm)" if self.tpm else "none", self.sources["tpm"]),
+                ("gpu", self.gpu.strategy, self.gpu.reason),
+                ("vmm", self.vmm, self.sources["vmm"])]
+        if self.iso:
+            rows.append(("iso", self.iso, "user"))
+        if self.driver_iso:
+            rows.append(("drivers", self.driver_iso, "virtio-win on the host"))
+        return rows
+
+
+def _gib(n: int) -> str:
+    return f"{n // GiB} GiB" if n % GiB == 0 else f"{n / GiB:.1f} GiB"
+
+
+def _choose_gpu(request: Request, profile: OsProfile, gpus: list[Gpu], vfs: dict[str, list[str]]) -> GpuChoice:
+    """The strategy the user named, or the first available one of the primary GPU (firstboot/gpu.py's ranking)."""
+    primary = next((g for g in gpus if g.boot_vga), gpus[0] if gpus else None)
+    if primary is None:
+        if request.gpu not in ("auto", "virtio-gpu-2d"):
+            raise UserError(f"gpu {request.gpu}: this machine has no GPU to use for it", hint="use virtio-gpu-2d")
+        return GpuChoice(strategy="virtio-gpu-2d", reason="no host GPU found: 2D virtio-gpu")
+    ranked = {s.name: s for s in primary.strategies}
+    if request.gpu == "auto":
+        best = next((s for s in primary.strategies if s.available), None)
+        name, reason = (best.name, f"auto: {best.reason}") if best else ("virtio-gpu-2d", "auto: fallback")
+    else:
+        chosen = ranked.get(request.gpu)
+        if chosen is not None and not chosen.available:
+            raise UserError(f"gpu {request.gpu} is not possible for {primary.address} ({primary.name}): "
+                            f"{chosen.reason}")
+        name, reason = request.gpu, "user" + (f": {chosen.reason}" if chosen else "")
+    slot = primary.address.rsplit(".", 1)[0]
+    if name == "vfio-pci":
+        functions = sorted(m for m in primary.group_members if m.rsplit(".", 1)[0] == slot) or [primary.address]
+        return GpuChoice(strategy=name, reason=reason, gpu=primary.address, hostdevs=functions)
+    if name == "sriov-vf":
+        enabled = vfs.get(primary.address, [])
+        if not enabled:
+            raise UserError(f"gpu sriov-vf: no virtual function of {primary.address} is enabled",
+                            hint=f"echo 1 > /sys/bus/pci/devices/{primary.address}/sriov_numvfs, then plan again")
+        return GpuChoice(strategy=name, reason=reason, gpu=primary.address, hostdevs=[enabled[0]])
+    if name == "mdev":
+        mdev_type = primary.mdev_types[0]
+        mdev_uuid = str(uuid.uuid5(MDEV_NAMESPACE, f"{request.name}/{primary.address}/{mdev_type}"))
+        return GpuChoice(strategy=name, reason=reason, gpu=primary.address, mdev_type=mdev_type, mdev_uuid=mdev_uuid)
+    if name == "virtio-gpu-3d":
+        if profile.family == "windows":
+            raise UserError("gpu virtio-gpu-3d: Windows' virtio-gpu driver has no 3D acceleration",
+                            hint="use virtio-gpu-2d, or a passthrough strategy")
+        return GpuChoice(strategy=name, reason=reason, gpu=primary.address, render_node=primary.render_node or None)
+    return GpuChoice(strategy="virtio-gpu-2d", reason=reason)
+
+
+def plan(request: Request, profile: OsProfile, host: HostFacts, gpus: list[Gpu] = (),
+         vfs: dict[str, list[str]] | None = None) -> VmSpec:
+    """The sizing rule: the host keeps its reserve (:func:`firstboot.host.reserve`), the VM gets the rest, never
+    below osinfo's minimum; a user value below the minimum is refused with the minimum named."""
+    sources: dict[str, str] = {"os": profile.fallback or ("detected from the ISO" if profile.detected_from
+                                                          else "user")}
+    notes = [profile.fallback] if profile.fallback else []
+    keep_memory, keep_cpus = reserve(host)
+    minimum = profile.minimum
+    what = profile.name
+
+    if request.memory is not None:
+        if minimum.memory and request.memory < minimum.memory:
+            raise UserError(f"memory {_gib(request.memory)} is below {what}'s minimum of {_gib(minimum.memory)} "
+                            "(osinfo-db)")
+        if request.memory > host.memory:
+            raise UserError(f"memory {_gib(request.memory)} is more than this host has ({_gib(host.memory)})")
+        memory, sources["memory"] = request.memory, "user"
+    else:
+        memory = (host.memory - keep_memory) // (256 << 20) * (256 << 20)
+        sources["memory"] = f"sizing rule: host memory {_gib(host.memory)} minus the host's {_gib(keep_memory)}"
+        if minimum.memory and memory < minimum.memory:
+            memory, sources["memory"] = minimum.memory, "osinfo minimum"
+            notes.append(f"this host has {_gib(host.memory)}: the VM gets {what}'s minimum of {_gib(memory)}, and "
+                         f"the host keeps less than its {_gib(keep_memory)} reserve")
+
+    if request.cpus is not None:
+        if minimum.cpus and request.cpus < minimum.cpus:
+            raise UserError(f"cpus {request.cpus} is below {what}'s minimum of {minimum.cpus} (osinfo-db)")
+        if request.cpus > host.cpus:
+            raise UserError(f"cpus {request.cpus} is more than this host has ({host.cpus})")
+        vcpus, sources["cpus"] = request.cpus, "user"
+    else:
+        vcpus = max(1, host.cpus - keep_cpus)
+        sources["cpus"] = f"sizing rule: {host.cpus} host CPUs minus {keep_cpus} kept for the host"
+        if minimum.cpus and vcpus < minimum.cpus:
+            vcpus, sources["cpus"] = minimum.cpus, "osinfo minimum"
+    threads = host.threads_per_core if vcpus % host.threads_per_core == 0 else 1
+
+    if request.disk_size is not None:
+        if minimum.storage and request.disk_size < minimum.storage:
+            raise UserError(f"disk size {_gib(request.disk_size)} is below {what}'s minimum of "
+                            f"{_gib(minimum.storage)} (osinfo-db)")
+        disk_size, sources["disk_size"] = request.disk_size, "user"
+    elif profile.recommended.storage:
+        disk_size, sources["disk_size"] = profile.recommended.storage, profile.recommended_source["storage"]
+    else:
+        disk_size, sources["disk_size"] = 64 * GiB, "default: osinfo-db gives no storage size"
+
+    windows = profile.family == "windows"
+    modern_windows = windows and profile.efi_required  # Windows 11 and later: UEFI, Secure Boot, TPM 2.0
+    firmware = "efi" if profile.efi and host.efi else "bios"
+    if profile.efi_required and firmware != "efi":
+        raise UserError(f"{what} needs UEFI, and this host's libvirt offers no UEFI firmware", hint="install ovmf")
+    sources["firmware"] = ("osinfo: UEFI required" if profile.efi_required else
+                           "UEFI where osinfo allows it" if firmware == "efi" else "osinfo: no UEFI support")
+    secure_boot = firmware == "efi" and windows and host.secure_boot
+    if request.tpm is not None:
+        tpm, sources["tpm"] = request.tpm, "user"
+        if modern_windows and not tpm:
+            raise UserError(f"{what} does not install without a TPM 2.0", hint="leave the TPM on")
+    else:
+        tpm, sources["tpm"] = modern_windows, ("Windows 11 requires TPM 2.0" if modern_windows else "not needed")
+    if tpm and "tpm-crb" not in host.tpm_models:
+        raise UserError("this host's libvirt offers no tpm-crb TPM", hint="install swtpm and swtpm-tools")
+    sources["vmm"] = "user" if request.vmm != "qemu" else "default"
+
+    store = Path(request.store)
+    suffix = "qcow2" if request.disk_format == "qcow2" else "img"
+    return VmSpec(
+        name=request.name, vmm=request.vmm, os=profile.short_id, os_name=profile.name, family=profile.family,
+        memory=memory, vcpus=vcpus, cores=vcpus // threads, threads=threads,
+        disk=str(store / f"{request.name}.{suffix}"), disk_size=disk_size, disk_format=request.disk_format,
+        firmware=firmware, secure_boot=secure_boot,
+        nvram=str(store / f"{request.name}_VARS.fd") if firmware == "efi" else None, tpm=tpm,
+        iso=request.iso, driver_iso=host.virtio_win if windows and not profile.virtio.get("block") else None,
+        virtio=dict(profile.virtio), gpu=_choose_gpu(request, profile, list(gpus), vfs or {}),
+        serial_log=request.serial_log, sources=sources, notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------- XML
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    node = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        node.text = text
+    return node
+
+
+def _pci(parent: ET.Element, address: str) -> None:
+    domain, bus, rest = address.split(":")
+    slot, function = rest.split(".")
+    _sub(parent, "address", domain=f"0x{domain}", bus=f"0x{bus}", slot=f"0x{slot}", function=f"0x{function}")
+
+
+def _cdrom(devices: ET.Element, path: str, dev: str, boot: str | None) -> None:
+    disk = _sub(devices, "disk", type="file", device="cdrom")
+    _sub(disk, "driver", name="qemu", type="raw")
+    _sub(disk, "source", file=path)
+    _sub(disk, "target", dev=dev, bus="sata")
+    _sub(disk, "readonly")
+    if boot:
+        _sub(disk, "boot", order=boot)
+
+
+def _graphics(devices: ET.Element, spec: VmSpec, host: HostFacts) -> None:
+    strategy = spec.gpu.strategy
+    if strategy == "vfio-pci":
+        _sub(_sub(devices, "video"), "model", type="none")  # the guest drives the real GPU and its outputs
+        return
+    spice = "spice" in host.graphics
+    graphics = _sub(devices, "graphics", type="spice" if spice else "vnc")
+    if strategy == "virtio-gpu-3d":
+        _sub(graphics, "listen", type="none")
+        gl = {"enable": "yes"} | ({"rendernode": spec.gpu.render_node} if spec.gpu.render_node else {})
+        _sub(graphics, "gl", **gl)
+    else:
+        graphics.set("autoport", "yes")
+        _sub(graphics, "listen", type="address", address="127.0.0.1")
+    model = _sub(_sub(devices, "video"), "model", type="virtio", heads="1", primary="yes")
+    if strategy == "virtio-gpu-3d":
+        _sub(model, "acceleration", accel3d="yes")
+    if spice:
+        _sub(devices, "sound", model="ich9")
+        channel = _sub(devices, "channel", type="spicevmc")
+        _sub(channel, "target", type="virtio", name="com.redhat.spice.0")
+        for _ in range(2):
+            _sub(devices, "redirdev", bus="usb", type="spicevmc")
+
+
+def domain_xml(spec: VmSpec, host: HostFacts) -> str:
+    """The libvirt domain XML of ``spec`` for this host (pure: same inputs, same bytes)."""
+    if spec.vmm != "qemu":
+        from .vm_ch import ch_domain_xml
+
+        return ch_domain_xml(spec)
+    windows = spec.family == "windows"
+    root = ET.Element("domain", type=host.domain_type)
+    _sub(root, "name", spec.name)
+    _sub(root, "memory", str(spec.memory // 1024), unit="KiB")
+    if host.memfd:
+        backing = _sub(root, "memoryBacking")
+        _sub(backing, "source", type="memfd")
+        _sub(backing, "access", mode="shared")
+    _sub(root, "vcpu", str(spec.vcpus), placement="static")
+    os_node = _sub(root, "os", **({"firmware": "efi"} if spec.firmware == "efi" else {}))
+    _sub(os_node, "type", "hvm", arch="x86_64", machine="q35")
+    if spec.firmware == "efi":
+        firmware = _sub(os_node, "firmware")
+        if spec.secure_boot:
+            _sub(firmware, "feature", enabled="yes", name="secure-boot")
+            _sub(firmware, "feature", enabled="yes", name="enrolled-keys")
+        else:
+            _sub(firmware, "feature", enabled="no", name="secure-boot")
+        _sub(os_node, "nvram", spec.nvram)
+    features = _sub(root, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    if windows:
+        offered = [f for f in HYPERV if f in host.hyperv]
+        if offered:
+            hyperv = _sub(features, "hyperv", mode="custom")
+            for name in offered:
+                extra = {"spinlocks": {"retries": "8191"}, "vendor_id": {"value": "phyllome"}}.get(name, {})
+                _sub(hyperv, name, state="on", **extra)
+    if spec.secure_boot:
+        _sub(features, "smm", state="on")
+    _sub(features, "vmport", state="off")
+    mode = next((m for m in ("host-passthrough", "host-model", "maximum") if m in host.cpu_modes), None)
+    cpu = _sub(root, "cpu", **({"mode": mode} if mode else {}))
+    _sub(cpu, "topology", sockets="1", dies="1", cores=str(spec.cores), threads=str(spec.threads))
+    clock = _sub(root, "clock", offset="localtime" if windows else "utc")
+    _sub(clock, "timer", name="rtc", tickpolicy="catchup")
+    _sub(clock, "timer", name="pit", tickpolicy="delay")
+    _sub(clock, "timer", name="hpet", present="no")
+    if windows:
+        _sub(clock, "timer", name="hypervclock", present="yes")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+    pm = _sub(root, "pm")
+    _sub(pm, "suspend-to-mem", enabled="no")
+    _sub(pm, "suspend-to-disk", enabled="no")
+
+    devices = _sub(root, "devices")
+    _sub(devices, "emulator", host.emulator)
+    virtio_disk = spec.virtio.get("block", False)
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=spec.disk_format, discard="unmap")
+    _sub(disk, "source", file=spec.disk)
+    _sub(disk, "target", dev="vda" if virtio_disk else "sda", bus="virtio" if virtio_disk else "sata")
+    _sub(disk, "boot", order="2" if spec.iso else "1")
+    if spec.iso:
+        _cdrom(devices, spec.iso, "sdb", "1")
+    if spec.driver_iso:
+        _cdrom(devices, spec.driver_iso, "sdc", None)
+    _sub(devices, "controller", type="usb", model="qemu-xhci", ports="15")
+    if host.network:
+        interface = _sub(devices, "interface", type="network")
+        _sub(interface, "source", network="default")
+    else:
+        interface = _sub(devices, "interface", type="user")
+    _sub(interface, "model", type="virtio" if spec.virtio.get("net") else "e1000e")
+    bus = "virtio" if spec.virtio.get("input") else "usb"
+    _sub(devices, "input", type="tablet", bus="usb")
+    _sub(devices, "input", type="keyboard", bus=bus)
+    serial = _sub(devices, "serial", type="pty")
+    if spec.serial_log:
+        _sub(serial, "log", file=spec.serial_log, append="off")
+    _sub(devices, "console", type="pty")
+    agent = _sub(devices, "channel", type="unix")
+    _sub(agent, "target", type="virtio", name="org.qemu.guest_agent.0")
+    _graphics(devices, spec, host)
+    for address in spec.gpu.hostdevs:
+        hostdev = _sub(devices, "hostdev", mode="subsystem", type="pci", managed="yes")
+        _pci(_sub(hostdev, "source"), address)
+    if spec.gpu.strategy == "mdev":
+        hostdev = _sub(devices, "hostdev", mode="subsystem", type="mdev", managed="no", model="vfio-pci",
+                       display="off")
+        _sub(_sub(hostdev, "source"), "address", uuid=spec.gpu.mdev_uuid)
+    if spec.tpm:
+        tpm = _sub(devices, "tpm", model="tpm-crb")
+        _sub(tpm, "backend", type="emulator", version="2.0")
+    rng = _sub(devices, "rng", model="virtio")
+    _sub(rng, "backend", "/dev/urandom", model="random")
+    _sub(devices, "memballoon", model="none")
+    ET.indent(root, "  ")
+    return ET.tostring(root, encoding="unicode") + "\n"

@@ -45,6 +45,8 @@ _loop_started = False
 
 
 def _libvirt():
+    # The embedded driver logs to stderr at info level; a user needs only errors (they also come as exceptions).
+    os.environ.setdefault("LIBVIRT_DEBUG", "4")
     import libvirt
 
     return libvirt

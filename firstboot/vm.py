@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from phyllome_installer.core.errors import UserError
 
@@ -46,6 +46,17 @@ class Request(BaseModel):
     iso: str | None = None
     store: str = "/var/lib/libvirt/images"
     serial_log: str | None = None
+
+    @field_validator("iso", "store", "serial_log")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"{value!r} contains control characters")
+        if not value.startswith("/") or "/../" in value + "/":
+            raise ValueError(f"{value!r} is not an absolute path without '..'")
+        return value.rstrip("/") or "/"
 
 
 class GpuChoice(BaseModel):

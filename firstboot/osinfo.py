@@ -158,7 +158,8 @@ class Catalogue:
         if not iso.is_file():
             raise UserError(f"{iso}: no such installation ISO")
         try:
-            media = self._lib.Media.create_from_location(str(iso), None)
+            # flags 0: identify by the ISO's volume/system/publisher ids even where the El Torito check fails
+            media = self._lib.Media.create_from_location_with_flags(str(iso), None, 0)
         except Exception as exc:  # GLib.Error: not an ISO 9660 image, unreadable
             raise UserError(f"{iso}: cannot read it as an installation ISO ({getattr(exc, 'message', exc)})",
                             hint="give the OS with --os SHORTID") from exc

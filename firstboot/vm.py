@@ -125,22 +125,29 @@ def _gib(n: int) -> str:
 
 
 def _choose_gpu(request: Request, profile: OsProfile, gpus: list[Gpu], vfs: dict[str, list[str]]) -> GpuChoice:
-    """The strategy the user named, or the first available one of the primary GPU (firstboot/gpu.py's ranking)."""
-    primary = next((g for g in gpus if g.boot_vga), gpus[0] if gpus else None)
-    if primary is None:
+    """The strategy the user named, or the best one any GPU offers (firstboot/gpu.py's ranking per GPU; across
+    GPUs the order of :data:`STRATEGIES` reversed, a GPU that is not the host's boot GPU first)."""
+    if not gpus:
         if request.gpu not in ("auto", "virtio-gpu-2d"):
             raise UserError(f"gpu {request.gpu}: this machine has no GPU to use for it", hint="use virtio-gpu-2d")
         return GpuChoice(strategy="virtio-gpu-2d", reason="no host GPU found: 2D virtio-gpu")
-    ranked = {s.name: s for s in primary.strategies}
+    order = {name: i for i, name in enumerate(reversed(STRATEGIES))}
+    def ready(gpu: Gpu, strategy) -> bool:  # auto skips SR-IOV until a virtual function is enabled
+        return strategy.available and (strategy.name != "sriov-vf" or request.gpu != "auto" or vfs.get(gpu.address))
+
     if request.gpu == "auto":
-        best = next((s for s in primary.strategies if s.available), None)
-        name, reason = (best.name, f"auto: {best.reason}") if best else ("virtio-gpu-2d", "auto: fallback")
+        offers = [(g, next(s for s in g.strategies if ready(g, s))) for g in gpus]
     else:
-        chosen = ranked.get(request.gpu)
-        if chosen is not None and not chosen.available:
-            raise UserError(f"gpu {request.gpu} is not possible for {primary.address} ({primary.name}): "
-                            f"{chosen.reason}")
-        name, reason = request.gpu, "user" + (f": {chosen.reason}" if chosen else "")
+        offers = [(g, s) for g in gpus for s in g.strategies if s.name == request.gpu and ready(g, s)]
+    offers.sort(key=lambda o: (order[o[1].name], o[0].boot_vga, o[0].address))
+    if not offers:
+        primary = next((g for g in gpus if g.boot_vga), gpus[0])
+        chosen = next((s for s in primary.strategies if s.name == request.gpu), None)
+        raise UserError(f"gpu {request.gpu} is not possible for {primary.address} ({primary.name})"
+                        + (f": {chosen.reason}" if chosen else ""))
+    primary, strategy = offers[0]
+    name = strategy.name
+    reason = ("auto: " if request.gpu == "auto" else "user: ") + f"{primary.address}: {strategy.reason}"
     slot = primary.address.rsplit(".", 1)[0]
     if name == "vfio-pci":
         functions = sorted(m for m in primary.group_members if m.rsplit(".", 1)[0] == slot) or [primary.address]

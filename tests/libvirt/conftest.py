@@ -9,10 +9,9 @@ from tests.libvirt import embed
 
 
 @pytest.fixture(scope="session")
-def embedded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("libvirt-embed")
-    uri, env = embed.prepare(root)
-    with embed.environment(env):
+def embedded():
+    with embed.short_root("pv-") as root, embed.environment((prepared := embed.prepare(root))[1]):
+        uri = prepared[0]
         conn = connect(uri)
         try:
             yield uri, conn, root

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,16 @@ swtpm_user = "root"
 swtpm_group = "root"
 security_driver = "none"
 """
+
+
+@contextlib.contextmanager
+def short_root(prefix: str) -> Iterator[Path]:
+    """A root below /tmp with a short name: libvirt puts UNIX sockets below it (at most 107 bytes a path)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def prepare(root: Path) -> tuple[str, dict[str, str]]:

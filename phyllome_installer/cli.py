@@ -266,6 +266,20 @@ def cmd_vm_create(args: argparse.Namespace) -> int:
     return _vm_create(args, _vm_planned(args, _vm_request(args)), dry_run=args.dry_run, start=args.start)
 
 
+def _first_boot_checks(root: Path) -> None:
+    """The hardware checks, saved for the screens; a FAIL is reported, and the VM's dry run decides."""
+    from firstboot.checks import Machine, run_checks
+    from firstboot.state import PROFILE, save_profile
+
+    checks = run_checks(Machine(root))
+    for check in checks:
+        print(check.line())
+    try:
+        save_profile({"checks": [c.to_dict() for c in checks]}, Path(root) / PROFILE)
+    except OSError as exc:
+        print(f"phyllome-firstboot: warning: cannot save {Path(root) / PROFILE}: {exc.strerror}", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``run --unattended``: the answer file's [firstboot] drives the same code as the screens."""
     from firstboot.primary import finish_first_boot
@@ -277,6 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.answers is None:
         raise UserError("run --unattended needs --answers FILE")
     config = load_config(args.answers).firstboot
+    _first_boot_checks(args.root)
     if not config.enabled or config.vm is None:
         print("[firstboot] creates no VM (enabled = false, or no [firstboot.vm])")
         finish_first_boot(args.root)

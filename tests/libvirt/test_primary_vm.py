@@ -178,6 +178,15 @@ def test_cli_plan_and_create_dry_run(cli_root, store):
     assert "4 GiB" in plan.stdout and "(user)" in plan.stdout and "Windows 11 requires TPM 2.0" in plan.stdout
     xml = _cli(env, "vm", "plan", *common, "--xml")
     assert xml.returncode == 0 and "<tpm model=\"tpm-crb\">" in xml.stdout
+    tree = store.parent / "tree"
+    tree.mkdir()
+    (tree / "README").write_text("stand-in")
+    iso = store.parent / "fedora.iso"  # recognised by its volume id, as Fedora's own ISO
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "Fedora-WS-Live-37-1-7", "-o", str(iso), str(tree)],
+                   check=True, capture_output=True)
+    detected = _cli(env, "vm", "plan", "--iso", str(iso), "--uri", uri, "--store", str(store), "--xml")
+    assert detected.returncode == 0, detected.stderr
+    assert str(iso) in detected.stdout and "<model type=\"virtio\" />" in detected.stdout
     dry = _cli(env, "vm", "create", *common, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "dry run passed" in dry.stdout and os.listdir(store) == []
@@ -211,6 +220,7 @@ def test_unattended_run_creates_the_vm_from_the_answer_file(cli_root, store, tmp
     assert result.returncode == 0, result.stderr
     assert "defined with autostart" in result.stdout
     assert not (machine / "etc/phyllome/firstboot").exists()  # the first boot is done
+    assert "Checking for" in result.stdout and (machine / "var/lib/phyllome/hardware.json").is_file()
     try:
         info = _virsh(uri, env, "dominfo", "desk")
         assert "Autostart:      enable" in info and "Max memory:     1048576 KiB" in info, info

@@ -294,3 +294,36 @@ def test_detect_recognises_an_installation_iso_by_its_volume_id(catalogue, tmp_p
                    check=True)
     profile = catalogue.detect(iso)
     assert profile.short_id == "fedora37" and profile.detected_from == str(iso)
+
+
+def test_the_libvirt_version_gates_newer_elements(catalogue):
+    spec, host = _spec(catalogue, "win11")
+    new = ET.fromstring(domain_xml(spec, host))
+    assert new.find("features/hyperv").get("mode") == "custom" and new.find("os/firmware") is not None
+    old = ET.fromstring(domain_xml(spec, host.model_copy(update={"libvirt_version": 7_000_000})))
+    assert old.find("features/hyperv").get("mode") is None and old.find("os/firmware") is None
+    assert old.findtext("os/nvram") == spec.nvram
+
+
+def test_host_smt_comes_from_the_capabilities_siblings():
+    caps = """<capabilities><host><cpu><topology sockets='1' dies='1' cores='2' threads='2'/></cpu><topology>
+      <cells num='1'><cell id='0'><memory unit='KiB'>16777216</memory><cpus num='4'>
+        <cpu id='0' siblings='0,2'/><cpu id='1' siblings='1,3'/><cpu id='2' siblings='0,2'/><cpu id='3' siblings='1,3'/>
+      </cpus></cell></cells></topology></host></capabilities>"""
+    facts = hostfacts.parse(caps, (DATA / "libvirt/domcaps-qemu-q35.xml").read_text(), libvirt_version=9000000,
+                            domain_type="qemu")
+    assert (facts.memory, facts.cpus, facts.threads_per_core) == (16 * GiB, 4, 2)
+    assert hostfacts.reserve(facts) == (2 * GiB, 2)
+    assert facts.hyperv == ["spinlocks", "vendor_id"] and facts.memfd and facts.secure_boot
+    assert "tpm-crb" in facts.tpm_models and "host-passthrough" not in facts.cpu_modes
+
+
+def test_a_mediated_device_is_created_through_sysfs_before_the_dry_run(catalogue, tmp_path):
+    from firstboot.libvirt_backend import Backend
+
+    spec, _ = _spec(catalogue, "gpu-mdev")
+    create = tmp_path / f"sys/bus/pci/devices/{spec.gpu.gpu}/mdev_supported_types/{spec.gpu.mdev_type}/create"
+    create.parent.mkdir(parents=True)
+    create.write_text("")
+    Backend(None, None, root=tmp_path).ensure_mdev(spec)
+    assert create.read_text() == f"{spec.gpu.mdev_uuid}\n"

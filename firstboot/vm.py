@@ -105,7 +105,8 @@ class VmSpec(BaseModel):
             return f"{n / GiB:.1f} GiB" if n % GiB else f"{n // GiB} GiB"
         rows = [("os", f"{self.os} ({self.os_name})", self.sources["os"]),
                 ("memory", size(self.memory), self.sources["memory"]),
-                ("cpus", f"{self.vcpus} ({self.cores} cores x {self.threads} threads)", self.sources["cpus"]),
+                ("cpus", f"{self.vcpus} (1 socket, {self.cores} core{'s' * (self.cores > 1)}, {self.threads} "
+                         f"thread{'s' * (self.threads > 1)} each)", self.sources["cpus"]),
                 ("disk", f"{size(self.disk_size)} {self.disk_format} at {self.disk}", self.sources["disk_size"]),
                 ("firmware", self.firmware.upper() + (" + Secure Boot" if self.secure_boot else ""),
                  self.sources["firmware"]),

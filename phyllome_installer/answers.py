@@ -602,22 +602,31 @@ class User(Section):
 
 
 class PrimaryVm(Section):
-    """The primary guest VM to create at first boot."""
+    """The primary guest VM to create at first boot (phyllome-firstboot run --unattended)."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "desktop"
     """libvirt domain name."""
-    os: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")] = "win11"
-    """Guest OS, as a libosinfo short id (e.g. "win11", "fedora40")."""
+    os: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    """Guest OS, as a libosinfo short id (e.g. "win11", "fedora37"); detected from the ISO when omitted. An id
+    osinfo-db does not know falls back to the newest of its family (phyllome-firstboot vm os-list)."""
     iso: AbsolutePath | None = None
     """Installation ISO on the host."""
-    memory: Size = "8GiB"
-    """Guest memory."""
-    vcpus: int = Field(default=4, ge=1, le=512)
-    """Virtual CPUs."""
-    disk_size: Size = "128GiB"
-    """Size of the guest's disk in the encrypted VM store."""
-    gpu: Literal["auto", "virtio-gpu", "virtio-gpu-gl", "vfio-pci", "sriov", "mdev"] = "auto"
-    """Graphics strategy; auto takes the first-boot checks' recommendation."""
+    memory: Size | None = None
+    """Guest memory; default: the host's memory minus its reserve, never below osinfo's minimum."""
+    vcpus: int | None = Field(default=None, ge=1, le=512)
+    """Virtual CPUs; default: the host's CPUs minus one core, never below osinfo's minimum."""
+    disk_size: Size | None = None
+    """Size of the guest's disk in the encrypted VM store; default: osinfo's recommendation."""
+    disk_format: Literal["qcow2", "raw"] = "qcow2"
+    """Format of the guest's disk."""
+    gpu: Literal["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"] = "auto"
+    """Graphics strategy (firstboot/gpu.py's names); auto takes the first-boot checks' recommendation."""
+    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
+    """Virtual machine monitor: QEMU/KVM, or Cloud Hypervisor through libvirt's ch driver."""
+    tpm: bool | None = None
+    """Emulated TPM 2.0; default: on where the OS requires it (Windows 11)."""
+    start: bool = True
+    """Start the VM once it is created."""
 
 
 class FirstBoot(Section):

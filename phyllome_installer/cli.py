@@ -199,6 +199,128 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
+def _size_arg(text: str) -> int:
+    from .answers import parse_size
+
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if size <= 0:
+        raise argparse.ArgumentTypeError("a size must be greater than zero")
+    return size
+
+
+def _vm_request(args: argparse.Namespace, **values):
+    """The user's VM choices as a validated request (bad values: exit 2, nothing touched)."""
+    from pydantic import ValidationError
+
+    from firstboot.vm import Request
+
+    fields = {"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
+              "disk_format": args.disk_format, "gpu": args.gpu, "vmm": args.vmm, "tpm": args.tpm,
+              "iso": str(args.iso.absolute()) if args.iso else None, "store": str(args.store.absolute()),
+              "serial_log": str(args.serial_log.absolute()) if args.serial_log else None} | values
+    try:
+        return Request(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise UserError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+
+
+def _vm_planned(args: argparse.Namespace, request):
+    from firstboot.checks import Machine
+    from firstboot.osinfo import Catalogue
+    from firstboot.primary import build, host_facts, profile_for
+
+    catalogue = Catalogue()
+    profile_for(catalogue, args.os, request.iso)  # bad input is reported before libvirt is asked anything
+    return build(request, args.os, catalogue=catalogue, host=host_facts(args.uri, args.root),
+                 machine=Machine(args.root))
+
+
+def cmd_vm_os_list(args: argparse.Namespace) -> int:
+    import json
+
+    from firstboot.osinfo import Catalogue
+
+    entries = Catalogue().entries()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        for e in entries:
+            print(f"{e['short_id']:<24} {e['family']:<8} {e['release'] or '-':<10} {e['name']}")
+    return 0
+
+
+def cmd_vm_plan(args: argparse.Namespace) -> int:
+    planned = _vm_planned(args, _vm_request(args))
+    print(planned.xml() if args.xml else planned.to_json() if args.json else planned.render(), end="")
+    if args.json:
+        print()
+    return 0
+
+
+def _vm_create(args: argparse.Namespace, planned, *, dry_run: bool, start: bool) -> int:
+    from firstboot.primary import create
+
+    from .core.runner import SubprocessRunner
+
+    for note in planned.spec.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = create(planned, args.uri, SubprocessRunner(), dry_run=dry_run, start=start, root=args.root)
+    for step in result.steps:
+        print(f"{planned.spec.name}: {step}")
+    print(f"{planned.spec.name}: " + ("the dry run passed; nothing was created" if dry_run else
+                                      "defined with autostart" + (" and started" if start else "")))
+    return 0
+
+
+def cmd_vm_create(args: argparse.Namespace) -> int:
+    return _vm_create(args, _vm_planned(args, _vm_request(args)), dry_run=args.dry_run, start=args.start)
+
+
+def _first_boot_checks(root: Path) -> None:
+    """The hardware checks, saved for the screens; a FAIL is reported, and the VM's dry run decides."""
+    from firstboot.checks import Machine, run_checks
+    from firstboot.state import PROFILE, save_profile
+
+    checks = run_checks(Machine(root))
+    for check in checks:
+        print(check.line())
+    try:
+        save_profile({"checks": [c.to_dict() for c in checks]}, Path(root) / PROFILE)
+    except OSError as exc:
+        print(f"phyllome-firstboot: warning: cannot save {Path(root) / PROFILE}: {exc.strerror}", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run --unattended``: the answer file's [firstboot] drives the same code as the screens."""
+    from firstboot.primary import finish_first_boot
+
+    from .answers import load_config
+
+    if not args.unattended:
+        raise NotAvailable("the interactive first boot is not available in this build yet: use --unattended")
+    if args.answers is None:
+        raise UserError("run --unattended needs --answers FILE")
+    config = load_config(args.answers).firstboot
+    _first_boot_checks(args.root)
+    if not config.enabled or config.vm is None:
+        print("[firstboot] creates no VM (enabled = false, or no [firstboot.vm])")
+        finish_first_boot(args.root)
+        return 0
+    vm = config.vm
+    from .answers import parse_size
+
+    args.os, args.iso = vm.os, Path(vm.iso) if vm.iso else None
+    request = _vm_request(args, name=vm.name, memory=parse_size(vm.memory) if vm.memory else None,
+                          cpus=vm.vcpus, disk_size=parse_size(vm.disk_size) if vm.disk_size else None,
+                          disk_format=vm.disk_format, gpu=vm.gpu, vmm=vm.vmm, tpm=vm.tpm)
+    status = _vm_create(args, _vm_planned(args, request), dry_run=False, start=vm.start)
+    finish_first_boot(args.root)
+    return status
+
+
 # ---------------------------------------------------------------------------------------------- parsers
 
 
@@ -281,7 +403,57 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, metavar="PATH",
                    help="where to save the result (default: /var/lib/phyllome/hardware.json on the live system)")
     p.set_defaults(handler=cmd_check)
+
+    vm = sub.add_parser("vm", parents=[common], help="the primary VM: OS list, plan, create")
+    vm.set_defaults(handler=_not_built("phyllome-firstboot vm without a sub-command"))
+    vm_sub = vm.add_subparsers(title="vm commands", metavar="COMMAND")
+    p = vm_sub.add_parser("os-list", parents=[common], help="the guest OSes osinfo-db knows")
+    p.add_argument("--json", action="store_true", help="print them as JSON")
+    p.set_defaults(handler=cmd_vm_os_list)
+    for name, text in (("plan", "print the VM that would be created, and where each value comes from"),
+                       ("create", "dry run, then define the VM with autostart")):
+        p = vm_sub.add_parser(name, parents=[common], help=text)
+        _vm_options(p)
+        if name == "plan":
+            p.add_argument("--xml", action="store_true", help="print the libvirt domain XML")
+            p.add_argument("--json", action="store_true", help="print the spec as JSON")
+            p.set_defaults(handler=cmd_vm_plan)
+        else:
+            p.add_argument("--dry-run", action="store_true",
+                           help="stop after the define / start paused / destroy / undefine check")
+            p.add_argument("--start", action="store_true", help="start the VM once it is defined")
+            p.set_defaults(handler=cmd_vm_create)
+
+    p = sub.add_parser("run", parents=[common], help="the whole first boot")
+    p.add_argument("--unattended", action="store_true", help="take every answer from --answers FILE [firstboot]")
+    _vm_options(p, user_choices=False)
+    p.set_defaults(handler=cmd_run)
     return parser
+
+
+def _vm_options(p: argparse.ArgumentParser, *, user_choices: bool = True) -> None:
+    if user_choices:
+        p.add_argument("--iso", type=Path, metavar="PATH", help="the installation ISO (the OS is detected from it)")
+        p.add_argument("--os", metavar="SHORTID", help="the guest OS as an osinfo short id (vm os-list)")
+        p.add_argument("--name", default="desktop", help="the VM's name (default desktop)")
+        p.add_argument("--memory", type=_size_arg, metavar="SIZE", help="guest memory, e.g. 8GiB")
+        p.add_argument("--cpus", type=int, metavar="N", help="virtual CPUs")
+        p.add_argument("--disk-size", type=_size_arg, metavar="SIZE", help="the guest disk's size, e.g. 128GiB")
+        p.add_argument("--disk-format", choices=["qcow2", "raw"], default="qcow2", help="the guest disk's format")
+        p.add_argument("--gpu", choices=["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"],
+                       default="auto", help="graphics strategy (default: the checks' recommendation)")
+        p.add_argument("--vmm", choices=["qemu", "cloud-hypervisor"], default="qemu", help="virtual machine monitor")
+        p.add_argument("--tpm", action=argparse.BooleanOptionalAction, default=None,
+                       help="emulated TPM 2.0 (default: where the OS needs one)")
+        p.add_argument("--serial-log", type=Path, metavar="PATH", help=argparse.SUPPRESS)
+    else:
+        p.set_defaults(name="desktop", memory=None, cpus=None, disk_size=None, disk_format="qcow2", gpu="auto",
+                       vmm="qemu", tpm=None, serial_log=None, os=None, iso=None)
+    p.add_argument("--store", type=Path, default=Path("/var/lib/libvirt/images"), metavar="DIR",
+                   help="the encrypted VM store (default /var/lib/libvirt/images)")
+    p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
+                   help="read /sys (GPUs) and the first-boot marker under DIR")
+    p.add_argument("--uri", default="qemu:///system", help="libvirt connection URI (default qemu:///system)")
 
 
 # ---------------------------------------------------------------------------------------------- running

@@ -70,3 +70,7 @@ def test_a_symlinked_default_directory_is_refused(tmp_path):
     (tmp_path / "phyllome").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(UserError, match="not a directory"):
         setup_logging(None, None, default=tmp_path / "phyllome" / "install.log")
+
+
+def test_dev_null_is_accepted_as_no_log(tmp_path):
+    assert install_main(["validate", GOOD, "--log", "/dev/null"]) == 0

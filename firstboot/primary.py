@@ -1,0 +1,112 @@
+"""The primary VM flow shared by ``phyllome-firstboot vm plan|create``, ``run --unattended`` and the screens:
+OS (given or detected) -> osinfo profile -> host facts -> GPUs -> :class:`~firstboot.vm.VmSpec` -> libvirt."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from phyllome_installer.core.errors import InstallFailure, UserError
+from phyllome_installer.core.runner import Runner
+
+from . import state
+from .checks import Machine
+from .gpu import analyse
+from .host import HostFacts
+from .osinfo import Catalogue, OsProfile
+from .vm import Request, VmSpec, domain_xml, plan
+
+
+def profile_for(catalogue: Catalogue, os_id: str | None, iso: str | None) -> OsProfile:
+    if os_id:
+        return catalogue.lookup(os_id)
+    if not iso:
+        raise UserError("give the installation ISO (--iso PATH), the OS (--os SHORTID), or both")
+    return catalogue.detect(Path(iso))
+
+
+def virtual_functions(machine: Machine, address: str) -> list[str]:
+    """The enabled SR-IOV virtual functions of a PCI device (its ``virtfnN`` links)."""
+    base = f"sys/bus/pci/devices/{address}"
+    links = sorted((n for n in machine.listdir(base) if n.startswith("virtfn")), key=lambda n: int(n[6:] or 0))
+    return [os.path.basename(os.readlink(machine.path(f"{base}/{n}"))) for n in links]
+
+
+@dataclass
+class Planned:
+    spec: VmSpec
+    profile: OsProfile
+    host: HostFacts
+
+    def xml(self) -> str:
+        return domain_xml(self.spec, self.host)
+
+    def render(self) -> str:
+        lines = [f"Primary VM {self.spec.name}:"]
+        lines += [f"  {key:<9} {value}\n  {'':<9} ({source})" for key, value, source in self.spec.summary()]
+        lines += [f"  note: {note}" for note in self.spec.notes]
+        lines.append(f"  domain type {self.host.domain_type} (from the host's libvirt capabilities)")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        return json.dumps({"spec": self.spec.model_dump(), "os": self.profile.to_dict(),
+                           "domain_type": self.host.domain_type}, indent=2)
+
+
+def build(request: Request, os_id: str | None, *, catalogue: Catalogue, host: HostFacts,
+          machine: Machine) -> Planned:
+    profile = profile_for(catalogue, os_id, request.iso)
+    gpus = analyse(machine, "windows" if profile.family == "windows" else "linux")
+    vfs = {g.address: virtual_functions(machine, g.address) for g in gpus if g.sriov_totalvfs}
+    if request.vmm == "cloud-hypervisor":
+        from .vm_ch import check_ch
+
+        check_ch(request, profile)
+    return Planned(plan(request, profile, host, gpus, vfs), profile, host)
+
+
+def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: bool, root: Path = Path("/")):
+    from .libvirt_backend import Backend, connect, probe
+
+    if planned.spec.vmm == "cloud-hypervisor":
+        from .vm_ch import connect_refusal
+
+        try:
+            conn = connect(uri)
+        except InstallFailure as exc:
+            raise connect_refusal(uri, exc) from exc
+    else:
+        conn = connect(uri)
+    try:
+        if planned.spec.vmm == "cloud-hypervisor":
+            from .vm_ch import require_ch_driver
+
+            require_ch_driver(conn, uri)
+            host = planned.host
+        else:
+            host = probe(conn, root)
+        return Backend(conn, runner, root=root).create(planned.spec, dry_run=dry_run, start=start, host=host)
+    finally:
+        conn.close()
+
+
+def host_facts(uri: str, root: Path = Path("/")) -> HostFacts:
+    from .libvirt_backend import connect, probe
+
+    conn = connect(uri)
+    try:
+        return probe(conn, root)
+    finally:
+        conn.close()
+
+
+def finish_first_boot(root: Path) -> bool:
+    """Remove the pending marker once everything succeeded; True when there was one."""
+    marker = Path(root) / state.MARKER
+    if marker.exists():
+        marker.unlink()
+        return True
+    return False
+

@@ -70,7 +70,7 @@ def _type(annotation: Any) -> str:
     origin = get_origin(annotation)
     if origin is Annotated:
         base, *meta = get_args(annotation)
-        if any(getattr(m, "func", None) is a._size for m in meta):
+        if any(getattr(m, "func", None) is a.size_value for m in meta):
             return "size"
         return _type(base)
     if origin is Literal:
@@ -95,7 +95,7 @@ def _default(field: Any) -> str:
         return "not set"
     if isinstance(value, BaseModel):
         return "see below"
-    return f"`{a._toml_scalar(value)}`"
+    return f"`{a.toml_scalar(value)}`"
 
 
 def render() -> str:

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from storage.probe import Disk, MachineProfile
 
 from .answers import InstallConfig, Problem, Storage, wipe_names_disk
+from .answers.positions import locate, positions
 from .core.errors import UserError
 from .core.files import BoundedReadError, read_bounded
-from .tomlpos import locate, positions
 
 
 def load_profile(path: Path) -> MachineProfile:

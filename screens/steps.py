@@ -223,7 +223,7 @@ class HostUserScreen(Step):
             "suggestion), and the administrator account: a password typed twice, or an SSH public key, or both.")
 
     def compose(self) -> ComposeResult:
-        from phyllome_installer.answers import _timezones
+        from phyllome_installer.answers import timezones
 
         draft = self.app.draft
         yield from self.compose_header()
@@ -231,7 +231,7 @@ class HostUserScreen(Step):
             yield Static("This computer and its administrator", classes="title")
             yield Input(draft.get("hostname", "phyllome"), placeholder="hostname", id="hostname")
             yield Input(draft.get("timezone", "UTC"), placeholder="time zone, e.g. Europe/Paris", id="timezone",
-                        suggester=SuggestFromList(sorted(_timezones()), case_sensitive=False))
+                        suggester=SuggestFromList(sorted(timezones()), case_sensitive=False))
             yield Input(draft.get("user", ""), placeholder="administrator user name", id="user")
             yield Input(placeholder="password", password=True, id="pw1")
             yield Input(placeholder="the same password again", password=True, id="pw2")

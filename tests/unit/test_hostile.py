@@ -113,7 +113,7 @@ def test_a_control_character_in_any_string_is_refused_at_that_key(path, char, wh
     _set(data, path, value[:cut] + char + value[cut:])
     result = answers.parse(_toml(data), "f.toml", redactor=None)
     assert not result.ok, (path, char)
-    key = answers._dotted(path)
+    key = answers.dotted(path)
     assert any(p.key == key or key.startswith(p.key) for p in result.problems), (key, result.problems)
 
 
@@ -134,13 +134,13 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
 @pytest.mark.parametrize("arg", ['dyndbg="file drivers/usb/* +p"', '"acpi_osi=!Windows 2020"', "quiet",
                                  "console=ttyS0,115200n8", 'a="b c" '.strip()])
 def test_quoted_kernel_arguments_with_spaces_are_one_argument(arg):
-    assert answers._kernel_arg(arg) == arg
+    assert answers.kernel_arg(arg) == arg
 
 
 @pytest.mark.parametrize("arg", ["a b", 'a="b', 'a="b c" d', "--", ""])
 def test_more_or_less_than_one_kernel_argument_is_refused(arg):
     with pytest.raises(ValueError):
-        answers._kernel_arg(arg)
+        answers.kernel_arg(arg)
 
 
 def test_the_kernel_command_line_is_split_as_the_kernel_does():

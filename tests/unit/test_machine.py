@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from phyllome_installer import answers
@@ -64,7 +66,7 @@ def test_validate_with_a_machine_profile(tmp_path, capsys):
     profile = tmp_path / "machine.json"
     profile.write_text(PROFILE.model_dump_json())
     good = tmp_path / "good.toml"
-    good.write_text((answers.Path(__file__).parents[1] / "data/answers/good/reference.toml").read_text())
+    good.write_text((Path(__file__).parents[1] / "data/answers/good/reference.toml").read_text())
     assert install_main(["validate", str(good), "--machine", str(profile), "--log", str(tmp_path / "l")]) == 0
     bad = tmp_path / "bad.toml"
     bad.write_text(good.read_text().replace(BY_ID, "/dev/sdb").replace('wipe = "S64ANS0T123456"', 'wipe = "sdb"'))
@@ -76,7 +78,7 @@ def test_validate_with_a_machine_profile(tmp_path, capsys):
 def test_a_broken_profile_is_a_clear_error(tmp_path, capsys):
     profile = tmp_path / "machine.json"
     profile.write_text("{not json")
-    good = answers.Path(__file__).parents[1] / "data/answers/good/minimal.toml"
+    good = Path(__file__).parents[1] / "data/answers/good/minimal.toml"
     assert install_main(["validate", str(good), "--machine", str(profile), "--log", str(tmp_path / "l")]) == 2
     assert "is not a machine profile" in capsys.readouterr().err
 

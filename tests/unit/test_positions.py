@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from phyllome_installer.tomlpos import locate, positions
+from phyllome_installer.answers.positions import locate, positions
 
 DOC = '''# comment
 title = "x"  # trailing

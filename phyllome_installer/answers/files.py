@@ -1,0 +1,269 @@
+"""Answer files in and out: TOML parsing (bounded, nesting-limited), validation with positions, the JSON
+Schema, a one-line summary, and writing a config back without its secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from ..core.files import BoundedReadError, read_bounded
+from ..core.secrets import REDACTOR, Redactor
+from .errors import AnswerFileError, LoadResult, Problem, describe, dotted, syntax_problem
+from .models import InstallConfig, UrlPayload
+from .positions import locate, positions
+from .rules import raw_rules
+
+MAX_NESTING = 32
+
+
+def too_deep(text: str) -> tuple[int, int] | None:
+    """Where arrays or inline tables nest deeper than :data:`MAX_NESTING` (line, column), outside strings."""
+    depth, line, column, i, n = 0, 1, 0, 0, len(text)
+    quote: str | None = None
+    while i < n:
+        char = text[i]
+        column += 1
+        if char == "\n":
+            line, column = line + 1, 0
+            if quote in ('"', "'"):
+                quote = None  # a single-line string cannot span lines: the parser reports it
+        elif quote is not None:
+            if quote in ('"', '"""') and char == "\\":
+                i += 2
+                column += 1
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                column += len(quote) - 1
+                quote = None
+                continue
+        elif char == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, i) else char
+            i += len(quote)
+            column += len(quote) - 1
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line, column
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return None
+
+
+def parse(text: str, path: str = "<answers>", *, unattended: bool = True,
+          redactor: Redactor | None = REDACTOR) -> LoadResult:
+    """Validate an answer file's text. Never raises for bad input: problems come back in the result."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as Notepad writes it
+    deep = too_deep(text)
+    if deep is not None:
+        return LoadResult(None, [Problem(path, deep[0], deep[1], "",
+                                         f"arrays or tables nested deeper than {MAX_NESTING} levels")])
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return LoadResult(None, [syntax_problem(path, exc)])
+    except RecursionError:  # belt and braces: too_deep should have caught it
+        return LoadResult(None, [Problem(path, 1, 1, "", "the file nests too deeply to be read")])
+    return validate_data(data, path, unattended=unattended, redactor=redactor, where=positions(text))
+
+
+def validate_data(data: dict[str, Any], path: str = "<interactive>", *, unattended: bool = False,
+                  redactor: Redactor | None = REDACTOR, where: dict | None = None) -> LoadResult:
+    """Validate answer-file data (from TOML or from the TUI's forms); every problem at once, never raises."""
+    where = where or {}
+    try:
+        config = InstallConfig.model_validate(data, context={"unattended": unattended})
+    except ValidationError as exc:
+        described = [pair for error in exc.errors() for pair in describe(error)]
+        described += raw_rules(data, unattended)
+        problems: list[Problem] = []
+        for loc, message in dict.fromkeys(described):
+            (line, column), _ = locate(where, loc)
+            problems.append(Problem(path, line, column, dotted(loc), message))
+        problems.sort(key=lambda p: (p.line, p.column))
+        register_raw_secrets(data, redactor)
+        return LoadResult(None, problems)
+    if redactor is not None:
+        for secret in config.secrets():
+            redactor.add(secret)
+    return LoadResult(config, [], warnings_of(config, path, where))
+
+
+def register_raw_secrets(data: dict[str, Any], redactor: Redactor | None) -> None:
+    """Even an invalid file's secrets must not reach a log."""
+    if redactor is None:
+        return
+    encryption = (data.get("storage") or {}).get("encryption") if isinstance(data.get("storage"), dict) else None
+    if isinstance(encryption, dict) and isinstance(encryption.get("passphrase"), str):
+        redactor.add(encryption["passphrase"])
+    for user in data.get("users") or []:
+        if isinstance(user, dict):
+            for key in ("password", "password_hash"):
+                if isinstance(user.get(key), str):
+                    redactor.add(user[key])
+
+
+def warnings_of(config: InstallConfig, path: str, where: dict) -> list[Problem]:
+    def warn(loc: tuple[str | int, ...], message: str) -> Problem:
+        (line, column), _ = locate(where, loc)
+        return Problem(path, line, column, dotted(loc), message)
+
+    out = []
+    encryption = config.storage.encryption
+    if not encryption.enabled:
+        out.append(warn(("storage", "encryption"), "the VM store will not be encrypted"))
+    elif encryption.passphrase_file and not os.path.exists(encryption.passphrase_file):
+        out.append(warn(("storage", "encryption", "passphrase_file"),
+                        f"{encryption.passphrase_file} does not exist here; it must exist at install time"))
+    if isinstance(config.payload, UrlPayload) and not config.payload.gpg_verify:
+        out.append(warn(("payload", "gpg_verify"), "the payload's signature will not be verified"))
+    return out
+
+
+#: An answer file is a few kilobytes; anything much larger is not one.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+def load(path: Path | str, *, unattended: bool = True, redactor: Redactor | None = REDACTOR,
+         name: str | None = None) -> LoadResult:
+    """Read and validate an answer file. Unreadable files are a problem at line 1, not an exception.
+
+    Only a regular file of at most :data:`MAX_ANSWER_BYTES` is read (never a FIFO or a device). ``name``: how
+    problems name the file (the user's own path when ``path`` is a working copy).
+    """
+    name = name or str(path)
+    try:
+        raw = read_bounded(path, MAX_ANSWER_BYTES)
+    except BoundedReadError as exc:
+        return LoadResult(None, [Problem(name, 1, 1, "", f"cannot read the answer file: it {exc.reason}")])
+    return parse_bytes(raw, name, unattended=unattended, redactor=redactor)
+
+
+def parse_bytes(raw: bytes, name: str, *, unattended: bool = True,
+                redactor: Redactor | None = REDACTOR) -> LoadResult:
+    """Validate an answer file's bytes (UTF-8, a byte-order mark allowed)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return LoadResult(None, [Problem(name, line, 1, "", "the answer file is not UTF-8 text")])
+    return parse(text, name, unattended=unattended, redactor=redactor)
+
+
+def load_config(path: Path | str, **kwargs: Any) -> InstallConfig:
+    """Like :func:`load`, but raises :class:`AnswerFileError` with every problem."""
+    return config_or_raise(load(path, **kwargs))
+
+
+def config_from_bytes(raw: bytes, name: str, **kwargs: Any) -> InstallConfig:
+    """Like :func:`parse_bytes`, but raises :class:`AnswerFileError` with every problem."""
+    return config_or_raise(parse_bytes(raw, name, **kwargs))
+
+
+def config_or_raise(result: LoadResult) -> InstallConfig:
+    if not result.ok:
+        raise AnswerFileError(result.problems)
+    assert result.config is not None
+    return result.config
+
+
+def json_schema() -> dict[str, Any]:
+    schema = InstallConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Phyllome OS installer answer file, version 1"
+    return schema
+
+
+def summary(config: InstallConfig) -> str:
+    """One line describing a valid config."""
+    storage = config.storage
+    target = storage.disk or "disk matching " + ", ".join(
+        f"{k}={v}" for k, v in storage.match.model_dump(exclude_none=True).items())  # type: ignore[union-attr]
+    enc = "encrypted VM store" if storage.encryption.enabled else "VM store NOT encrypted"
+    payload = config.payload
+    source = {"local": lambda p: f"{p.repo} {p.ref}", "url": lambda p: f"{p.url} {p.ref}",
+              "container": lambda p: p.image}[payload.kind](payload)
+    users = ", ".join(u.name for u in config.users)
+    return (f"valid: install {payload.kind} payload {source} onto {target} ({storage.root_fs}, {enc}); "
+            f"host {config.host.hostname}; users {users}; then {config.post.action}")
+
+
+# ------------------------------------------------------------------------------------------- writing back
+
+SAVED_HEADER = """\
+# Phyllome OS installer answer file, written by phyllome-install.
+# Secrets were removed: the passphrase and the users' passwords are not in this file.
+# Add them back (see the commented lines) before using it for an unattended install.
+"""
+
+_SECRET_KEYS = {"passphrase", "password", "password_hash"}
+
+
+def toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # TOML basic strings share JSON's escapes for everything json.dumps emits.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bool = False) -> None:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_list(v)}
+    if path:
+        out.append(("\n[[{}]]" if array else "\n[{}]").format(".".join(path)))
+    for key, value in scalars.items():
+        if isinstance(value, SecretStr):
+            out.append(f"# {key} = \"...\"  (removed: secrets are never written)")
+        else:
+            out.append(f"{key} = {toml_scalar(value)}")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _toml_table(value, path + [key], out)
+        elif _is_table_list(value):
+            for item in value:
+                _toml_table(item, path + [key], out, array=True)
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def dumps(config: InstallConfig) -> str:
+    """The config as TOML, every secret replaced by a comment. Keys left at their defaults are kept explicit."""
+    data = config.model_dump(mode="python", exclude_none=True)
+    data = {"version": data.pop("version"), **data}
+    out: list[str] = []
+    _toml_table(data, [], out)
+    return SAVED_HEADER + "\n".join(out).lstrip("\n") + "\n"
+
+
+def save(config: InstallConfig, path: Path) -> Path:
+    """Write the config without secrets, mode 0400. An existing file is replaced."""
+    path = Path(path)
+    text = dumps(config)
+    for secret in config.secrets():
+        if secret in text:  # belt and braces: never write a secret, whatever the schema grows into
+            raise AssertionError("a secret reached the saved answer file")
+    if path.exists():
+        path.chmod(0o600)
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path

@@ -1,0 +1,157 @@
+"""Cross-field rules. Each takes plain values (a model's or the raw TOML's) and tolerates wrong types, which
+field validation reports on its own; so the rules run on raw data too when a section has field errors. And the
+wipe consent: whether it names the target disk."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+from .base import DEFAULT_PROTECT, MIN_PASSPHRASE, Problems, str_value
+from .values import parse_size
+
+# Each takes plain values (a model's or the raw TOML's) and tolerates wrong types, which field validation
+# reports on its own; so the rules can run on raw data too when a section has field errors.
+
+
+def match_rules(d: dict) -> Problems:
+    out: Problems = []
+    if not any(d.get(k) is not None for k in ("model", "serial", "transport", "min_size", "max_size")):
+        out.append(((), "give at least one rule: model, serial, transport, min_size or max_size"))
+    low, high = str_value(d, "min_size"), str_value(d, "max_size")
+    try:
+        if low and high and parse_size(low) > parse_size(high):
+            out.append((("max_size",), f"max_size {high} is smaller than min_size {low}"))
+    except ValueError:
+        pass
+    return out
+
+
+def encryption_rules(d: dict) -> Problems:
+    out: Problems = []
+    protect = d.get("protect", DEFAULT_PROTECT)
+    if d.get("enabled", True) is True:
+        passphrase, has_file = d.get("passphrase"), d.get("passphrase_file") is not None
+        if passphrase is None and not has_file:
+            out.append(((), "encryption is enabled: set passphrase or passphrase_file"))
+        elif passphrase is not None and has_file:
+            out.append((("passphrase_file",), "set passphrase or passphrase_file, not both"))
+        elif isinstance(passphrase, str) and len(passphrase) < MIN_PASSPHRASE:
+            out.append((("passphrase",), f"the passphrase needs at least {MIN_PASSPHRASE} characters"))
+        if protect == []:
+            out.append((("protect",), "encryption is enabled but protect lists no directory"))
+    if isinstance(protect, list) and all(isinstance(p, str) for p in protect) and len(set(protect)) != len(protect):
+        out.append((("protect",), "a directory is listed twice"))
+    return out
+
+
+def storage_rules(d: dict, unattended: bool) -> Problems:
+    out: Problems = []
+    disk, wipe = str_value(d, "disk"), str_value(d, "wipe")
+    if d.get("disk") is not None and d.get("match") is not None:
+        out.append((("match",), "give either disk or [storage.match], not both"))
+    elif d.get("disk") is None and d.get("match") is None:
+        out.append(((), "missing target: set disk, or add a [storage.match] table"))
+    if disk is not None and not disk.startswith("/dev/"):
+        out.append((("disk",), f"{disk!r} is not a device path: expected /dev/..."))
+    if d.get("compression") is True and d.get("root_fs", "f2fs") != "f2fs":
+        out.append((("compression",), "compression needs root_fs = \"f2fs\""))
+    if d.get("wipe") is None:
+        if unattended:
+            out.append(((), "missing wipe: an unattended install erases the disk only with wipe = "
+                            "the disk's serial, by-id name or path"))
+    elif wipe is not None and disk is not None and wipe_conflicts(wipe, disk):
+        out.append((("wipe",), f"wipe = {wipe!r} does not name the target disk {disk!r}"))
+    elif wipe is not None and d.get("match") is not None and not wipe.strip():
+        out.append((("wipe",), "wipe is empty"))
+    return out
+
+
+def user_rules(d: dict) -> Problems:
+    out: Problems = []
+    has_password, has_hash = d.get("password") is not None, d.get("password_hash") is not None
+    if has_password and has_hash:
+        out.append((("password_hash",), "give password or password_hash, not both"))
+    elif not has_password and not has_hash and not d.get("ssh_keys"):
+        name = str_value(d, "name") or "this user"
+        out.append(((), f"user {name!r} cannot log in: set password, password_hash or ssh_keys"))
+    return out
+
+
+def config_rules(d: dict) -> Problems:
+    out: Problems = []
+    users = d.get("users")
+    if not isinstance(users, list):
+        return out
+    names = [u.get("name") if isinstance(u, dict) else None for u in users]
+    for index, name in enumerate(names):
+        if isinstance(name, str) and name in names[:index]:
+            out.append((("users", index, "name"), f"user {name!r} is defined twice"))
+    return out
+
+
+def raw_rules(data: dict, unattended: bool) -> Problems:
+    """The cross-field rules over raw TOML data, for sections whose model validation never reached them."""
+    out: Problems = []
+    storage = data.get("storage")
+    if isinstance(storage, dict):
+        out += [(("storage",) + loc, m) for loc, m in storage_rules(storage, unattended)]
+        for key, rules in (("match", match_rules), ("encryption", encryption_rules)):
+            if isinstance(storage.get(key), dict):
+                out += [(("storage", key) + loc, m) for loc, m in rules(storage[key])]
+    users = data.get("users")
+    if isinstance(users, list):
+        for index, user in enumerate(users):
+            if isinstance(user, dict):
+                out += [(("users", index) + loc, m) for loc, m in user_rules(user)]
+    return out + config_rules(data)
+
+
+_KERNEL_NAME = re.compile(r"^(sd[a-z]+|hd[a-z]+|vd[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+|loop\d+)$")
+
+
+def wipe_conflicts(wipe: str, disk: str) -> bool:
+    """Offline: whether the consent provably names another disk than the target.
+
+    A serial cannot be checked without the machine (that happens before anything is written, against the
+    probed disk); two names of the same kind (kernel names, or by-id names) can.
+    """
+    wipe = wipe.strip()
+    if not wipe:
+        return True
+    if wipe_names_disk(wipe, disk):
+        return False
+    kind = name_kind
+    if kind(wipe) == kind(disk) != "other":
+        return True
+    if kind(disk) == "by-id" and kind(wipe) == "other" and not os.path.basename(disk).startswith("wwn-"):
+        return True  # by-id names other than wwn- end in the serial; wipe_names_disk checked that
+    return False
+
+
+def name_kind(name: str) -> str:
+    if "/by-id/" in name:
+        return "by-id"
+    if "/by-path/" in name:
+        return "by-path"
+    if _KERNEL_NAME.match(os.path.basename(name)) and (name.startswith("/dev/") or "/" not in name):
+        return "kernel"
+    return "other"
+
+
+def wipe_names_disk(wipe: str, disk: str, *, serial: str | None = None, by_id: Iterable[str] = ()) -> bool:
+    """Whether the consent string names the disk: its path, its by-id name, or its serial.
+
+    Offline (no ``serial`` known) a serial is accepted when the target is a by-id name that ends in it.
+    """
+    wipe = wipe.strip()
+    if not wipe:
+        return False
+    names = {disk, os.path.basename(disk), *by_id, *(os.path.basename(b) for b in by_id)}
+    if wipe in names or (serial and wipe == serial):
+        return True
+    if "/by-id/" in disk or any("/by-id/" in b for b in by_id):
+        ids = [os.path.basename(b) for b in (disk, *by_id) if "/by-id/" in b]
+        return any(i.endswith(("_" + wipe, "-" + wipe)) for i in ids)
+    return False

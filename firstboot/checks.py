@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from phyllome_installer.core import facts
+from phyllome_installer.core.facts import cpu_vendor
 from phyllome_installer.core.files import BoundedReadError, read_bounded
 
 Status = Literal["PASS", "WARN", "FAIL", "NOTE"]
@@ -25,7 +27,7 @@ GiB = 1 << 30
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
 FS_IOC_GET_ENCRYPTION_POLICY_EX = 0xC0096616
-VM_STORE = "var/lib/libvirt/images"
+VM_STORE = facts.VM_STORE.lstrip("/")
 MAX_READ = 8 << 20
 
 
@@ -99,8 +101,7 @@ class Machine:
         return set(match.group(1).split()) if match else set()
 
     def cpu_vendor(self) -> str:
-        text = self.read("proc/cpuinfo")
-        return "intel" if "GenuineIntel" in text else "amd" if "AuthenticAMD" in text else "other"
+        return cpu_vendor(self.read("proc/cpuinfo"))
 
     def cmdline(self) -> list[str]:
         return self.read("proc/cmdline").split()

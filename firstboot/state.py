@@ -7,7 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-MARKER = Path("etc/phyllome/firstboot")
+from phyllome_installer.core.facts import FIRSTBOOT_MARKER
+
+MARKER = Path(FIRSTBOOT_MARKER)
 PROFILE = Path("var/lib/phyllome/hardware.json")
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.facts import VM_STORE
 
 from .gpu import Gpu
 from .host import GiB, HostFacts, reserve
@@ -43,7 +44,7 @@ class Request(BaseModel):
     vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
     tpm: bool | None = None
     iso: str | None = None
-    store: str = "/var/lib/libvirt/images"
+    store: str = VM_STORE
     serial_log: str | None = None
 
     @field_validator("iso", "store", "serial_log")

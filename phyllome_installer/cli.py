@@ -21,6 +21,7 @@ from .core.errors import (
     PhyllomeError,
     UserError,
 )
+from .core.facts import VM_STORE
 from .core.interrupt import Stop, signals_stop
 from .core.lock import InstallLock
 from .core.logs import LOG_DIR, setup_logging
@@ -449,8 +450,8 @@ def _vm_options(p: argparse.ArgumentParser, *, user_choices: bool = True) -> Non
     else:
         p.set_defaults(name="desktop", memory=None, cpus=None, disk_size=None, disk_format="qcow2", gpu="auto",
                        vmm="qemu", tpm=None, serial_log=None, os=None, iso=None)
-    p.add_argument("--store", type=Path, default=Path("/var/lib/libvirt/images"), metavar="DIR",
-                   help="the encrypted VM store (default /var/lib/libvirt/images)")
+    p.add_argument("--store", type=Path, default=Path(VM_STORE), metavar="DIR",
+                   help=f"the encrypted VM store (default {VM_STORE})")
     p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
                    help="read /sys (GPUs) and the first-boot marker under DIR")
     p.add_argument("--uri", default="qemu:///system", help="libvirt connection URI (default qemu:///system)")

@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 
 from .answers import Host, User
+from .core.facts import FIRSTBOOT_MARKER
 from .core.runner import Runner
 from .core.secrets import REDACTOR, Redactor
 
 log = logging.getLogger("phyllome.hostconfig")
 
-FIRSTBOOT_MARKER = "etc/phyllome/firstboot"
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")
 
 

@@ -65,6 +65,10 @@ def minimum_disk_size() -> int:
     return ALIGN + ESP_SIZE + BOOT_SIZE + MIN_ROOT + ALIGN
 
 
+#: The smallest disk the installer offers (the probe flags smaller ones as too small).
+MIN_DISK_BYTES = minimum_disk_size()
+
+
 def plan(disk: str, disk_size: int, *, root_fs: str = "f2fs", compression: bool = False) -> Layout:
     """The layout for a disk of ``disk_size`` bytes. Raises :class:`UserError` when the disk is too small."""
     if root_fs not in ("f2fs", "ext4"):

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from phyllome_installer.core.facts import cpu_vendor
 from phyllome_installer.core.runner import Runner
 
 log = logging.getLogger("phyllome.storage.probe")
@@ -27,7 +28,6 @@ log = logging.getLogger("phyllome.storage.probe")
 GiB = 1 << 30
 MiB = 1 << 20
 #: ESP 600 MiB + /boot 1 GiB + a root of at least 8 GiB, plus alignment: see layout.py.
-MIN_DISK_BYTES = 10 * GiB
 PROFILE_VERSION = 1
 #: Mount points that belong to the running live system; their devices are the boot medium.
 SYSTEM_MOUNTS = ("/", "/run/initramfs/live", "/run/install/repo", "/run/rootfsbase", "/boot", "/boot/efi",
@@ -152,12 +152,7 @@ class Prober:
                               disks=self.disks())
 
     def cpu_vendor(self) -> Literal["intel", "amd", "other"]:
-        text = _read(self.proc / "cpuinfo")
-        if "GenuineIntel" in text:
-            return "intel"
-        if "AuthenticAMD" in text or "HygonGenuine" in text:
-            return "amd"
-        return "other"
+        return cpu_vendor(_read(self.proc / "cpuinfo"))
 
     def firmware(self) -> Literal["uefi", "bios"]:
         return "uefi" if (self.sys / "firmware" / "efi").is_dir() else "bios"
@@ -234,6 +229,8 @@ class Prober:
                 flags["busy"] = twin
         if _read(entry / "ro") == "1":
             flags["read_only"] = "the disk is read-only"
+        from .layout import MIN_DISK_BYTES  # the layout decides what fits; it imports this module
+
         if size < MIN_DISK_BYTES:
             flags["too_small"] = f"{human_size(size)} is less than the {human_size(MIN_DISK_BYTES)} needed"
         return Disk(

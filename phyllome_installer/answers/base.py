@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from ..core.facts import MIN_PASSPHRASE, VM_STORE  # noqa: F401 (MIN_PASSPHRASE is re-exported)
+
 SCHEMA_VERSION = 1
-MIN_PASSPHRASE = 8
 
 
 class RuleError(ValueError):
@@ -20,7 +21,7 @@ class RuleError(ValueError):
 
 Loc = tuple[str | int, ...]
 Problems = list[tuple[Loc, str]]
-DEFAULT_PROTECT = ["/var/lib/libvirt/images"]
+DEFAULT_PROTECT = [VM_STORE]
 
 
 def plain(value: Any) -> Any:

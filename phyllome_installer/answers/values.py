@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from ..core import cmdline
+from ..core.facts import MIN_PASSWORD
 from .base import Problems
 
 _SIZE = re.compile(r"\s*(\d{1,20}(?:\.\d{1,9})?)\s*([KMGTP]i?B|B)\s*", re.IGNORECASE | re.ASCII)
@@ -138,6 +139,8 @@ def ssh_key(value: str) -> str:
 def password_rule(value: SecretStr) -> SecretStr:
     if not value.get_secret_value():
         raise ValueError("the password is empty")
+    if len(value.get_secret_value()) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
     return value
 
 

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from phyllome_installer.core.runner import SubprocessRunner
-from storage.probe import MIN_DISK_BYTES, Prober
+from storage.layout import MIN_DISK_BYTES
+from storage.probe import Prober
 from tests.loopdev import loop_image, mounted, sh
 
 pytestmark = pytest.mark.root

@@ -1,0 +1,29 @@
+"""Facts of Phyllome OS that several parts of the code share, each defined once.
+
+The installer writes what first boot reads (the marker, the VM store), the schema and the screens apply the same
+passphrase rule, and the probe and the checks read the CPU vendor the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: The first-boot marker on the installed system (relative to its root): present until first boot succeeded.
+FIRSTBOOT_MARKER = "etc/phyllome/firstboot"
+#: The VM store: libvirt's image directory, encrypted with fscrypt on an installed system.
+VM_STORE = "/var/lib/libvirt/images"
+#: The shortest passphrase the VM store accepts (the answer file and the screens alike).
+MIN_PASSPHRASE = 8
+#: The shortest admin password (the answer file and the screens alike).
+MIN_PASSWORD = 8
+
+CpuVendor = Literal["intel", "amd", "other"]
+
+
+def cpu_vendor(cpuinfo: str) -> CpuVendor:
+    """The CPU vendor from /proc/cpuinfo's text (Hygon is AMD's licensee: same virtualization, same IOMMU)."""
+    if "GenuineIntel" in cpuinfo:
+        return "intel"
+    if "AuthenticAMD" in cpuinfo or "HygonGenuine" in cpuinfo:
+        return "amd"
+    return "other"

@@ -70,14 +70,14 @@ class Installer:
 
     # -------------------------------------------------------------------------------- plan and install
     def _build(self, config: InstallConfig, machine: MachineProfile, device: str | None = None,
-               sink: Sink | None = None) -> InstallPlan:
+               sink: Sink | None = None, consent: str | None = None) -> InstallPlan:
         """The one way both plan() and install() build a plan; ``device``: the sandbox's attached loop device."""
         from .plan import build
         from .sandbox import for_sandbox
 
         if self.sandbox is None:
             return build(config, machine, self.runner, sysroot=self.sysroot, log_path=self.log_path, sink=sink,
-                         unattended=self.unattended, stop=self.stop)
+                         unattended=self.unattended, stop=self.stop, consent=consent)
         return build(for_sandbox(config, self.sandbox, device or str(self.sandbox.image)), machine, self.runner,
                      sysroot=self.sandbox.sysroot, sandbox=True, include_loop=True, log_path=self.log_path,
                      sink=sink, stop=self.stop)
@@ -86,7 +86,9 @@ class Installer:
         """The plan to show; touches nothing."""
         return self._build(config, machine or self.machine())
 
-    def install(self, config: InstallConfig, sink: Sink | None = None) -> engine.Result:
+    def install(self, config: InstallConfig, sink: Sink | None = None, consent: str | None = None) -> engine.Result:
+        """Install. ``consent``: the identity of the disk the user confirmed (``Disk.identity``): a path that
+        names another disk by now is refused before anything is written (the sandbox's image needs none)."""
         from storage.probe import Prober
 
         from . import engine, leftovers
@@ -97,7 +99,7 @@ class Installer:
             with self.stop.shielded():
                 self.notices += leftovers.clean_mounts(self.runner, self.sysroot or DEFAULT_SYSROOT)
             machine = Prober(self.runner, proc_root=self.proc, sys_root=self.sys_root).profile()
-            return engine.run(self._build(config, machine, sink=sink))
+            return engine.run(self._build(config, machine, sink=sink, consent=consent))
         with self.sandbox.attached(self.runner, stop=self.stop) as device:
             self.notices += self.sandbox.leftovers
             self.sandbox.ensure_payload(self.runner)

@@ -58,6 +58,8 @@ class Context:
     protected: dict[str, Protected] = field(default_factory=dict)
     """Directory of the installed system (e.g. /var/lib/libvirt/images) -> how it is protected."""
     passphrase: str | None = field(default=None, repr=False)
+    consent: str = ""
+    """The identity of the disk the user agreed to erase (Disk.identity); the check task refuses any other."""
     stop: Stop = field(default_factory=Stop)
     """Set by a signal or a front end: the engine stops before the next task (the runner, at the next command)."""
 
@@ -123,7 +125,11 @@ def _show(argv: list[str]) -> str:
 
 def _check(ctx: Context) -> None:
     prober = Prober(ctx.runner, include_loop=ctx.include_loop, only=[ctx.disk.name])
-    recheck(prober, ctx.disk)
+    now = recheck(prober, ctx.disk)
+    if ctx.consent and now.identity != ctx.consent:
+        raise UserError(f"{now.path} is not the disk you agreed to erase: it is now {now.describe()} "
+                        f"({now.identity or 'no serial'}), you confirmed {ctx.consent}; nothing was written",
+                        hint="the disks were renumbered (a disk was plugged in or out): choose the disk again")
     deploy.check_payload(ctx.runner, ctx.config.payload)
     if not kernel_can_mount(ctx.layout.root_fs):
         raise UserError(f"this kernel cannot mount {ctx.layout.root_fs}, the chosen root filesystem",
@@ -270,17 +276,21 @@ def _finish(ctx: Context) -> None:
 
 def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sysroot: Path | None = None,
           sandbox: bool = False, include_loop: bool = False, log_path: Path | None = None,
-          sink: Sink | None = None, unattended: bool = True, stop: Stop | None = None) -> InstallPlan:
+          sink: Sink | None = None, unattended: bool = True, stop: Stop | None = None,
+          consent: str | None = None) -> InstallPlan:
     """Resolve the target and lay out the install. Raises UserError for an unusable target; touches nothing.
 
     ``unattended``: the answer file's ``wipe`` must name the disk (interactively, the summary screen asks).
+    ``consent``: the identity (``Disk.identity``) of the disk the user confirmed; by default the identity of the
+    disk resolved now. Either way the check task refuses to go on if the path then names another disk.
     """
     disk = resolve_target(config.storage, machine, unattended=unattended and not sandbox)
     layout = layouts.plan(disk.path, disk.size, root_fs=config.storage.root_fs,
                           compression=config.storage.compression)
     ctx = Context(config=config, disk=disk, layout=layout, runner=runner, sysroot=Path(sysroot or DEFAULT_SYSROOT),
                   cpu_vendor=machine.cpu_vendor, log_path=log_path, sink=sink or NullSink(), sandbox=sandbox,
-                  include_loop=include_loop, fat_driver=fat_driver(), stop=stop or Stop())
+                  include_loop=include_loop, fat_driver=fat_driver(), stop=stop or Stop(),
+                  consent=disk.identity if consent is None else consent)
     root, boot = str(ctx.sysroot), str(ctx.sysroot / "boot")
     part = {spec.role: spec for spec in layout.partitions}
     devices = {role: f"<{role} partition>" for role in part}

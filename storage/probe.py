@@ -74,6 +74,9 @@ class Disk(_Model):
     """Operating systems guessed from what is on the disk."""
     flags: dict[Flag, str] = Field(default_factory=dict)
     """Why this disk cannot be a target: flag -> reason."""
+    identity: str = ""
+    """What this disk is, whatever its path: "serial:...", else "by-id:...", else (a loop device) "file:DEV:INODE"
+    of its backing file; empty when nothing but the path names it. Consent to erase is bound to it."""
 
     @property
     def usable(self) -> bool:
@@ -122,6 +125,21 @@ def _read(path: Path, default: str = "") -> str:
         return path.read_text(errors="replace").strip()
     except OSError:
         return default
+
+
+def _identity(entry: Path, serial: str, by_id: list[str]) -> str:
+    if serial:
+        return f"serial:{serial}"
+    if by_id:
+        return f"by-id:{os.path.basename(sorted(by_id)[0])}"
+    backing = _read(entry / "loop" / "backing_file").removesuffix(" (deleted)")
+    if backing:
+        try:
+            info = os.stat(backing)
+        except OSError:
+            return ""
+        return f"file:{info.st_dev}:{info.st_ino}"
+    return ""
 
 
 def _blkid_export(text: str) -> dict[str, str]:
@@ -233,8 +251,10 @@ class Prober:
 
         if size < MIN_DISK_BYTES:
             flags["too_small"] = f"{human_size(size)} is less than the {human_size(MIN_DISK_BYTES)} needed"
+        serial, by_id = self._serial(entry), self._by_id(name)
         return Disk(
-            path=path, name=name, by_id=self._by_id(name), model=self._model(entry), serial=self._serial(entry),
+            identity=_identity(entry, serial, by_id),
+            path=path, name=name, by_id=by_id, model=self._model(entry), serial=serial,
             size=size, transport=self._transport(entry), removable=_read(entry / "removable") == "1",
             rotational=_read(entry / "queue" / "rotational") == "1", read_only=_read(entry / "ro") == "1",
             table=disk_info.get("PTTYPE", ""), fstype=disk_info.get("TYPE", ""), partitions=partitions,

@@ -130,8 +130,12 @@ def cmd_install(args: argparse.Namespace) -> int:
     for notice in installer.notices:
         print(f"notice: {notice}", file=sys.stderr)
     if args.dry_run:
-        print(installer.plan(config).render(), end="")
-        return 0
+        plan = installer.plan(config)
+        print(plan.render(), end="")
+        problems = plan.problems()
+        for problem in problems:
+            print(f"the install would fail: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT if problems else 0
     result = installer.install(config, _console_sink(args))
     for notice in installer.notices:
         if "earlier install" in notice:
@@ -485,6 +489,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parse(parser, argv)
     prog = parser.prog
     args.stop = Stop()
+    if getattr(args, "dry_run", False) and args.log is None:
+        args.log = Path("/dev/null")  # a dry run writes nothing anywhere, not even a log
     lock = None
     if getattr(args.handler, "needs_lock", False) and not getattr(args, "dry_run", False):
         # Before the log is opened (a refused second install must not empty the running one's log) and before

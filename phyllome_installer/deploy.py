@@ -18,6 +18,7 @@ from pathlib import Path
 from .answers import ContainerPayload, LocalPayload, UrlPayload
 from .core.errors import InstallFailure, UserError
 from .core.runner import Runner
+from .core.targetfs import TargetFiles
 
 log = logging.getLogger("phyllome.deploy")
 
@@ -111,10 +112,14 @@ def stateroot_var(sysroot: Path) -> Path:
     return sysroot / "ostree" / "deploy" / OSNAME / "var"
 
 
-def copy_ostree_boot(deployment: Path, boot: Path) -> list[str]:
+def copy_ostree_boot(deployment: Path, boot: Path, files: TargetFiles | None = None) -> list[str]:
     """Copy ``usr/lib/ostree-boot`` (EFI binaries, GRUB files the tree ships) into /boot; never overwrite."""
+    files = files or TargetFiles()
     source = deployment / "usr" / "lib" / "ostree-boot"
     copied: list[str] = []
+    if files.dry:
+        files.note(f"copy {source} to {boot} (where the tree has it)")
+        return copied
     if not source.is_dir():
         return copied
     for path in sorted(source.rglob("*")):
@@ -135,7 +140,8 @@ class ObjectCounter:
     """Pull progress for any pull: counts the objects in the target repository while the pull runs."""
 
     def __init__(self, repo: Path, expected: int | None, report: Callable[[int, int | None], None],
-                 interval: float = 0.5) -> None:
+                 interval: float = 0.5, *, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.objects = repo / "objects"
         self.expected = expected
         self.report = report
@@ -154,10 +160,13 @@ class ObjectCounter:
             self.report(self.count(), self.expected)
 
     def __enter__(self) -> ObjectCounter:
-        self._thread.start()
+        if self.enabled:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if not self.enabled:
+            return
         self._stop.set()
         self._thread.join()
         self.report(self.count(), self.expected)

@@ -9,13 +9,13 @@ marker ``/etc/phyllome/firstboot``.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from .answers import Host, User
 from .core.facts import FIRSTBOOT_MARKER
 from .core.runner import Runner
 from .core.secrets import REDACTOR, Redactor
+from .core.targetfs import TargetFiles
 
 log = logging.getLogger("phyllome.hostconfig")
 
@@ -39,16 +39,15 @@ def nested_options(cpu_vendor: str) -> str:
 class HostConfig:
     """Writes the configuration of one deployment. ``root`` is the deployment directory."""
 
-    def __init__(self, runner: Runner, root: Path, *, redactor: Redactor = REDACTOR) -> None:
+    def __init__(self, runner: Runner, root: Path, *, redactor: Redactor = REDACTOR,
+                 files: TargetFiles | None = None) -> None:
         self.runner = runner
         self.root = Path(root)
         self.redactor = redactor
+        self.files = files or TargetFiles()
 
     def _write(self, rel: str, text: str, mode: int = 0o644) -> Path:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        path.chmod(mode)
+        path = self.files.write(self.root / rel, text, mode)
         log.debug("wrote /%s", rel)
         return path
 
@@ -56,10 +55,7 @@ class HostConfig:
         self._write("etc/hostname", host.hostname + "\n")
         self._write("etc/vconsole.conf", f"KEYMAP={host.keyboard}\n")
         self._write("etc/locale.conf", f'LANG="{host.locale}"\n')
-        localtime = self.root / "etc" / "localtime"
-        if localtime.is_symlink() or localtime.exists():
-            localtime.unlink()
-        localtime.symlink_to(f"../usr/share/zoneinfo/{host.timezone}")
+        self.files.symlink(self.root / "etc" / "localtime", f"../usr/share/zoneinfo/{host.timezone}")
         log.debug("linked /etc/localtime to %s", host.timezone)
         self._write("etc/fstab", fstab_text)
         self._write("etc/modprobe.d/phyllome-kvm.conf", nested_options(cpu_vendor))
@@ -68,9 +64,36 @@ class HostConfig:
     def firstboot_marker(self, version: str) -> None:
         self._write(FIRSTBOOT_MARKER, f"installed-by=phyllome-install {version}\n")
 
-    def _groups(self) -> set[str]:
-        text = (self.root / "etc" / "group").read_text()
-        return {line.split(":", 1)[0] for line in text.splitlines() if line}
+    def _group_lines(self, rel: str) -> dict[str, str]:
+        try:
+            text = (self.root / rel).read_text()
+        except OSError:
+            return {}
+        return {line.split(":", 1)[0]: line for line in text.splitlines() if line and ":" in line}
+
+    def _groups(self, wanted: list[str]) -> set[str]:
+        """The groups that exist, after copying those that exist only in /usr/lib/group into /etc/group.
+
+        rpm-ostree hosts keep system groups (libvirt, kvm, ...) in /usr/lib/group through nss-altfiles; useradd
+        only knows /etc/group. Anaconda copies the line over before it adds a user to such a group; so do we.
+        """
+        if self.files.dry:
+            return set(wanted)
+        etc = self._group_lines("etc/group")
+        lib = self._group_lines("usr/lib/group")
+        copied = [lib[g] for g in wanted if g not in etc and g in lib]
+        if copied:
+            text = (self.root / "etc" / "group").read_text() if (self.root / "etc" / "group").exists() else ""
+            self._write("etc/group", text + ("" if text.endswith("\n") or not text else "\n")
+                        + "".join(line + "\n" for line in copied))
+            gshadow = self.root / "etc" / "gshadow"
+            if gshadow.exists():
+                mode = gshadow.stat().st_mode & 0o777
+                current = gshadow.read_text()
+                self._write("etc/gshadow", current + "".join(f"{line.split(':', 1)[0]}:!::\n" for line in copied),
+                            mode)
+            log.debug("copied groups %s from /usr/lib/group to /etc/group", [line.split(":")[0] for line in copied])
+        return set(etc) | {line.split(":", 1)[0] for line in copied}
 
     def _ids(self, name: str) -> tuple[int, int]:
         for line in (self.root / "etc" / "passwd").read_text().splitlines():
@@ -80,11 +103,11 @@ class HostConfig:
         raise KeyError(name)
 
     def add_user(self, user: User) -> None:
-        existing = self._groups()
+        existing = self._groups(user.groups)
         groups = [g for g in user.groups if g in existing]
         for missing in sorted(set(user.groups) - existing):
             log.warning("group %s does not exist in the installed system; %s is not added to it", missing, user.name)
-        (self.root / "var" / "home").mkdir(parents=True, exist_ok=True)
+        self.files.mkdir(self.root / "var" / "home")
         argv = ["useradd", "--root", str(self.root), "--create-home", "--home-dir", f"/var/home/{user.name}",
                 "--shell", "/bin/bash", "--comment", user.full_name]
         if groups:
@@ -100,20 +123,21 @@ class HostConfig:
         else:
             hashed = ""
         if hashed:
-            self.redactor.add(hashed)
+            if not self.files.dry:
+                self.redactor.add(hashed)
             self.runner.run(["chpasswd", "--encrypted", "--root", str(self.root)], stdin=f"{user.name}:{hashed}\n")
         if user.ssh_keys:
             self._ssh_keys(user)
 
     def _ssh_keys(self, user: User) -> None:
-        uid, gid = self._ids(user.name)
-        home = self.root / "var" / "home" / user.name
-        ssh = home / ".ssh"
-        ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ssh = self.root / "var" / "home" / user.name / ".ssh"
         keys = ssh / "authorized_keys"
-        keys.write_text("".join(key + "\n" for key in user.ssh_keys))
-        keys.chmod(0o600)
+        self.files.mkdir(ssh, 0o700)
+        self.files.write(keys, "".join(key + "\n" for key in user.ssh_keys), 0o600)
+        if self.files.dry:
+            return
         ssh.chmod(0o700)
+        uid, gid = self._ids(user.name)
         for path in (ssh, keys):
-            os.chown(path, uid, gid)
+            self.files.chown(path, uid, gid)
         log.debug("installed %d ssh key(s) for %s", len(user.ssh_keys), user.name)

@@ -27,6 +27,7 @@ from pathlib import Path
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.progress import NullSink, Sink, TaskProgress
 from phyllome_installer.core.runner import Runner
+from phyllome_installer.core.targetfs import TargetFiles
 
 from .layout import Layout, PartitionSpec
 from .probe import Disk, Prober
@@ -63,19 +64,21 @@ def recheck(prober: Prober, expected: Disk) -> Disk:
 
 class BlivetApplier:
     def __init__(self, runner: Runner, sink: Sink | None = None, *, include_loop: bool = False,
-                 task: str = "partition") -> None:
+                 task: str = "partition", dry: bool = False) -> None:
+        """``dry``: the runner only prints (a dry run): no re-probe, and the verification shows placeholders."""
         self.runner = runner
         self.sink = sink or NullSink()
         self.include_loop = include_loop
         self.task = task
+        self.dry = dry
 
     def _progress(self, message: str, fraction: float | None = None) -> None:
         log.debug("%s", message)  # the progress event reaches the console; the log file keeps this line
         self.sink.emit(TaskProgress(self.task, fraction, message))
 
     def apply(self, layout: Layout, expected: Disk) -> Applied:
-        prober = Prober(self.runner, include_loop=self.include_loop, only=[expected.name])
-        recheck(prober, expected)
+        if not self.dry:
+            recheck(Prober(self.runner, include_loop=self.include_loop, only=[expected.name]), expected)
         self._progress(f"erasing {expected.describe()} and writing a GPT", 0.05)
         with _APPLY_LOCK:
             self._blivet(layout, expected.name)
@@ -112,6 +115,10 @@ class BlivetApplier:
         self._progress("partition types and names set", 0.9)
 
     def verify(self, layout: Layout) -> Applied:
+        if self.dry:
+            self.runner.run(["sfdisk", "-J", layout.disk])
+            return Applied({p.role: partition_path(layout.disk, p.number) for p in layout.partitions},
+                           {p.role: f"<{p.role}-uuid>" for p in layout.partitions})
         table = json.loads(self.runner.run(["sfdisk", "-J", layout.disk]).stdout)["partitiontable"]
         problems = []
         if table.get("label") != "gpt":
@@ -211,9 +218,12 @@ class TargetMounts:
     ``umount`` is tried twice; ``umount --lazy`` is the last resort, and it is logged as such.
     """
 
-    def __init__(self, runner: Runner, root: Path, *, fat_driver: str = "kernel") -> None:
-        """``fat_driver``: "kernel", or "fusefat" where the kernel has no vfat (this kind of machine)."""
+    def __init__(self, runner: Runner, root: Path, *, fat_driver: str = "kernel",
+                 files: TargetFiles | None = None) -> None:
+        """``fat_driver``: "kernel", or "fusefat" where the kernel has no vfat (this kind of machine).
+        ``files``: creates the mount points (in a dry run, shows them)."""
         self.runner = runner
+        self.files = files or TargetFiles()
         self.root = Path(root)
         self.fat_driver = fat_driver
         self.mounted: list[Path] = []
@@ -226,7 +236,7 @@ class TargetMounts:
     def mount(self, device: str, mountpoint: str, *options: str) -> Path:
         """Mount ``device`` at ``mountpoint`` inside the root (``/`` is the root itself)."""
         where = self.root / mountpoint.lstrip("/") if mountpoint != "/" else self.root
-        where.mkdir(parents=True, exist_ok=True)
+        self.files.mkdir(where)
         argv = ["mount", *(("-o", ",".join(options)) if options else ()), device, str(where)]
         self.runner.run(argv)
         self.mounted.append(where)
@@ -246,11 +256,11 @@ class TargetMounts:
     def mount_fuse_fat(self, device: str, mountpoint: str) -> Path:
         """FAT through FUSE. ``fsname`` puts the device in mountinfo, where grub-install looks for it."""
         where = self.root / mountpoint.lstrip("/")
-        where.mkdir(parents=True, exist_ok=True)
+        self.files.mkdir(where)
         self.runner.run(["fusefat", "-o", f"rw+,fsname={device}", device, str(where)])
         self.mounted.append(where)
         self.devices.append(device)
-        self.helpers[where] = helper_pids("fusefat", str(where), self.proc)
+        self.helpers[where] = [] if self.files.dry else helper_pids("fusefat", str(where), self.proc)
         return where
 
     def _wait_for_helpers(self, where: Path) -> None:
@@ -270,7 +280,7 @@ class TargetMounts:
         lazy = []
         while self.mounted:
             where = self.mounted.pop()
-            if str(where) not in mount_points():  # os.path.ismount misses bind mounts of the same filesystem
+            if not self.files.dry and str(where) not in mount_points():  # ismount misses same-filesystem binds
                 continue
             if self.runner.run(["umount", str(where)], check=False).ok:
                 self._wait_for_helpers(where)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.runner import Runner
 from phyllome_installer.core.secrets import REDACTOR, Redactor
+from phyllome_installer.core.targetfs import TargetFiles
 
 log = logging.getLogger("phyllome.storage.fscrypt")
 
@@ -77,21 +77,21 @@ def _line(secret: str) -> str:
 class Fscrypt:
     """fscrypt on one filesystem, configured by ``config`` (the target's /etc/fscrypt.conf)."""
 
-    def __init__(self, runner: Runner, config: Path, *, redactor: Redactor = REDACTOR) -> None:
+    def __init__(self, runner: Runner, config: Path, *, redactor: Redactor = REDACTOR,
+                 files: TargetFiles | None = None) -> None:
+        """``files``: writes the configuration; in a dry run (the runner only prints) it shows it instead."""
         self.runner = runner
         self.config = Path(config)
         self.redactor = redactor
         self.env = {"FSCRYPT_CONF": str(self.config)}
+        self.files = files or TargetFiles()
 
     def write_config(self, hash_costs: dict[str, str] | None = None) -> Path:
-        self.config.parent.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(config_text(hash_costs))
-        os.chmod(self.config, 0o644)
-        return self.config
+        return self.files.write(self.config, config_text(hash_costs), 0o644)
 
     def setup(self, mountpoint: Path) -> None:
         """Create the filesystem's /.fscrypt metadata (once; a second call is a no-op)."""
-        if (Path(mountpoint) / ".fscrypt").is_dir():
+        if not self.files.dry and (Path(mountpoint) / ".fscrypt").is_dir():
             return
         self.runner.run(["fscrypt", "setup", str(mountpoint), "--quiet"], env=self.env)
 
@@ -102,6 +102,8 @@ class Fscrypt:
         """Encrypt an empty directory with a passphrase protector, and a recovery protector when asked."""
         self.redactor.add(passphrase)
         directory = Path(directory)
+        if self.files.dry:
+            return self._encrypt_dry(directory, mountpoint, recovery)
         directory.mkdir(parents=True, exist_ok=True)
         if any(directory.iterdir()):
             raise InstallFailure(f"{directory} is not empty; fscrypt encrypts empty directories only")
@@ -120,6 +122,20 @@ class Fscrypt:
         self._run(["metadata", "add-protector-to-policy", f"--protector={mountpoint}:{recovery_id}",
                    f"--policy={mountpoint}:{status.policy}", "--quiet"], _line(code) + _line(passphrase))
         return Protected(str(directory), status.policy, protector, recovery_id, code)
+
+    def _encrypt_dry(self, directory: Path, mountpoint: Path, recovery: bool) -> Protected:
+        """What :meth:`encrypt` runs, with the ids that fscrypt will print shown as placeholders."""
+        self.files.mkdir(directory)
+        self._run(["encrypt", str(directory), "--source=custom_passphrase", f"--name={PROTECTOR_NAME}",
+                   "--quiet"], "<passphrase>\n")
+        self._run(["status", str(directory)])
+        if recovery:
+            self._run(["metadata", "create", "protector", str(mountpoint), "--source=custom_passphrase",
+                       f"--name={RECOVERY_NAME}", "--quiet"], "<recovery code>\n")
+            self._run(["status", str(mountpoint)])
+            self._run(["metadata", "add-protector-to-policy", f"--protector={mountpoint}:<recovery-protector>",
+                       f"--policy={mountpoint}:<policy>", "--quiet"], "<recovery code>\n<passphrase>\n")
+        return Protected(str(directory), "<policy>", "<protector>")
 
     def _protector_named(self, mountpoint: Path, name: str, exclude: set[str]) -> str:
         out = self._run(["status", str(mountpoint)]).stdout
@@ -142,7 +158,7 @@ class Fscrypt:
                       protectors)
 
     def lock(self, directory: Path) -> None:
-        if self.status(directory).unlocked:
+        if self.files.dry or self.status(directory).unlocked:
             self._run(["lock", str(directory)])
 
     def unlock(self, directory: Path, mountpoint: Path, secret: str, *, protector: str) -> None:

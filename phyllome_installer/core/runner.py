@@ -250,12 +250,29 @@ def _terminate(proc: subprocess.Popen, grace: float = TERMINATE_GRACE) -> None:
 
 
 class DryRunRunner(_LoggingRunner):
-    """Prints and records each command; runs nothing and reports success with empty output."""
+    """Prints and records each command; runs nothing and reports success with empty output.
 
-    def __init__(self, stream: TextIO | None = None, redactor: Redactor = REDACTOR) -> None:
+    ``lines`` keeps what was shown ("would run: ...", and the notes of :meth:`note`, such as the writes of a dry
+    :class:`~.targetfs.TargetFiles`), in order. A command whose output is secret answers ``<secret output>``, so
+    that what follows it (chpasswd after openssl) is shown too.
+    """
+
+    SECRET_OUTPUT = "<secret output>"
+
+    def __init__(self, stream: TextIO | None = None, redactor: Redactor = REDACTOR, *, echo: bool = True) -> None:
         super().__init__(redactor)
         self.stream = stream
+        self.echo = echo
         self.calls: list[Call] = []
+        self.lines: list[str] = []
+
+    def note(self, what: str) -> None:
+        self._show(f"would {self.redactor.redact(what)}")
+
+    def _show(self, line: str) -> None:
+        self.lines.append(line)
+        if self.echo:
+            print(line, file=self.stream or sys.stdout)
 
     def run(
         self,
@@ -272,8 +289,8 @@ class DryRunRunner(_LoggingRunner):
         args = _validated(argv, self.redactor)
         self.calls.append(Call(args, stdin, env, cwd))
         note = "  < stdin not shown" if stdin is not None else ""
-        print(f"would run: {display(args, self.redactor)}{note}", file=self.stream or sys.stdout)
-        return CommandResult(args, 0)
+        self._show(f"would run: {display(args, self.redactor)}{note}")
+        return CommandResult(args, 0, self.SECRET_OUTPUT if secret_output else "")
 
 
 @dataclass

@@ -1,0 +1,74 @@
+"""The exact commands and writes of every task, for a fixed answer file and machine, as Anaconda's rpm-ostree
+task tests do: CI without root checks what an install would run. The plan is the install's own code run with
+a printing runner (``InstallPlan.dry_run``), so these are the commands the real install runs.
+
+After a deliberate change: ``PHYLLOME_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_plan_commands.py``, then
+read the diff of tests/data/plan/ before committing it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from phyllome_installer import answers
+from phyllome_installer.core.runner import DryRunRunner
+from phyllome_installer.plan import build
+from storage.probe import Disk, MachineProfile
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+GOLDEN = DATA / "plan"
+SERIAL = "S64ANS0T123456"
+NVME = Disk(path="/dev/nvme0n1", name="nvme0n1", model="Samsung SSD 980 1TB", serial=SERIAL, size=1000204886016,
+            transport="nvme", by_id=[f"/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_{SERIAL}"],
+            identity=f"serial:{SERIAL}")
+MACHINE = MachineProfile(cpu_vendor="intel", firmware="uefi", ram_bytes=32 << 30, disks=[NVME])
+
+
+REPO = GOLDEN / "repo"  # an ostree repository as far as the check task can tell without running ostree
+
+
+def config_of(answer_file: str) -> answers.InstallConfig:
+    text = (DATA / "answers" / "good" / answer_file).read_text().replace('"/run/install/repo"', f'"{REPO}"')
+    config = answers.parse(text, answer_file, redactor=None).config
+    assert config is not None
+    return config
+
+
+def rendered(answer_file: str, **options) -> str:
+    config = config_of(answer_file)
+    plan = build(config, MACHINE, DryRunRunner(echo=False), sysroot=Path("/mnt/phyllome-sysroot"),
+                 esp_driver="kernel", can_mount=lambda fs: True, **options)
+    out = []
+    for task, shown in plan.dry_run():
+        out.append(f"[{task.name}]")
+        out += [line.replace(sys.executable, "PYTHON").replace(str(REPO), "REPO") for line in shown]
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("answer_file", ["reference.toml", "every-string.toml"])
+def test_every_task_runs_exactly_these_commands(answer_file):
+    text = rendered(answer_file)
+    golden = GOLDEN / answer_file.replace(".toml", ".txt")
+    if os.environ.get("PHYLLOME_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_no_task_fails_and_nothing_is_written(tmp_path):
+    config = config_of("reference.toml")
+    runner = DryRunRunner(echo=False)
+    plan = build(config, MACHINE, runner, sysroot=tmp_path / "sysroot", esp_driver="kernel",
+                 can_mount=lambda fs: True)
+    assert plan.problems() == []
+    assert list(tmp_path.iterdir()) == []  # the dry run created not even the system root
+
+
+def test_a_task_that_would_fail_says_so_and_the_rest_is_still_shown():
+    config = config_of("reference.toml")
+    plan = build(config, MACHINE, DryRunRunner(echo=False), esp_driver="kernel", can_mount=lambda fs: fs != "f2fs")
+    assert plan.problems() == ["this kernel cannot mount f2fs, the chosen root filesystem"]
+    assert [task.name for task, _ in plan.dry_run()][-1] == "finish"

@@ -100,6 +100,18 @@ def check_payload(runner: Runner, payload: Payload) -> None:
             raise UserError(f"payload.ref: {payload.ref} is not in the repository {payload.repo}")
 
 
+def payload_names(runner: Runner, payload: Payload) -> set[str]:
+    """User and group names the payload already has (local payloads; others are known only after the pull)."""
+    if not isinstance(payload, LocalPayload):
+        return set()
+    names: set[str] = set()
+    for path in ("/usr/etc/passwd", "/usr/etc/group", "/usr/lib/passwd", "/usr/lib/group"):
+        result = runner.run(["ostree", f"--repo={payload.repo}", "cat", payload.ref, path], check=False)
+        if result.ok:
+            names |= {line.split(":", 1)[0] for line in result.stdout.splitlines() if ":" in line}
+    return names
+
+
 def deployment_dir(sysroot: Path) -> Path:
     deploy_root = sysroot / "ostree" / "deploy" / OSNAME / "deploy"
     dirs = sorted(p for p in deploy_root.iterdir() if p.is_dir()) if deploy_root.is_dir() else []

@@ -47,6 +47,7 @@ def _under(path: str, root: Path) -> bool:
 
 def clean_mounts(runner: Runner, sysroot: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
     """Unmount everything at or under ``sysroot``, innermost first; stop the processes using those mounts."""
+    sysroot = Path(sysroot).resolve()
     found = [where for _, where, _ in mounts(mountinfo) if _under(where, sysroot)]
     done = []
     for where in reversed(found):
@@ -97,6 +98,7 @@ def _devices(name: str, sys_root: Path) -> dict[str, str]:
 def image_in_use(image: Path, sysroot: Path, sys_root: Path = Path("/sys"),
                  mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
     """Mounts of the image's partitions, through any loop device, outside ``sysroot`` (not ours to undo)."""
+    sysroot = Path(sysroot).resolve()
     busy = []
     table = mounts(mountinfo)
     for loop in loop_devices_of(image, sys_root):

@@ -72,6 +72,11 @@ class Sandbox:
     leftovers: list[str] = field(default_factory=list, compare=False)
     """What the last attach cleaned up after an earlier, killed install (for the log and the front end)."""
 
+    def __post_init__(self) -> None:
+        # Mount points are compared with /proc/self/mountinfo, which holds resolved paths: a base given through a
+        # symlink would otherwise leave its mounts behind.
+        self.base = Path(self.base).resolve()
+
     @property
     def image(self) -> Path:
         return self.base / "disk.img"
@@ -144,7 +149,10 @@ class Sandbox:
         """
         stop = stop or Stop()
         with stop.shielded():
-            self.base.mkdir(parents=True, exist_ok=True)
+            try:
+                self.base.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise UserError(f"the sandbox directory {self.base} is not a directory") from None
             if not self.image.exists():
                 runner.run(["truncate", "-s", size, str(self.image)])
             lock = flock_file(self.image, "the sandbox image")

@@ -46,6 +46,11 @@ def check(ctx: Context) -> None:
         ctx.files.note("build the sandbox payload (once) and check it")
     else:
         deploy.check_payload(ctx.runner, ctx.config.payload)
+        taken = deploy.payload_names(ctx.runner, ctx.config.payload)
+        for user in ctx.config.users:
+            if user.name in taken:
+                raise UserError(f"users: {user.name!r} is already a user or group of the payload; choose another "
+                                "name for the admin user")
     if not ctx.can_mount(ctx.layout.root_fs):
         raise UserError(f"this kernel cannot mount {ctx.layout.root_fs}, the chosen root filesystem",
                         hint="set storage.root_fs = \"ext4\", or boot a kernel with F2FS")

@@ -224,7 +224,8 @@ class TargetMounts:
         ``files``: creates the mount points (in a dry run, shows them)."""
         self.runner = runner
         self.files = files or TargetFiles()
-        self.root = Path(root)
+        root = Path(root).resolve()  # mountinfo holds resolved paths
+        self.root = root
         self.fat_driver = fat_driver
         self.mounted: list[Path] = []
         self.devices: list[str] = []

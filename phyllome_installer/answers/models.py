@@ -27,6 +27,9 @@ from .values import (
     password_rule,
 )
 
+#: Characters of user kernel arguments at most: x86-64's command line holds 2048, with the installer's own.
+MAX_USER_KARGS = 1024
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, strict=True,
@@ -85,7 +88,8 @@ class Encryption(Section):
     """Read the passphrase from this file at install time instead (first line; at least 8 characters)."""
     protect: list[StateDir] = Field(default_factory=lambda: list(DEFAULT_PROTECT))
     """Directories of the installed system to encrypt: below /var, the only writable, persistent place of an
-    ostree host (e.g. "/var/lib/libvirt/images", "/var/home")."""
+    ostree host, and not the host's own state such as /var/log or /var/home (e.g. "/var/lib/libvirt/images",
+    "/var/vms")."""
     recovery_key: bool = True
     """Also add a generated recovery protector; its code is shown once at the end of the install."""
 
@@ -184,8 +188,16 @@ class Host(Section):
     """System locale (locale.conf LANG)."""
     timezone: Timezone = "UTC"
     """Time zone from the tz database, e.g. "Europe/Paris"."""
-    kernel_args: list[KernelArg] = Field(default_factory=list)
-    """Kernel arguments added after the virtualization defaults chosen for the CPU; one argument per item."""
+    kernel_args: list[KernelArg] = Field(default_factory=list, max_length=64)
+    """Kernel arguments added after the virtualization defaults chosen for the CPU; one argument per item (at
+    most 1024 characters in all: the kernel's command line holds 2048 on x86-64, with the installer's own)."""
+
+    @model_validator(mode="after")
+    def _command_line_fits(self) -> Host:
+        if len(" ".join(self.kernel_args)) > MAX_USER_KARGS:
+            raise RuleError([(("kernel_args",), f"the kernel arguments take more than {MAX_USER_KARGS} characters; "
+                                                "the kernel's command line would be cut short")])
+        return self
 
 
 class User(Section):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from pathlib import PurePosixPath
 
 from .base import DEFAULT_PROTECT, MIN_PASSPHRASE, Problems, str_value
 from .values import parse_size
@@ -41,8 +42,14 @@ def encryption_rules(d: dict) -> Problems:
             out.append((("passphrase",), f"the passphrase needs at least {MIN_PASSPHRASE} characters"))
         if protect == []:
             out.append((("protect",), "encryption is enabled but protect lists no directory"))
-    if isinstance(protect, list) and all(isinstance(p, str) for p in protect) and len(set(protect)) != len(protect):
-        out.append((("protect",), "a directory is listed twice"))
+    if isinstance(protect, list) and all(isinstance(p, str) for p in protect):
+        normal = [str(PurePosixPath(p)) for p in protect]
+        for index, path in enumerate(normal):
+            if path in normal[:index]:
+                out.append((("protect", index), "this directory is listed twice"))
+            elif any(path.startswith(other + "/") or other.startswith(path + "/") for other in normal[:index]):
+                out.append((("protect", index), "this directory is inside another protected directory, or "
+                                                "holds one: each directory is encrypted on its own"))
     return out
 
 

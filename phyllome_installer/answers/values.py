@@ -72,7 +72,8 @@ def hostname(value: str) -> str:
 
 @functools.cache
 def timezones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """Zones of the tz database; not the aliases of the running system ("localtime" links back to /etc)."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules", "Factory"}
 
 
 def timezone(value: str) -> str:
@@ -84,9 +85,15 @@ def timezone(value: str) -> str:
 
 
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+#: System users and groups of Fedora's `setup` package and of the services a Phyllome host runs: an admin user of
+#: one of these names would collide with it (useradd makes a group of the user's name). The check task also
+#: compares the names with the payload's own passwd and group files before anything is written.
 RESERVED_USERS = frozenset(
-    "root bin daemon adm lp sync shutdown halt mail operator games ftp nobody systemd-network "
-    "systemd-resolve dbus polkitd sshd qemu libvirt tss chrony".split()
+    "root bin daemon sys adm tty disk lp mem kmem wheel cdrom sync shutdown halt mail news uucp man operator games "
+    "gopher ftp lock audio video dialout floppy tape users nobody utmp utempter input kvm render sgx ssh_keys "
+    "systemd-journal systemd-network systemd-resolve systemd-timesync systemd-coredump systemd-oom dbus polkitd "
+    "sshd qemu libvirt libvirtdbus tss swtpm chrony dnsmasq rpc rpcuser avahi unbound clevis printadmin clock "
+    "pipewire rtkit geoclue gdm colord saslauth setroubleshoot flatpak".split()
 )
 
 
@@ -106,6 +113,9 @@ def kernel_arg(value: str) -> str:
         raise ValueError("a kernel argument cannot be empty")
     if value.count('"') % 2:
         raise ValueError(f"{value!r} has an unbalanced double quote")
+    if not value.isascii():
+        raise ValueError(f"{value!r} has characters beyond ASCII: the kernel splits its command line on bytes, so "
+                         "a non-ASCII space or letter would not reach it as written")
     if not cmdline.is_one_word(value):
         raise ValueError(f"{value!r} is more than one kernel argument: give each as its own list item (spaces "
                          "belong inside double quotes, as in dyndbg=\"file drivers/usb/* +p\")")
@@ -156,12 +166,25 @@ def glob_rule(value: str) -> str:
     return value
 
 
+#: Directories of /var that the system itself fills (the install writes the log and the users' homes; the
+#: others hold state of the host): fscrypt encrypts only an empty directory, and a locked one would stop them.
+SYSTEM_STATE = ("/var/log", "/var/home", "/var/roothome", "/var/tmp", "/var/cache", "/var/spool", "/var/lib",
+                "/var/opt", "/var/srv", "/var/mnt", "/var/usrlocal", "/var/lib/phyllome", "/var/lib/systemd")
+
+
 def state_dir(value: str) -> str:
-    parts = PurePosixPath(value).parts
-    if parts[:2] != ("/", "var") or len(parts) < 3:
+    """A directory below /var to encrypt, normalised ("/var/x/" and "/var//x" are "/var/x")."""
+    path = PurePosixPath(value)
+    if path.parts[:2] != ("/", "var") or len(path.parts) < 3:
         raise ValueError(f"{value!r} is not below /var: on an ostree host only /var is writable and kept across "
                          "upgrades (e.g. \"/var/lib/libvirt/images\")")
-    return value
+    normal = str(path)
+    for system in SYSTEM_STATE:
+        if normal == system or (system in ("/var/log", "/var/home", "/var/roothome", "/var/tmp")
+                                and normal.startswith(system + "/")):
+            raise ValueError(f"{value!r} is the host's own state ({system}): encrypt a directory of your own, such "
+                             "as \"/var/lib/libvirt/images\" or \"/var/vms\"")
+    return normal
 
 
 Hostname = Annotated[str, AfterValidator(hostname)]

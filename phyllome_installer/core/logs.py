@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,14 @@ class InstallLog:
             handler.close()
 
 
+def _is_log(path: Path) -> bool:
+    try:
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW | os.O_NONBLOCK)) as handle:
+            return bool(_LOG_START.match(handle.read(32)))
+    except OSError:
+        return False
+
+
 class _FileHandler(logging.StreamHandler):
     """A log file opened by :func:`open_log` (never reopened by name), flushed after every record."""
 
@@ -77,8 +86,21 @@ def _private_dir(directory: Path) -> None:
         os.chmod(directory, 0o700)
 
 
+#: What the first line of a log this program wrote looks like (FILE_FORMAT's asctime).
+_LOG_START = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+_PSEUDO = ("/proc/", "/sys/", "/dev/")
+
+
 def open_log(path: Path) -> int:
-    """Open ``path`` for one run's log: not through a symlink, only a regular file with one link, emptied."""
+    """Open ``path`` for one run's log: not through a symlink, only a regular file with one link, emptied.
+
+    An existing file is emptied only when it is a log this program wrote (or empty): ``--log answers.toml`` must
+    not destroy the answer file. Files of /proc, /sys and /dev (kernel settings, devices) are refused, except
+    /dev/null, which means no log.
+    """
+    real = os.path.realpath(path)
+    if real != "/dev/null" and real.startswith(_PSEUDO):
+        raise OSError(0, "a file of /proc, /sys or /dev is not a log")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     try:
         info = os.fstat(fd)
@@ -89,6 +111,8 @@ def open_log(path: Path) -> int:
             raise OSError(0, "not a regular file")
         if info.st_nlink != 1:
             raise OSError(0, "it has other hard links; refused")
+        if info.st_size and not _is_log(path):
+            raise OSError(0, "it exists and is not a log of this program; refused (it would be overwritten)")
         os.ftruncate(fd, 0)
         os.fchmod(fd, 0o600)
         os.set_blocking(fd, True)

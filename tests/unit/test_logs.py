@@ -74,3 +74,25 @@ def test_a_symlinked_default_directory_is_refused(tmp_path):
 
 def test_dev_null_is_accepted_as_no_log(tmp_path):
     assert install_main(["validate", GOOD, "--log", "/dev/null"]) == 0
+
+
+def test_a_file_that_is_not_a_log_is_never_overwritten(tmp_path, capsys):
+    answers = tmp_path / "mine.toml"
+    answers.write_text(open(GOOD).read())
+    before = answers.read_text()
+    assert install_main(["validate", str(answers), "--log", str(answers)]) == 2
+    assert "is not a log of this program" in capsys.readouterr().err
+    assert answers.read_text() == before
+    # a log of an earlier run is replaced, as always
+    log = tmp_path / "install.log"
+    assert install_main(["validate", GOOD, "--log", str(log)]) == 0
+    assert install_main(["validate", GOOD, "--log", str(log)]) == 0
+
+
+@pytest.mark.parametrize("path", ["/proc/sys/vm/swappiness", "/sys/kernel/mm/ksm/run", "/dev/shm/x.log"])
+def test_kernel_settings_and_devices_are_never_a_log(path, capsys):
+    before = open(path).read() if os.path.exists(path) else None
+    assert install_main(["validate", GOOD, "--log", path]) == 2
+    assert "is not a log" in capsys.readouterr().err
+    if before is not None:
+        assert open(path).read() == before

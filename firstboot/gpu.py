@@ -9,6 +9,7 @@ mediated device (GVT-g and the like), virtio-gpu with virgl/venus 3D, plain 2D v
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -106,9 +107,15 @@ def describe(m: Machine, address: str) -> str:
     return f"{cls} [{vendor}:{device}]"
 
 
+#: A PCI address as sysfs names devices: domain:bus:slot.function.
+PCI_ADDRESS = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+
+
 def inventory(m: Machine) -> list[Gpu]:
     gpus = []
     for address in m.listdir(PCI):
+        if not PCI_ADDRESS.fullmatch(address):
+            continue  # not a PCI device name: a malformed or foreign tree
         base = f"{PCI}/{address}"
         if not m.read(f"{base}/class").strip().startswith("0x03"):
             continue

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phyllome_installer.core.errors import InstallFailure, UserError
+from phyllome_installer.core.interrupt import deferred
 from phyllome_installer.core.runner import Runner
 
 from . import host as hostfacts
@@ -95,12 +96,18 @@ class StoreState:
     unlocked: bool
 
 
+class VmExists(UserError):
+    """A domain of that name is defined already (an unattended first boot treats it as done)."""
+
+
 def store_state(store: Path) -> StoreState:
     """Whether the VM store exists, has an fscrypt policy, and (v2 policies) whether its key is present."""
     try:
         fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
         return StoreState(False, False, False)
+    except NotADirectoryError:
+        raise UserError(f"the VM store {store} is not a directory") from None
     try:
         arg = bytearray(struct.pack("Q", 24) + bytes(24))
         try:
@@ -210,12 +217,19 @@ class Backend:
                 return None
             raise
         for pool in pools:
-            if ET.fromstring(pool.XMLDesc(0)).findtext("target/path") == str(store):
+            path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path")
+            if path == str(store):
                 if not pool.isActive():
                     pool.create(0)
                 return pool
-        pool = self.conn.storagePoolDefineXML(
-            f"<pool type='dir'><name>{POOL}</name><target><path>{store}</path></target></pool>", 0)
+            if pool.name() == POOL:
+                raise UserError(f"libvirt's storage pool {POOL!r} is on {path}, not on {store}",
+                                hint=f"use --store {path}, or remove the pool: virsh pool-destroy {POOL}; "
+                                     f"virsh pool-undefine {POOL}")
+        xml = ET.Element("pool", type="dir")
+        ET.SubElement(xml, "name").text = POOL
+        ET.SubElement(ET.SubElement(xml, "target"), "path").text = str(store)  # escaped, whatever the path holds
+        pool = self.conn.storagePoolDefineXML(ET.tostring(xml, encoding="unicode"), 0)
         pool.setAutostart(1)
         pool.create(0)
         return pool
@@ -227,8 +241,11 @@ class Backend:
             pool.refresh(0)
             if disk.name in pool.listVolumes():
                 return False
-            pool.createXML(f"<volume><name>{disk.name}</name><capacity unit='bytes'>{spec.disk_size}</capacity>"
-                           f"<target><format type='{spec.disk_format}'/></target></volume>", 0)
+            volume = ET.Element("volume")
+            ET.SubElement(volume, "name").text = disk.name
+            ET.SubElement(volume, "capacity", unit="bytes").text = str(spec.disk_size)
+            ET.SubElement(ET.SubElement(volume, "target"), "format", type=spec.disk_format)
+            pool.createXML(ET.tostring(volume, encoding="unicode"), 0)
             return True
         if disk.exists():
             return False
@@ -316,14 +333,20 @@ class Backend:
 
     def create(self, spec: VmSpec, *, dry_run: bool = False, start: bool = False,
                host: hostfacts.HostFacts | None = None) -> Created:
-        """Everything, in an order where bad input stops before anything is created."""
+        """Everything, in an order where bad input stops before anything is created. A signal meanwhile waits
+        until the end: an interruption never leaves half a VM (a definition without its disk, a paused dry run)."""
+        with deferred():
+            return self._create(spec, dry_run=dry_run, start=start, host=host)
+
+    def _create(self, spec: VmSpec, *, dry_run: bool, start: bool, host: hostfacts.HostFacts | None) -> Created:
         host = host or probe(self.conn, self.root)
         store = Path(spec.disk).parent
         require_store(store)
         if spec.iso and not Path(spec.iso).is_file():
-            raise UserError(f"{spec.iso}: no such installation ISO")
+            raise UserError(f"{spec.iso}: " + ("not a regular file: an installation ISO is a file"
+                                               if os.path.lexists(spec.iso) else "no such installation ISO"))
         if self._exists(spec.name):
-            raise UserError(f"a VM named {spec.name} already exists", hint="choose another --name")
+            raise VmExists(f"a VM named {spec.name} already exists", hint="choose another --name")
         xml = domain_xml(spec, host)
         result = Created(spec.name, xml)
         pool = self.ensure_pool(store)

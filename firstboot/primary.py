@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from phyllome_installer.core.runner import Runner
 
 from . import state
 from .checks import Machine
-from .gpu import analyse
+from .gpu import PCI_ADDRESS, analyse
 from .host import HostFacts
 from .osinfo import Catalogue, OsProfile
 from .vm import Request, VmSpec, domain_xml, plan
@@ -30,8 +31,10 @@ def profile_for(catalogue: Catalogue, os_id: str | None, iso: str | None) -> OsP
 def virtual_functions(machine: Machine, address: str) -> list[str]:
     """The enabled SR-IOV virtual functions of a PCI device (its ``virtfnN`` links)."""
     base = f"sys/bus/pci/devices/{address}"
-    links = sorted((n for n in machine.listdir(base) if n.startswith("virtfn")), key=lambda n: int(n[6:] or 0))
-    return [os.path.basename(os.readlink(machine.path(f"{base}/{n}"))) for n in links]
+    links = sorted((n for n in machine.listdir(base) if re.fullmatch(r"virtfn\d+", n)
+                    and os.path.islink(machine.path(f"{base}/{n}"))), key=lambda n: int(n[6:]))
+    return [name for name in (os.path.basename(os.readlink(machine.path(f"{base}/{n}"))) for n in links)
+            if PCI_ADDRESS.fullmatch(name)]
 
 
 @dataclass

@@ -22,7 +22,7 @@ from .core.errors import (
     UserError,
 )
 from .core.facts import VM_STORE
-from .core.interrupt import Stop, signals_stop
+from .core.interrupt import Stop, deferred, signals_stop
 from .core.lock import InstallLock
 from .core.logs import LOG_DIR, setup_logging
 from .core.progress import JsonLinesSink, Sink, TextSink
@@ -155,6 +155,13 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 cmd_tui.needs_lock = cmd_install.needs_lock = cmd_sandbox.needs_lock = True  # type: ignore[attr-defined]
+
+
+def _interruptible(handler: Handler) -> Handler:
+    """SIGTERM, SIGINT and SIGHUP wait for the step in progress (seconds), then end the command (exit 130):
+    never in the middle of a libvirt call, so nothing is left half-defined."""
+    handler.interruptible = True  # type: ignore[attr-defined]
+    return handler
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -321,7 +328,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = _vm_request(args, name=vm.name, memory=parse_size(vm.memory) if vm.memory else None,
                           cpus=vm.vcpus, disk_size=parse_size(vm.disk_size) if vm.disk_size else None,
                           disk_format=vm.disk_format, gpu=vm.gpu, vmm=vm.vmm, tpm=vm.tpm)
-    status = _vm_create(args, _vm_planned(args, request), dry_run=False, start=vm.start)
+    from firstboot.libvirt_backend import VmExists
+
+    try:
+        status = _vm_create(args, _vm_planned(args, request), dry_run=False, start=vm.start)
+    except VmExists:  # an earlier first boot created it and stopped before removing the marker
+        print(f"{vm.name}: the primary VM exists already (an earlier first boot created it); nothing to create")
+        status = 0
     finish_first_boot(args.root)
     return status
 
@@ -427,12 +440,12 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true",
                            help="stop after the define / start paused / destroy / undefine check")
             p.add_argument("--start", action="store_true", help="start the VM once it is defined")
-            p.set_defaults(handler=cmd_vm_create)
+            p.set_defaults(handler=_interruptible(cmd_vm_create))
 
     p = sub.add_parser("run", parents=[common], help="the whole first boot")
     p.add_argument("--unattended", action="store_true", help="take every answer from --answers FILE [firstboot]")
     _vm_options(p, user_choices=False)
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler=_interruptible(cmd_run))
     return parser
 
 
@@ -515,6 +528,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     try:
         if lock is not None:
             with signals_stop(args.stop):
+                return args.handler(args)
+        if getattr(args.handler, "interruptible", False):
+            with deferred():
                 return args.handler(args)
         return args.handler(args)
     except PhyllomeError as exc:

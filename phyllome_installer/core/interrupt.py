@@ -60,6 +60,28 @@ class Stop:
 
 
 @contextlib.contextmanager
+def deferred(signals: tuple[signal.Signals, ...] = SIGNALS) -> Iterator[None]:
+    """Hold these signals until the block ends (a few seconds of work that must not be cut in half, such as
+    defining a VM and taking it back); a signal that came meanwhile then ends the command as Ctrl+C would.
+
+    The handler only notes the signal: raising from it in the middle of a C library call (libvirt) would leave
+    that call with an exception set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if caught:
+        log.warning("%s received: stopped after finishing the step in progress", signal.Signals(caught[0]).name)
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def signals_stop(stop: Stop, signals: tuple[signal.Signals, ...] = SIGNALS) -> Iterator[Stop]:
     """While the block runs, these signals request a stop instead of killing the process (main thread only)."""
     if threading.current_thread() is not threading.main_thread():

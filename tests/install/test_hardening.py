@@ -196,3 +196,14 @@ def test_sigint_stops_like_sigterm(tmp_path):
     assert code == 130 and "interrupted (SIGINT)" in err, err[-2000:]
     assert "KeyboardInterrupt" not in err
     assert leftovers(tmp_path / "sandbox") == []
+
+
+def test_a_sandbox_directory_given_through_a_symlink_leaves_nothing_behind(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    result = run(tmp_path / "link", tmp_path / "install.log")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert leftovers(tmp_path / "real") == [] and "did not end after unmounting" not in result.stderr
+    (tmp_path / "file").write_text("not a directory")
+    refused = run(tmp_path / "file", tmp_path / "again.log")
+    assert refused.returncode == 2 and "is not a directory" in refused.stderr

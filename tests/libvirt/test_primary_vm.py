@@ -7,8 +7,10 @@ libvirt's own test driver (test:///default), which has both.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +229,38 @@ def test_unattended_run_creates_the_vm_from_the_answer_file(cli_root, store, tmp
         assert (store / "desk.qcow2").is_file()
     finally:
         assert _virsh_clean(uri, env, root) == ["desk"]
+
+
+def test_unattended_run_resumes_when_the_vm_exists_already(cli_root, store, tmp_path):
+    """A first boot that defined the VM and stopped before removing the marker (power cut) is done next time."""
+    uri, env, root = cli_root
+    machine = tmp_path / "machine"
+    (machine / "etc/phyllome").mkdir(parents=True)
+    answers = tmp_path / "answers.toml"
+    answers.write_text((DATA / "answers/good/minimal.toml").read_text() + '\n[firstboot.vm]\nname = "again"\n'
+                       'os = "fedora37"\nmemory = "1GiB"\ndisk_size = "12GiB"\nstart = false\n')
+    try:
+        for _ in range(2):
+            (machine / "etc/phyllome/firstboot").write_text("")
+            result = _cli(env, "run", "--unattended", "--answers", str(answers), "--uri", uri, "--store",
+                          str(store), "--root", str(machine))
+            assert result.returncode == 0, result.stderr
+            assert not (machine / "etc/phyllome/firstboot").exists()
+        assert "exists already" in result.stdout
+    finally:
+        assert _virsh_clean(uri, env, root) == ["again"]
+
+
+def test_sigterm_during_the_dry_run_leaves_nothing_defined(cli_root, store):
+    uri, env, root = cli_root
+    proc = subprocess.Popen([str(FIRSTBOOT), "vm", "create", "--os", "win11", "--dry-run", "--uri", uri, "--store",
+                             str(store), "--log", "/dev/null"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not embed.qemu_pids(root) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the paused guest of the dry run is up
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err
+    assert _virsh(uri, env, "list", "--all", "--name").split() == []
+    assert embed.qemu_pids(root) == [] and os.listdir(store) == []

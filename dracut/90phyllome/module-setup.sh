@@ -19,7 +19,7 @@ depends() {
 # called by dracut
 installkernel() {
     # Filesystems an answer file may sit on: a USB key (vfat), an ext4 partition, the ISO itself.
-    hostonly='' instmods vfat ext4 isofs nls_cp437 nls_iso8859_1 nls_utf8
+    hostonly='' instmods vfat ext4 isofs nls_cp437 nls_iso8859_1 nls_ascii nls_utf8
 }
 
 # called by dracut
@@ -28,5 +28,5 @@ install() {
     inst_hook cmdline 30 "$moddir/phyllome-parse.sh"
     inst_hook initqueue/online 90 "$moddir/phyllome-online.sh"
     inst_hook pre-pivot 50 "$moddir/phyllome-fetch.sh"
-    inst_multiple sha256sum blkid mount umount wc cut tr mkdir rmdir rm cp mv chmod cat grep tail sed
+    inst_multiple sha256sum blkid mount umount wc cut tr mkdir rmdir rm cp mv chmod cat grep tail sed readlink
 }

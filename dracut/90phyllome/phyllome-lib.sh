@@ -198,7 +198,7 @@ phyllome_device() {
     local dev
     dev=$(label_uuid_to_dev "$1")
     if [ -b "$dev" ]; then
-        echo "$dev"
+        readlink -f "$dev"
         return 0
     fi
     blkid -l -o device -t "$1" 2> /dev/null

@@ -43,7 +43,12 @@ def _not_built(feature: str) -> Handler:
 def cmd_tui(args: argparse.Namespace) -> int:
     from screens.app import create_installer_app  # lazy: the only path that loads textual
 
-    app = create_installer_app(_installer(args, unattended=False), answers=args.answers, log_path=args.log)
+    from .discover import Discovery
+
+    installer = _installer(args, unattended=False)
+    # The same discovery as `install`: --answers, what the initramfs found, phyllome.answers=, PHYLLOME-ANS.
+    app = create_installer_app(installer, answers=args.answers, log_path=args.log,
+                               discovery=Discovery(installer.runner))
     app.run()
     return app.return_code or 0
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .core.errors import UserError
 from .core.progress import NullSink, Sink
 from .core.runner import Runner
 from .sandbox import DISK_SIZE, Sandbox, kernel_can_mount
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # the heavy modules are imported when used, after the TUI's f
 
     from . import engine
     from .answers import InstallConfig
+    from .discover import Discovery
     from .plan import InstallPlan
 
 SANDBOX_SERIAL = "SANDBOX-0001"
@@ -139,3 +141,54 @@ def confirmation_word(disk: Disk) -> tuple[str, str]:
         return tail, f"Type the last four characters of its serial ({disk.serial}) to erase it"
     size = f"{disk.size / (1 << 30):.0f}"
     return size, f"It has no serial number: type its size in GiB ({size}) to erase it"
+
+
+# ------------------------------------------------------------------------------------ the answer file at start
+
+UNATTENDED_KARG = "phyllome.unattended"
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """What discovery found when a front end starts, judged once for every front end.
+
+    ``state``: "none" (interactive), "complete" (valid: show the plan and ask), "partial" (valid TOML whose only
+    problems are missing answers: prefill, ask the rest) or "broken" (anything else, or a source that failed:
+    ``problems`` are FILE:LINE:COL lines, or the discovery error)."""
+
+    state: str
+    source: str = ""
+    path: Path | None = None
+    problems: tuple[str, ...] = ()
+    config: InstallConfig | None = None
+    unattended: bool = False
+    """Complete, with [storage] wipe consent, and the kernel argument phyllome.unattended=1: no questions."""
+
+
+def discover_answers(discovery: Discovery, cli_path: Path | None = None) -> Discovered:
+    """The same discovery as ``phyllome-install install`` (``--answers``, what the initramfs found, the kernel
+    arguments, the PHYLLOME-ANS partition), then the file judged for a front end."""
+    from .answers import load
+    from .discover import kernel_flag
+
+    try:
+        found = discovery.find(cli_path)
+    except UserError as exc:
+        return Discovered("broken", problems=(str(exc),))
+    if found is None:
+        return Discovered("none")
+    result = load(found.path, unattended=False)
+    if result.ok:
+        try:
+            cmdline = discovery.cmdline.read_text()
+        except OSError:
+            cmdline = ""
+        strict = load(found.path, unattended=True) if kernel_flag(cmdline, UNATTENDED_KARG) else None
+        if strict is not None and strict.ok:
+            return Discovered("complete", found.source, found.path, config=strict.config, unattended=True)
+        return Discovered("complete", found.source, found.path, config=result.config)
+    problems = tuple(str(p) for p in result.problems)
+    syntax = any(p.message.startswith("TOML syntax error") for p in result.problems)
+    if not syntax and all(p.message.startswith("missing") for p in result.problems):
+        return Discovered("partial", found.source, found.path, problems)
+    return Discovered("broken", found.source, found.path, problems)

@@ -14,9 +14,17 @@ class Seen:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class CutShort:
+    """A response whose Content-Length promises more than is sent before the connection closes."""
+
+    body: bytes
+    promised: int
+
+
 @dataclass
 class AnswerServer:
-    files: dict[str, bytes]
+    files: dict[str, bytes | CutShort]
     lifetime: float = 600.0
     seen: list[Seen] = field(default_factory=list)
 
@@ -30,11 +38,16 @@ class AnswerServer:
                 if body is None:
                     self.send_error(404)
                     return
+                cut = isinstance(body, CutShort)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/toml")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(body.promised if cut else len(body)))
+                if cut:
+                    self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(body.body if cut else body)
+                if cut:
+                    self.close_connection = True
 
             def log_message(self, *args) -> None:
                 pass

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from tests.dracut.answerserver import AnswerServer
+from tests.dracut.answerserver import AnswerServer, CutShort
 from tests.dracut.conftest import labelled_disk
 from tests.dracut.harness import SERIAL
 
@@ -90,6 +90,13 @@ def test_plain_http_without_a_pin_is_refused_before_any_request(live):
         boot = live(f"phyllome.answers={server.url('/answers.toml')}")
     assert server.seen == []
     assert_refused(boot, "refused", "phyllome.answers.sha256=", "phyllome.answers.insecure=1")
+
+
+def test_a_body_cut_short_is_refused(live):
+    with AnswerServer({"/answers.toml": CutShort(ANSWERS[:10], len(ANSWERS))}) as server:
+        boot = live(f"phyllome.answers={server.url('/answers.toml')}", "phyllome.answers.insecure=1")
+    assert len(server.seen) >= 1
+    assert_refused(boot, "cannot fetch", "transfer closed")
 
 
 def test_http_404_is_one_line_and_the_boot_goes_on(live):

@@ -26,6 +26,19 @@ def live():
     return run
 
 
+@pytest.fixture(scope="session")
+def live_systemd(tmp_path_factory):
+    """The same with systemd in the initramfs (as a Fedora live image boots) and a tiny ext4 live root."""
+    kernel = fetch_kernel()
+    initramfs = harness.build_initramfs(kernel, harness.SYSTEMD_MODULES)
+    root = harness.live_root_disk(tmp_path_factory.mktemp("live-root") / "root.img")
+
+    def run(*kargs: str, disk: Path | None = None, timeout: int = 300) -> harness.Boot:
+        return harness.boot(kernel, initramfs, list(kargs), disk=disk, live_root=root, timeout=timeout)
+
+    return run
+
+
 def labelled_disk(path: Path, label: str, files: dict[str, bytes], fstype: str = "vfat") -> Path:
     """A 40 MiB disk image: GPT, one partition with a ``fstype`` filesystem named ``label`` holding ``files``.
     Built on the file itself (sfdisk, mkfs.vfat --offset and mtools, or mkfs.ext4 -E offset -d): no loop device.

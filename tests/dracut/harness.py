@@ -28,6 +28,9 @@ CACHE = Path(os.environ.get("PHYLLOME_DRACUT_CACHE", "/var/cache/phyllome-dracut
 # What a live image needs for the answer file, plus virtfs for the test's live root over 9p; network-legacy is the
 # network handler (dhclient), as no NetworkManager or running systemd is needed to build or boot it.
 DRACUT_MODULES = "bash base udev-rules virtfs network-legacy network url-lib phyllome".split()
+# The flavour a Fedora live image boots: systemd in the initramfs (no network here: file, hd: and the partition).
+SYSTEMD_MODULES = "bash systemd systemd-initrd dracut-systemd base udev-rules phyllome".split()
+LIVE_LABEL = "PHYLLOME-LIVE"
 DRIVERS = "virtio_pci virtio_blk virtio_net 9p 9pnet_virtio vfat ext4 nls_cp437 nls_iso8859_1".split()
 SERIAL = "PHY-TEST-0042"
 
@@ -59,8 +62,8 @@ def _basedir(key: str) -> Path:
     return base
 
 
-def build_initramfs(kernel: Kernel) -> Path:
-    key_text = "\n".join([module_digest(), dracut_version(), kernel.version, " ".join(DRACUT_MODULES),
+def build_initramfs(kernel: Kernel, modules: list[str] = DRACUT_MODULES) -> Path:
+    key_text = "\n".join([module_digest(), dracut_version(), kernel.version, " ".join(modules),
                           " ".join(DRIVERS)])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     out = CACHE / f"initramfs-{key}.img"
@@ -76,7 +79,7 @@ def build_initramfs(kernel: Kernel) -> Path:
     argv = ["dracut", "--force", "--no-hostonly", "--no-hostonly-cmdline", "--no-early-microcode", "--no-compress",
             "--conf", "/dev/null", "--confdir", str(confdir), "--tmpdir", str(tmp),
             "--kver", kernel.version, "--kmoddir", str(kernel.root / "lib" / "modules" / kernel.version),
-            "--modules", " ".join(DRACUT_MODULES), "--add-drivers", " ".join(DRIVERS), str(partial)]
+            "--modules", " ".join(modules), "--add-drivers", " ".join(DRIVERS), str(partial)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False,
                             env={**os.environ, "dracutbasedir": str(base)}, timeout=600)
     shutil.rmtree(base, ignore_errors=True)
@@ -115,17 +118,40 @@ class Boot:
         return [line.strip() for line in self.console.splitlines() if word in line]
 
 
-def boot(kernel: Kernel, initramfs: Path, kargs: list[str], *, disk: Path | None = None, timeout: int = 300) -> Boot:
-    """Boot once with these extra kernel arguments; returns the serial console."""
-    append = ["console=ttyS0", "quiet", "panic=-1", "root=virtfs:hostroot", "rd.fstab=0", "rd.emergency=poweroff",
-              "rd.shell=0", "rd.retry=60", f"init={REPORT}", *kargs]
+def live_root_disk(path: Path) -> Path:
+    """A tiny ext4 live root on a file (mkfs.ext4 -d, no loop device): busybox-static, and report.sh as /sbin/init.
+    For the systemd flavour, whose root= cannot be dracut's virtfs."""
+    tree = path.parent / "live-root"
+    shutil.rmtree(tree, ignore_errors=True)
+    for sub in ("bin", "sbin", "proc", "sys", "dev", "run", "tmp"):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
+    for applet in ("sh", "cat", "stat", "echo", "sleep"):
+        (tree / "bin" / applet).symlink_to("busybox")
+    shutil.copy2(REPORT, tree / "sbin" / "init")
+    (tree / "etc").mkdir(exist_ok=True)
+    (tree / "etc" / "os-release").write_text('NAME="Phyllome test live root"\nID=phyllome-test\n')  # systemd wants one
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", LIVE_LABEL, "-d", str(tree), str(path), "16M"],
+                   capture_output=True, check=True)
+    return path
+
+
+def boot(kernel: Kernel, initramfs: Path, kargs: list[str], *, disk: Path | None = None,
+         live_root: Path | None = None, timeout: int = 300) -> Boot:
+    """Boot once with these extra kernel arguments; returns the serial console. The live root is this machine's
+    root over 9p, or ``live_root`` (a disk from :func:`live_root_disk`, attached after ``disk``)."""
+    root = (["root=virtfs:hostroot", "rd.fstab=0", f"init={REPORT}"] if live_root is None
+            else [f"root=LABEL={LIVE_LABEL}", "ro", "systemd.show_status=0"])
+    append = ["console=ttyS0", "quiet", "panic=-1", *root, "rd.emergency=poweroff", "rd.shell=0", "rd.retry=60",
+              *kargs]
     argv = ["timeout", str(timeout), "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "1",
             "-m", "768", "-kernel", str(kernel.image), "-initrd", str(initramfs), "-append", " ".join(append),
             "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
             "-smbios", f"type=1,serial={SERIAL}",
             "-nic", "user,model=virtio-net-pci,mac=52:54:00:12:34:56",
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]
-    if disk is not None:
-        argv += ["-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"]
+    for image in (disk, live_root):
+        if image is not None:
+            argv += ["-drive", f"file={image},if=virtio,format=raw,cache=unsafe"]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     return Boot(result.stdout + result.stderr)

@@ -57,6 +57,16 @@ def test_hd_label_with_a_space_in_a_quoted_kernel_argument(live, tmp_path):
     assert boot.status == "found phyllome.answers=hd:LABEL=MY KEY:/sub/fleet.toml (/dev/vda1)"
 
 
+def test_hd_label_with_systemd_in_the_initramfs(live_systemd, tmp_path):
+    # dracut-cmdline.service, the initqueue's finished hook, dracut-pre-pivot.service, systemd's switch-root.
+    disk = labelled_disk(tmp_path / "key.img", "MY KEY", {"/sub/fleet.toml": ANSWERS})
+    boot = live_systemd('"phyllome.answers=hd:LABEL=MY KEY:/sub/fleet.toml"', disk=disk)
+    assert boot.answers == ANSWERS, boot.console
+    assert boot.mode == "600"
+    assert boot.status == "found phyllome.answers=hd:LABEL=MY KEY:/sub/fleet.toml (/dev/vda1)"
+    assert module_lines(boot) == []
+
+
 def test_file_in_the_live_root(live, tmp_path):
     # The live root is this machine's root over 9p: a file there is not in the initramfs.
     answers = tmp_path / "live-root-answers.toml"

@@ -166,7 +166,7 @@ class Discovery:
             return None
         word, _, detail = line.partition(" ")
         if word == "failed":
-            raise UserError(f"at boot: {detail}", hint="the install has not started")
+            raise UserError(f"at boot: {detail}")
         if word == "found":
             if not self.dest.is_file():
                 raise UserError(f"at boot: {detail}: {self.dest} is gone")

@@ -183,6 +183,9 @@ phyllome_fetch_url() {
     if [ $rc -ne 0 ] || ! [ -f "$tmp" ]; then
         err=$(printf '%s\n' "$err" | grep '^curl: ' | tail -n 1)
         err=${err#curl: }
+        case "$err" in
+            "("[0-9]*") "*) err=${err#*) } ;; # curl's exit code in parentheses: the words say it
+        esac
         [ -n "$err" ] || err="fetch_url failed with status $rc"
         phyllome_fail "phyllome.answers=$url: cannot fetch: $err"
         return 1

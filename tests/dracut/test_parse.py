@@ -126,3 +126,18 @@ def test_too_large_is_refused(testdir, shell, tmp_path):
                 SRC=str(source), PHYLLOME_DIR=str(run))
     assert "rc=1" in result.stdout
     assert "larger than 1048576 bytes" in (run / "boot-status").read_text()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_named_device_is_waited_for_but_never_longer_than_the_limit(testdir, shell, tmp_path):
+    finished = tmp_path / "hooks" / "initqueue" / "finished"
+    finished.mkdir(parents=True)
+    body = ('hookdir="$HOOKS"; phyllome_parse; phyllome_prepare; '
+            'sh "$hookdir/initqueue/finished/phyllome-device.sh"; echo "done=$?"; '
+            'cat "$hookdir/initqueue/finished/phyllome-device.sh"')
+    cmdline = '"phyllome.answers=hd:LABEL=NO SUCH KEY:/a.toml"'
+    waiting = sh(shell, testdir, cmdline, body, HOOKS=str(tmp_path / "hooks"))
+    assert "done=1" in waiting.stdout, waiting.stdout + waiting.stderr  # no such device, deadline 20 s away
+    assert "/dev/disk/by-label/NO\\x20SUCH\\x20KEY" in waiting.stdout
+    over = sh(shell, testdir, cmdline, body, HOOKS=str(tmp_path / "hooks"), PHYLLOME_DEV_WAIT="0")
+    assert "done=0" in over.stdout  # the deadline has passed: the initqueue may finish without the device

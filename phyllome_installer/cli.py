@@ -46,7 +46,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from .discover import Discovery
 
     installer = _installer(args, unattended=False)
-    # The same discovery as `install`: --answers, what the initramfs found, phyllome.answers=, PHYLLOME-ANS.
+    # The same discovery as `install` (bootanswers.find_answers), run by the TUI at start.
     app = create_installer_app(installer, answers=args.answers, log_path=args.log,
                                discovery=Discovery(installer.runner))
     app.run()
@@ -119,10 +119,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     from .answers import load_config
+    from .bootanswers import find_answers
     from .discover import Discovery
 
     installer = _installer(args)
-    found = Discovery(installer.runner).find(args.answers)
+    found = find_answers(Discovery(installer.runner), args.answers)
     if found is None:
         raise UserError("no answer file: give --answers FILE (or run phyllome-install for the interactive installer)")
     log.debug("answer file: %s", found.source)

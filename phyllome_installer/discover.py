@@ -1,9 +1,6 @@
 """Where the answer file comes from, in this order:
 
 1. ``--answers PATH`` on the command line;
-1b. what the initramfs found at boot: the dracut module 90phyllome handles the same kernel arguments (with the
-   ``phyllome.answers.sha256=`` pin) and writes ``/run/phyllome/boot-status``; its answer file, or its refusal, is
-   the answer here (fetching again would bypass its checks);
 2. the kernel argument ``phyllome.answers=`` (from ``/proc/cmdline``): ``file:///path``, ``/path``,
    ``hd:LABEL=NAME:/path`` (that filesystem is mounted read-only, the file copied, the filesystem unmounted),
    ``http://...`` or ``https://...`` (with a timeout);
@@ -15,7 +12,6 @@ place. No source at all means an interactive install; a source that is named but
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shlex
@@ -31,12 +27,9 @@ from .core.runner import Runner
 log = logging.getLogger("phyllome.discover")
 
 DEST = Path("/run/phyllome/answers.toml")
-BOOT_STATUS = Path("/run/phyllome/boot-status")
 CMDLINE = Path("/proc/cmdline")
 LABEL = "PHYLLOME-ANS"
 KARG = "phyllome.answers"
-PIN_KARG = "phyllome.answers.sha256"
-INSECURE_KARG = "phyllome.answers.insecure"
 MAX_BYTES = 1 << 20
 HTTP_TIMEOUT = 15.0
 
@@ -62,16 +55,6 @@ def kernel_argument(cmdline: str, name: str = KARG) -> str | None:
         if word.startswith(name + "="):
             value = word[len(name) + 1 :]
     return value
-
-
-def kernel_flag(cmdline: str, name: str) -> bool:
-    """A boolean kernel argument as dracut's getargbool reads it: ``name`` or ``name=1`` is true, ``name=0``,
-    ``=no``, ``=off`` or no argument at all is false."""
-    value = kernel_argument(cmdline, name)
-    if value is None:
-        bare = cmdline.split(" -- ")[0].split()
-        return name in bare
-    return value not in ("0", "no", "off")
 
 
 def _write_private(data: bytes, dest: Path) -> Path:
@@ -122,9 +105,8 @@ class Discovery:
     """Finds the answer file. Every side effect is injected: the runner, the cmdline file, the destination."""
 
     def __init__(self, runner: Runner, *, cmdline: Path = CMDLINE, dest: Path = DEST,
-                 http_timeout: float = HTTP_TIMEOUT, label: str = LABEL, boot_status: Path = BOOT_STATUS) -> None:
+                 http_timeout: float = HTTP_TIMEOUT, label: str = LABEL) -> None:
         self.runner = runner
-        self.boot_status = boot_status
         self.cmdline = cmdline
         self.dest = dest
         self.http_timeout = http_timeout
@@ -133,45 +115,18 @@ class Discovery:
     def find(self, cli_path: Path | None = None) -> Found | None:
         if cli_path is not None:
             return self._found(f"--answers {cli_path}", _read_local(cli_path, "--answers"))
-        at_boot = self._from_initramfs()
-        if at_boot is not None:
-            return at_boot
         try:
             cmdline = self.cmdline.read_text()
         except OSError:
             cmdline = ""
         value = kernel_argument(cmdline)
         if value is not None:
-            pin = (kernel_argument(cmdline, PIN_KARG) or "").lower()
-            if value.startswith("http://") and not pin and not kernel_flag(cmdline, INSECURE_KARG):
-                raise UserError(f"{KARG}={value}: refused: plain http:// needs {PIN_KARG}= (or {INSECURE_KARG}=1)")
-            found = self._from_kernel_argument(value)
-            if pin and hashlib.sha256(found.path.read_bytes()).hexdigest() != pin:
-                found.path.unlink()
-                raise UserError(f"{KARG}={value}: refused: its sha256 does not match {PIN_KARG}={pin}")
-            return found
+            return self._from_kernel_argument(value)
         device = self._device_with_label(self.label)
         if device is not None:
             source = f"partition labelled {self.label} ({device})"
             return self._found(source, self._read_from_device(device, "/answers.toml", source))
         log.info("no answer file: --answers not given, no %s= kernel argument, no %s partition", KARG, self.label)
-        return None
-
-    def _from_initramfs(self) -> Found | None:
-        """The outcome of the dracut module 90phyllome at boot, if it ran: "found SOURCE", "failed MESSAGE" or
-        "none MESSAGE" (then the partition is looked for again: a key may have been plugged in since)."""
-        try:
-            line = self.boot_status.read_text(errors="replace").strip()
-        except OSError:
-            return None
-        word, _, detail = line.partition(" ")
-        if word == "failed":
-            raise UserError(f"at boot: {detail}")
-        if word == "found":
-            if not self.dest.is_file():
-                raise UserError(f"at boot: {detail}: {self.dest} is gone")
-            log.info("answer file from %s, found at boot by the initramfs, in %s", detail, self.dest)
-            return Found(f"{detail} (at boot)", self.dest)
         return None
 
     def _found(self, source: str, data: bytes) -> Found:
@@ -185,19 +140,12 @@ class Discovery:
             return self._found(source, _fetch(value, self.http_timeout))
         if value.startswith("file://"):
             return self._found(source, _read_local(Path(value[len("file://"):]), source))
-        if value.startswith("file:/"):
-            return self._found(source, _read_local(Path(value[len("file:"):]), source))
         if value.startswith("/"):
             return self._found(source, _read_local(Path(value), source))
         if value.startswith("hd:"):
             spec, sep, inner = value[3:].partition(":")
-            if not spec.startswith(("LABEL=", "UUID=")) or not sep or not inner.startswith("/"):
-                raise UserError(f"{source}: expected hd:LABEL=NAME:/path/to/answers.toml or hd:UUID=UUID:/path")
-            if spec.startswith("UUID="):
-                device = self._device_with_label(spec[len("UUID="):], "-U")
-                if device is None:
-                    raise UserError(f"{source}: no filesystem with {spec} was found")
-                return self._found(source, self._read_from_device(device, inner, source))
+            if not spec.startswith("LABEL=") or not sep or not inner.startswith("/"):
+                raise UserError(f"{source}: expected hd:LABEL=NAME:/path/to/answers.toml")
             label = spec[len("LABEL="):]
             device = self._device_with_label(label)
             if device is None:
@@ -206,8 +154,8 @@ class Discovery:
         raise UserError(f"{source}: unsupported form",
                         hint="use file:///path, /path, hd:LABEL=NAME:/path, http://... or https://...")
 
-    def _device_with_label(self, label: str, option: str = "-L") -> str | None:
-        result = self.runner.run(["blkid", option, label], check=False)
+    def _device_with_label(self, label: str) -> str | None:
+        result = self.runner.run(["blkid", "-L", label], check=False)
         device = result.stdout.strip().splitlines()[0] if result.ok and result.stdout.strip() else None
         return device
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the heavy modules are imported when used, after the TUI's f
 
     from . import engine
     from .answers import InstallConfig
+    from .bootanswers import Boot
     from .discover import Discovery
     from .plan import InstallPlan
 
@@ -145,9 +146,6 @@ def confirmation_word(disk: Disk) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------ the answer file at start
 
-UNATTENDED_KARG = "phyllome.unattended"
-
-
 @dataclass(frozen=True)
 class Discovered:
     """What discovery found when a front end starts, judged once for every front end.
@@ -165,25 +163,22 @@ class Discovered:
     """Complete, with [storage] wipe consent, and the kernel argument phyllome.unattended=1: no questions."""
 
 
-def discover_answers(discovery: Discovery, cli_path: Path | None = None) -> Discovered:
-    """The same discovery as ``phyllome-install install`` (``--answers``, what the initramfs found, the kernel
-    arguments, the PHYLLOME-ANS partition), then the file judged for a front end."""
+def discover_answers(discovery: Discovery, cli_path: Path | None = None, *, boot: Boot | None = None) -> Discovered:
+    """The same discovery as ``phyllome-install install`` (bootanswers.find_answers: ``--answers``, what the
+    initramfs found, the kernel arguments, the PHYLLOME-ANS partition), then the file judged for a front end."""
     from .answers import load
-    from .discover import kernel_flag
+    from .bootanswers import UNATTENDED_KARG, find_answers, kernel_flag, read_cmdline
 
     try:
-        found = discovery.find(cli_path)
+        found = find_answers(discovery, cli_path, boot=boot)
     except UserError as exc:
         return Discovered("broken", problems=(str(exc),))
     if found is None:
         return Discovered("none")
     result = load(found.path, unattended=False)
     if result.ok:
-        try:
-            cmdline = discovery.cmdline.read_text()
-        except OSError:
-            cmdline = ""
-        strict = load(found.path, unattended=True) if kernel_flag(cmdline, UNATTENDED_KARG) else None
+        unattended = kernel_flag(read_cmdline(discovery), UNATTENDED_KARG)
+        strict = load(found.path, unattended=True) if unattended else None
         if strict is not None and strict.ok:
             return Discovered("complete", found.source, found.path, config=strict.config, unattended=True)
         return Discovered("complete", found.source, found.path, config=result.config)

@@ -20,6 +20,7 @@ from .widgets import ConfirmQuit
 
 if TYPE_CHECKING:  # pydantic models load after the first paint
     from phyllome_installer.answers import InstallConfig
+    from phyllome_installer.bootanswers import Boot
     from phyllome_installer.discover import Discovery
     from storage.probe import Disk, MachineProfile
 
@@ -31,7 +32,7 @@ class InstallerApp(App[int]):
     BINDINGS = [Binding("ctrl+q", "request_quit", "Quit", priority=True)]
 
     def __init__(self, installer: Installer, *, answers: Path | None = None, log_path: Path | None = None,
-                 ansi_color: bool = True, discovery: Discovery | None = None) -> None:
+                 ansi_color: bool = True, discovery: Discovery | None = None, boot: Boot | None = None) -> None:
         super().__init__(ansi_color=ansi_color)
         self.installer = installer
         self.log_path = log_path or installer.log_path
@@ -45,6 +46,8 @@ class InstallerApp(App[int]):
         self.discovery = discovery
         """When given, the app starts with the answer-file discovery of `phyllome-install install`."""
         self.cli_answers = answers
+        self.boot = boot
+        """Where the initramfs left its outcome; None: /run/phyllome."""
         self.discovered: Discovered | None = None
         if answers is not None and discovery is None:
             self._prefill(answers)
@@ -200,5 +203,5 @@ def on_virtual_console() -> bool:
 
 
 def create_installer_app(installer: Installer, *, answers: Path | None = None, log_path: Path | None = None,
-                         discovery: Discovery | None = None) -> InstallerApp:
-    return InstallerApp(installer, answers=answers, log_path=log_path, discovery=discovery)
+                         discovery: Discovery | None = None, boot: Boot | None = None) -> InstallerApp:
+    return InstallerApp(installer, answers=answers, log_path=log_path, discovery=discovery, boot=boot)

@@ -47,7 +47,7 @@ class DiscoveryScreen(Step):
     def discover(self) -> None:
         app = self.app
         try:
-            discovered = discover_answers(app.discovery, app.cli_answers)
+            discovered = discover_answers(app.discovery, app.cli_answers, boot=app.boot)
             if discovered.state == "complete" and not app.sandboxed:
                 app.machine()  # probed here, off the UI thread: the summary plans on it
         except Exception as exc:  # never a reason not to install interactively

@@ -31,8 +31,7 @@ def labelled(tmp_path):
 
 def discovery(tmp_path, cmdline="quiet"):
     (tmp_path / "cmdline").write_text(cmdline)
-    return Discovery(SubprocessRunner(), cmdline=tmp_path / "cmdline", dest=tmp_path / "run" / "answers.toml",
-                     boot_status=tmp_path / "run" / "boot-status")
+    return Discovery(SubprocessRunner(), cmdline=tmp_path / "cmdline", dest=tmp_path / "run" / "answers.toml")
 
 
 def _not_mounted(device):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from phyllome_installer.bootanswers import Boot
 from phyllome_installer.core.runner import RecordingRunner
 from phyllome_installer.discover import Discovery
 from phyllome_installer.frontend import Installer
@@ -72,11 +73,11 @@ def make_app(tmp_path: Path, answers: str | None, cmdline: str = f"quiet phyllom
     (tmp_path / "cmdline").write_text(cmdline + "\n")
     runner = runner or RecordingRunner()
     runner.respond(["blkid", "-L"], returncode=2)
-    discovery = Discovery(runner, cmdline=tmp_path / "cmdline", dest=run / "answers.toml",
-                          boot_status=run / "boot-status")
+    discovery = Discovery(runner, cmdline=tmp_path / "cmdline", dest=tmp_path / "copy" / "answers.toml")
     installer = StubInstaller(runner, sandbox=Sandbox(tmp_path / "sandbox"), proc=MACHINE / "proc",
                           sys_root=MACHINE / "sys")
-    return create_installer_app(installer, discovery=discovery)
+    return create_installer_app(installer, discovery=discovery,
+                                boot=Boot(answers=run / "answers.toml", status=run / "boot-status"))
 
 
 async def settle(pilot, screen_type, tries: int = 40):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import http.server
 import os
 import threading
@@ -10,7 +9,7 @@ import pytest
 
 from phyllome_installer.core.errors import UserError
 from phyllome_installer.core.runner import RecordingRunner
-from phyllome_installer.discover import Discovery, kernel_argument, kernel_flag
+from phyllome_installer.discover import Discovery, kernel_argument
 
 ANSWERS = b"version = 1\n# test\n"
 
@@ -25,7 +24,6 @@ def no_labels() -> RecordingRunner:
 
 def make(tmp_path: Path, runner, cmdline: str = "quiet", **kw) -> Discovery:
     (tmp_path / "cmdline").write_text(cmdline + "\n")
-    kw.setdefault("boot_status", tmp_path / "run" / "boot-status")
     return Discovery(runner, cmdline=tmp_path / "cmdline", dest=tmp_path / "run" / "answers.toml", **kw)
 
 
@@ -52,7 +50,7 @@ def test_cli_path_comes_first(tmp_path, no_labels):
     assert no_labels.calls == []
 
 
-@pytest.mark.parametrize("form", ["file://{}", "file:{}", "{}"])
+@pytest.mark.parametrize("form", ["file://{}", "{}"])
 def test_kernel_argument_file_forms(tmp_path, no_labels, form):
     src = tmp_path / "a.toml"
     src.write_bytes(ANSWERS)
@@ -110,84 +108,20 @@ def http_server():
 
 
 def test_http_fetch(tmp_path, no_labels, http_server):
-    found = make(tmp_path, no_labels, f"phyllome.answers={http_server}/answers.toml phyllome.answers.insecure=1").find()
+    found = make(tmp_path, no_labels, f"phyllome.answers={http_server}/answers.toml").find()
     check_copy(found, tmp_path, "phyllome.answers=http://127.0.0.1")
 
 
 def test_http_404_is_a_clear_error(tmp_path, no_labels, http_server):
     with pytest.raises(UserError, match="HTTP 404"):
-        make(tmp_path, no_labels, f"phyllome.answers={http_server}/missing.toml phyllome.answers.insecure=1").find()
+        make(tmp_path, no_labels, f"phyllome.answers={http_server}/missing.toml").find()
 
 
 def test_http_timeout_is_a_clear_error(tmp_path, no_labels, http_server):
     with pytest.raises(UserError, match="no answer within 0.5 s|timed out"):
-        make(tmp_path, no_labels, f"phyllome.answers={http_server}/slow phyllome.answers.insecure=1",
-             http_timeout=0.5).find()
+        make(tmp_path, no_labels, f"phyllome.answers={http_server}/slow", http_timeout=0.5).find()
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path, no_labels):
     with pytest.raises(UserError, match="cannot fetch the answer file"):
-        make(tmp_path, no_labels, "phyllome.answers=http://127.0.0.1:9/answers.toml phyllome.answers.insecure=1").find()
-
-
-def test_plain_http_without_a_pin_is_refused_before_any_request(tmp_path, no_labels):
-    # Port 9 on loopback: if a request were made, the error would be "cannot fetch", not "refused".
-    with pytest.raises(UserError, match="refused: plain http:// needs phyllome.answers.sha256="):
         make(tmp_path, no_labels, "phyllome.answers=http://127.0.0.1:9/answers.toml").find()
-    with pytest.raises(UserError, match="refused"):
-        make(tmp_path, no_labels, "phyllome.answers=http://127.0.0.1:9/a.toml phyllome.answers.insecure=0").find()
-
-
-def test_http_with_a_pin(tmp_path, no_labels, http_server):
-    pin = hashlib.sha256(ANSWERS).hexdigest()
-    found = make(tmp_path, no_labels, f"phyllome.answers={http_server}/answers.toml "
-                                      f"phyllome.answers.sha256={pin.upper()}").find()
-    check_copy(found, tmp_path, "phyllome.answers=http://127.0.0.1")
-
-
-def test_a_wrong_pin_is_refused_and_nothing_is_left(tmp_path, no_labels, http_server):
-    with pytest.raises(UserError, match="refused: its sha256 does not match"):
-        make(tmp_path, no_labels, f"phyllome.answers={http_server}/answers.toml "
-                                  f"phyllome.answers.sha256={'0' * 64}").find()
-    assert not (tmp_path / "run" / "answers.toml").exists()
-
-
-def test_hd_uuid_form_looks_the_uuid_up(tmp_path):
-    runner = RecordingRunner()
-    runner.respond(["blkid", "-U"], returncode=2)
-    with pytest.raises(UserError, match="no filesystem with UUID=1234-ABCD was found"):
-        make(tmp_path, runner, "phyllome.answers=hd:UUID=1234-ABCD:/a.toml").find()
-    assert runner.argvs == [("blkid", "-U", "1234-ABCD")]
-
-
-def test_what_the_initramfs_found_at_boot_is_the_answer(tmp_path, no_labels):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "answers.toml").write_bytes(ANSWERS)
-    (tmp_path / "run" / "boot-status").write_text("found phyllome.answers=http://10.0.2.2/a.toml\n")
-    # The kernel argument is there too, but is not fetched again: the initramfs checked the pin.
-    found = make(tmp_path, no_labels, "phyllome.answers=http://10.0.2.2/a.toml").find()
-    assert found.source == "phyllome.answers=http://10.0.2.2/a.toml (at boot)"
-    assert found.path == tmp_path / "run" / "answers.toml"
-    assert no_labels.calls == []
-
-
-def test_a_refusal_at_boot_is_not_bypassed(tmp_path, no_labels):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "boot-status").write_text("failed phyllome.answers=http://h/a.toml: refused: plain http\n")
-    with pytest.raises(UserError, match="at boot: phyllome.answers=http://h/a.toml: refused"):
-        make(tmp_path, no_labels, "phyllome.answers=http://h/a.toml phyllome.answers.insecure=1").find()
-
-
-def test_nothing_at_boot_looks_for_the_partition_again(tmp_path, no_labels):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "boot-status").write_text("none no phyllome.answers= kernel argument\n")
-    assert make(tmp_path, no_labels).find() is None
-    assert no_labels.argvs == [("blkid", "-L", "PHYLLOME-ANS")]
-
-
-def test_kernel_flag():
-    assert kernel_flag("quiet phyllome.unattended", "phyllome.unattended")
-    assert kernel_flag("phyllome.unattended=1", "phyllome.unattended")
-    assert not kernel_flag("phyllome.unattended=0", "phyllome.unattended")
-    assert not kernel_flag("quiet", "phyllome.unattended")
-    assert not kernel_flag("quiet -- phyllome.unattended=1", "phyllome.unattended")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from phyllome_installer.bootanswers import Boot
 from phyllome_installer.core.runner import RecordingRunner
 from phyllome_installer.discover import Discovery
 from phyllome_installer.frontend import discover_answers
@@ -17,13 +18,13 @@ def judge(tmp_path: Path, text: str | None, cmdline: str = "quiet"):
     runner = RecordingRunner()
     runner.respond(["blkid", "-L"], returncode=2)
     (tmp_path / "cmdline").write_text(cmdline)
-    discovery = Discovery(runner, cmdline=tmp_path / "cmdline", dest=tmp_path / "run" / "answers.toml",
-                          boot_status=tmp_path / "run" / "boot-status")
+    discovery = Discovery(runner, cmdline=tmp_path / "cmdline", dest=tmp_path / "copy" / "answers.toml")
     cli = None
     if text is not None:
         cli = tmp_path / "given.toml"
         cli.write_text(text)
-    return discover_answers(discovery, cli)
+    return discover_answers(discovery, cli, boot=Boot(tmp_path / "run" / "answers.toml",
+                                                       tmp_path / "run" / "boot-status"))
 
 
 def test_complete_and_unattended_only_with_the_kernel_argument(tmp_path):
@@ -55,7 +56,7 @@ def test_partial_is_only_missing_answers(tmp_path):
 def test_broken_has_file_line_col_problems(tmp_path, text):
     found = judge(tmp_path, text)
     assert found.state == "broken"
-    assert all(p.startswith(f"{tmp_path / 'run' / 'answers.toml'}:") for p in found.problems), found.problems
+    assert all(p.startswith(f"{tmp_path / 'copy' / 'answers.toml'}:") for p in found.problems), found.problems
 
 
 def test_a_failed_source_is_broken_with_its_message(tmp_path):

@@ -171,11 +171,13 @@ phyllome_fetch_url() {
     type fetch_url > /dev/null 2>&1 || . /lib/url-lib.sh
     phyllome_identity_headers
     rm -f -- "$tmp"
-    # Bounded: a deadline for the whole fetch (retries included), a size cap, http(s) only, also on redirects;
-    # an https:// URL without a pin may not be redirected to plain http://.
+    # Bounded: PHYLLOME_TIMEOUT seconds in all (each attempt two thirds of it, no new attempt after one third:
+    # url-lib retries), a size cap, http(s) only, also on redirects; an https:// URL without a pin may not be
+    # redirected to plain http://.
     local redir="=http,https"
     case "$url" in https://*) [ -z "$PHYLLOME_SHA256" ] && [ "$PHYLLOME_INSECURE" != 1 ] && redir="=https" ;; esac
-    local curl_args="$curl_args --max-time $PHYLLOME_TIMEOUT --retry-max-time $PHYLLOME_TIMEOUT"
+    local attempt=$((PHYLLOME_TIMEOUT * 2 / 3)) window=$((PHYLLOME_TIMEOUT / 3))
+    local curl_args="$curl_args --max-time $attempt --retry-max-time $window"
     curl_args="$curl_args --max-filesize $PHYLLOME_MAX_BYTES --proto =http,https --proto-redir $redir"
     # fetch_url echoes the URL to its stdin (the console): keep that quiet, keep curl's one error line.
     err=$(fetch_url "$url" "$tmp" 2>&1 < /dev/null)

@@ -154,7 +154,8 @@ phyllome_accept() {
 phyllome_identity_headers() {
     local serial n=0 dev mac
     [ -e /run/initramfs/url-lib/.phyllome-headers ] && return 0
-    serial=$(cat /sys/class/dmi/id/product_serial 2> /dev/null)
+    # Firmware text goes into curl's config file: keep only characters that cannot end or escape its quotes.
+    serial=$(tr -cd 'A-Za-z0-9._:/ -' < /sys/class/dmi/id/product_serial 2> /dev/null)
     [ -n "$serial" ] && set_http_header "X-Phyllome-Serial" "$serial"
     for dev in /sys/class/net/*; do
         [ -e "$dev/address" ] || continue

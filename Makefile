@@ -14,7 +14,7 @@ DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-de
 	libblockdev-swap2 gir1.2-ostree-1.0 ostree f2fs-tools fscrypt dosfstools mtools fusefat e2fsprogs fdisk \
 	util-linux libvirt-clients libvirt-daemon-system qemu-system-x86 ovmf swtpm swtpm-tools \
 	gir1.2-libosinfo-1.0 osinfo-db tmux libxml2-utils qemu-utils xorriso grub-efi-amd64-bin grub2-common \
-	pci.ids busybox-static cpio kmod psmisc
+	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl
 
 .PHONY: help setup deb-packages test demo docs bench clean
 

@@ -46,7 +46,12 @@ def _not_built(feature: str) -> Handler:
 def cmd_tui(args: argparse.Namespace) -> int:
     from screens.app import create_installer_app  # lazy: the only path that loads textual
 
-    app = create_installer_app(_installer(args, unattended=False), answers=args.answers, log_path=args.log)
+    from .discover import Discovery
+
+    installer = _installer(args, unattended=False)
+    # The same discovery as `install` (bootanswers.find_answers), run by the TUI at start.
+    app = create_installer_app(installer, answers=args.answers, log_path=args.log,
+                               discovery=Discovery(installer.runner))
     app.run()
     return app.return_code or 0
 
@@ -119,10 +124,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     from .answers import config_from_bytes
+    from .bootanswers import find_answers
     from .discover import Discovery
 
     installer = _installer(args)
-    found = Discovery(installer.runner).find(args.answers)
+    found = find_answers(Discovery(installer.runner), args.answers)
     if found is None:
         raise UserError("no answer file: give --answers FILE (or run phyllome-install for the interactive installer)")
     log.debug("answer file: %s", found.source)

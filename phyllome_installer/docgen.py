@@ -41,11 +41,25 @@ Check one without touching anything: `phyllome-install validate FILE` (add `--ma
 target against a machine profile saved by `phyllome-install probe --json`). Every problem is reported at once as
 `FILE:LINE:COL: dotted.key: message`, and the exit code is 2. `phyllome-install schema` prints the JSON Schema.
 
-**Where it is found**, in this order: `--answers PATH`; the kernel argument `phyllome.answers=` with
-`file:///path`, `/path`, `hd:LABEL=NAME:/path` or an `http(s)://` URL; a filesystem labelled `PHYLLOME-ANS`
-holding `/answers.toml`. It is read bounded (a regular file, or an HTTP transfer complete within 15 s; at most
+**Where it is found**, in this order (the TUI and `phyllome-install install` run the same discovery):
+1. `--answers PATH`;
+2. what the live image's initramfs found at boot (the dracut module `90phyllome`, which writes
+   `/run/phyllome/answers.toml` and one line in `/run/phyllome/boot-status`): its file, or its refusal;
+3. the kernel argument `phyllome.answers=` with `file:///path`, `/path`, `hd:LABEL=NAME:/path` or an `http(s)://`
+   URL (the initramfs also reads `file:/path` and `hd:UUID=UUID:/path`); `phyllome.answers.sha256=HEX` pins the
+   content (a mismatch is refused), and plain `http://` without a pin is refused unless
+   `phyllome.answers.insecure=1`;
+4. a filesystem labelled `PHYLLOME-ANS` holding `/answers.toml` (ext4 or ISO 9660: a FAT label has at most 11
+   characters).
+
+Wherever it comes from, it is read bounded (a regular file, or an HTTP transfer complete within 15 s; at most
 1 MiB either way) and kept in memory: no copy is written anywhere, and problems name your own file. Credentials
-in a URL (`https://user:secret@host/...`) are sent as HTTP basic authentication and masked in every message.
+in a URL (`https://user:secret@host/...`) are sent as HTTP basic authentication and masked in every message. A
+source that is named but unusable is an
+error; no source at all means an interactive install. In the TUI, a complete file opens the summary and its typed
+confirmation (no question at all when it has `storage.wipe` and the kernel has `phyllome.unattended=1`), a partial
+one opens the first step it does not answer, and a broken one shows its problems before the interactive steps.
+The live image's side: [live-image.md](live-image.md).
 
 **Values.** Every string reaches a file or a command, so none may hold a control character (newline, carriage
 return, tab, NUL, escape, the Unicode line separators, bidirectional overrides): such a value is refused at its

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .core.errors import UserError
 from .core.interrupt import Stop
 from .core.progress import NullSink, Sink
 from .core.runner import Runner
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # the heavy modules are imported when used, after the TUI's f
 
     from . import engine
     from .answers import InstallConfig
+    from .bootanswers import Boot
+    from .discover import Discovery
     from .plan import InstallPlan
 
 SANDBOX_SERIAL = "SANDBOX-0001"
@@ -148,3 +151,49 @@ def confirmation_word(disk: Disk) -> tuple[str, str]:
         return tail, f"Type the last four characters of its serial ({disk.serial}) to erase it"
     size = f"{disk.size / (1 << 30):.0f}"
     return size, f"It has no serial number: type its size in GiB ({size}) to erase it"
+
+
+# ------------------------------------------------------------------------------------ the answer file at start
+
+@dataclass(frozen=True)
+class Discovered:
+    """What discovery found when a front end starts, judged once for every front end.
+
+    ``state``: "none" (interactive), "complete" (valid: show the plan and ask), "partial" (valid TOML whose only
+    problems are missing answers: prefill, ask the rest) or "broken" (anything else, or a source that failed:
+    ``problems`` are FILE:LINE:COL lines, or the discovery error)."""
+
+    state: str
+    source: str = ""
+    data: bytes | None = field(default=None, repr=False)
+    """The answer file's bytes, when one was found (kept in memory: never copied anywhere)."""
+    problems: tuple[str, ...] = ()
+    config: InstallConfig | None = None
+    unattended: bool = False
+    """Complete, with [storage] wipe consent, and the kernel argument phyllome.unattended=1: no questions."""
+
+
+def discover_answers(discovery: Discovery, cli_path: Path | None = None, *, boot: Boot | None = None) -> Discovered:
+    """The same discovery as ``phyllome-install install`` (bootanswers.find_answers: ``--answers``, what the
+    initramfs found, the kernel arguments, the PHYLLOME-ANS partition), then the file judged for a front end."""
+    from .answers import parse_bytes
+    from .bootanswers import UNATTENDED_KARG, find_answers, kernel_flag, read_cmdline
+
+    try:
+        found = find_answers(discovery, cli_path, boot=boot)
+    except UserError as exc:
+        return Discovered("broken", problems=(str(exc),))
+    if found is None:
+        return Discovered("none")
+    result = parse_bytes(found.data, found.name, unattended=False)
+    if result.ok:
+        unattended = kernel_flag(read_cmdline(discovery), UNATTENDED_KARG)
+        strict = parse_bytes(found.data, found.name, unattended=True) if unattended else None
+        if strict is not None and strict.ok:
+            return Discovered("complete", found.source, found.data, config=strict.config, unattended=True)
+        return Discovered("complete", found.source, found.data, config=result.config)
+    problems = tuple(str(p) for p in result.problems)
+    syntax = any(p.message.startswith("TOML syntax error") for p in result.problems)
+    if not syntax and all(p.message.startswith("missing") for p in result.problems):
+        return Discovered("partial", found.source, found.data, problems)
+    return Discovered("broken", found.source, found.data, problems)

@@ -12,13 +12,17 @@ from textual.app import App
 from textual.binding import Binding
 
 from phyllome_installer import __version__
-from phyllome_installer.frontend import SANDBOX_PLACEHOLDER, Installer
+from phyllome_installer.core.files import read_bounded
+from phyllome_installer.frontend import SANDBOX_PLACEHOLDER, Discovered, Installer
 
-from .steps import DiskScreen, EncryptionScreen, HostUserScreen, SummaryScreen, WelcomeScreen
+from .discovered import AnswerProblemsScreen, DiscoveryScreen
+from .steps import DiskScreen, EncryptionScreen, HostUserScreen, ProgressScreen, SummaryScreen, WelcomeScreen
 from .widgets import ConfirmQuit
 
 if TYPE_CHECKING:  # pydantic models load after the first paint
     from phyllome_installer.answers import InstallConfig
+    from phyllome_installer.bootanswers import Boot
+    from phyllome_installer.discover import Discovery
     from storage.probe import Disk, MachineProfile
 
 
@@ -29,7 +33,7 @@ class InstallerApp(App[int]):
     BINDINGS = [Binding("ctrl+q", "request_quit", "Quit", priority=True)]
 
     def __init__(self, installer: Installer, *, answers: Path | None = None, log_path: Path | None = None,
-                 ansi_color: bool = True) -> None:
+                 ansi_color: bool = True, discovery: Discovery | None = None, boot: Boot | None = None) -> None:
         super().__init__(ansi_color=ansi_color)
         self.installer = installer
         self.log_path = log_path or installer.log_path
@@ -40,7 +44,13 @@ class InstallerApp(App[int]):
         self._machine: MachineProfile | None = None
         self.base: dict[str, Any] = {}
         self.first_missing = 1
-        if answers is not None:
+        self.discovery = discovery
+        """When given, the app starts with the answer-file discovery of `phyllome-install install`."""
+        self.cli_answers = answers
+        self.boot = boot
+        """Where the initramfs left its outcome; None: /run/phyllome."""
+        self.discovered: Discovered | None = None
+        if answers is not None and discovery is None:
             self._prefill(answers)
 
     @property
@@ -59,11 +69,12 @@ class InstallerApp(App[int]):
         return self._machine
 
     # ------------------------------------------------------------------ answers
-    def _prefill(self, path: Path) -> None:
+    def _prefill(self, source: Path | bytes) -> None:
         """Partial answers: fill what the file gives; the TUI opens on the first step it does not answer."""
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError):
+            raw = source if isinstance(source, bytes) else read_bounded(source)
+            data = tomllib.loads(raw.decode("utf-8-sig"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
         self.base = data
         host, storage = data.get("host", {}), data.get("storage", {})
@@ -128,7 +139,48 @@ class InstallerApp(App[int]):
 
     # ------------------------------------------------------------------ flow
     def on_mount(self) -> None:
-        self.push_screen(WelcomeScreen())
+        if self.discovery is not None:
+            self.push_screen(DiscoveryScreen())  # replaced by start_with() when the discovery is done
+            return
+        self.start_interactive(switch=False)
+
+    def start_with(self, found: Discovered) -> None:
+        """Where the discovered answer file leads: a complete one to the summary (or, unattended, straight to the
+        install), a partial one to the first step it does not answer, a broken one to its problems."""
+        self.discovered = found
+        if found.state == "broken":
+            self.switch_screen(AnswerProblemsScreen(found))
+            return
+        if found.data is not None:
+            self._prefill(found.data)
+            if "keyboard" in self.draft:
+                self.set_keyboard(self.draft["keyboard"])
+        if found.state == "complete" and found.config is not None:
+            if found.unattended:
+                self.installer.unattended = True  # its wipe must name the disk: checked by the plan
+                self.busy = True
+                self.switch_screen(ProgressScreen(found.config))
+                return
+            self.draft.setdefault("keyboard", found.config.host.keyboard)
+            if "disk" not in self.draft and not self.sandboxed:
+                self.draft["disk"] = self._planned_disk(found.config)
+            if "disk" in self.draft or self.sandboxed:
+                self.first_missing = 5
+        self.start_interactive()
+
+    def _planned_disk(self, config: InstallConfig) -> str | None:
+        """The disk a complete file's [storage.match] picks (the summary shows and confirms it)."""
+        try:
+            return self.installer.plan(config, self.machine()).context.disk.path
+        except Exception:
+            return None
+
+    def start_interactive(self, *, switch: bool = True) -> None:
+        """The steps, with those the answers already give stacked below the first one they do not."""
+        if switch:
+            self.switch_screen(WelcomeScreen())
+        else:
+            self.push_screen(WelcomeScreen())
         for screen in (DiskScreen, EncryptionScreen, HostUserScreen, SummaryScreen)[: self.first_missing - 1]:
             self.push_screen(screen())
 
@@ -152,6 +204,6 @@ def on_virtual_console() -> bool:
         return False
 
 
-def create_installer_app(installer: Installer, *, answers: Path | None = None,
-                         log_path: Path | None = None) -> InstallerApp:
-    return InstallerApp(installer, answers=answers, log_path=log_path)
+def create_installer_app(installer: Installer, *, answers: Path | None = None, log_path: Path | None = None,
+                         discovery: Discovery | None = None, boot: Boot | None = None) -> InstallerApp:
+    return InstallerApp(installer, answers=answers, log_path=log_path, discovery=discovery, boot=boot)

@@ -1,0 +1,94 @@
+"""The answer-file discovery every front end runs: what the live image's initramfs found at boot, then
+:mod:`phyllome_installer.discover`'s sources, under the kernel-argument policy of the dracut module 90phyllome.
+
+1. ``--answers PATH``: discover.py's;
+2. the initramfs's outcome: the dracut module 90phyllome (dracut/90phyllome) writes one line to
+   ``/run/phyllome/boot-status``: ``found SOURCE`` (the file is ``/run/phyllome/answers.toml``), ``failed MESSAGE``
+   (that message is the error: fetching again here would bypass the checks the initramfs made, e.g. a wrong pin)
+   or ``none MESSAGE`` (go on: a key may have been plugged in since);
+3. discover.py's kernel argument and partition, with the initramfs's rules: ``phyllome.answers.sha256=`` pins the
+   content, and plain ``http://`` without a pin is refused before any request unless
+   ``phyllome.answers.insecure=1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core import cmdline as kernel_cmdline
+from .core.errors import UserError
+from .core.files import BoundedReadError, read_bounded, read_text_bounded
+from .discover import KARG, MAX_BYTES, Discovery, Found, kernel_argument, redact_url
+
+BOOT_ANSWERS = Path("/run/phyllome/answers.toml")
+BOOT_STATUS = Path("/run/phyllome/boot-status")
+PIN_KARG = "phyllome.answers.sha256"
+INSECURE_KARG = "phyllome.answers.insecure"
+UNATTENDED_KARG = "phyllome.unattended"
+
+
+def kernel_flag(cmdline: str, name: str) -> bool:
+    """A boolean kernel argument as dracut's getargbool reads it: ``name`` or ``name=1`` is true; ``name=0``,
+    ``=no``, ``=off`` or no argument at all is false."""
+    state = False
+    for word in kernel_cmdline.words(cmdline):
+        key, value = kernel_cmdline.parse_word(word)
+        if key == name:
+            state = value is None or value not in ("0", "no", "off")
+    return state
+
+
+@dataclass(frozen=True)
+class Boot:
+    """Where the initramfs leaves its outcome (injected by the tests)."""
+
+    answers: Path = BOOT_ANSWERS
+    status: Path = BOOT_STATUS
+
+
+def read_cmdline(discovery: Discovery) -> str:
+    try:
+        return read_text_bounded(discovery.cmdline, 64 * 1024, errors="replace")
+    except OSError:
+        return ""
+
+
+def from_initramfs(boot: Boot) -> Found | None:
+    """The outcome of 90phyllome at boot, if it ran; raises its refusal."""
+    try:
+        line = read_text_bounded(boot.status, 4096, errors="replace").strip()
+    except OSError:
+        return None
+    word, _, detail = line.partition(" ")
+    if word == "failed":
+        raise UserError(f"at boot: {detail}")
+    if word == "found":
+        try:
+            data = read_bounded(boot.answers, MAX_BYTES)
+        except BoundedReadError as exc:
+            raise UserError(f"at boot: {detail}: {boot.answers} {exc.reason}") from None
+        return Found(f"{detail} (at boot)", data, str(boot.answers))
+    return None
+
+
+def find_answers(discovery: Discovery, cli_path: Path | None = None, *, boot: Boot | None = None) -> Found | None:
+    """The answer file for ``phyllome-install install`` and the TUI alike, or None for an interactive install."""
+    if cli_path is not None:
+        return discovery.find(cli_path)
+    at_boot = from_initramfs(boot or Boot())
+    if at_boot is not None:
+        return at_boot
+    cmdline = read_cmdline(discovery)
+    value = kernel_argument(cmdline)
+    pin = (kernel_argument(cmdline, PIN_KARG) or "").strip().lower()
+    shown = redact_url(value) if value is not None else ""
+    if value is not None and value.startswith("http://") and not pin and not kernel_flag(cmdline, INSECURE_KARG):
+        raise UserError(f"{KARG}={shown}: refused: plain http:// needs {PIN_KARG}= (or {INSECURE_KARG}=1)")
+    found = discovery.find()
+    if found is not None and value is not None and pin:  # the kernel argument was the source
+        digest = hashlib.sha256(found.data).hexdigest()
+        if digest != pin:
+            raise UserError(f"{KARG}={shown}: refused: its sha256 is {digest}, {PIN_KARG}= pins {pin}")
+    return found

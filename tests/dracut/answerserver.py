@@ -1,0 +1,76 @@
+"""A tiny answer-file server for the boot tests: 127.0.0.1 only, a bounded request loop, stops by itself."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CutShort:
+    """A response whose Content-Length promises more than is sent before the connection closes."""
+
+    body: bytes
+    promised: int
+
+
+@dataclass
+class AnswerServer:
+    files: dict[str, bytes | CutShort]
+    lifetime: float = 600.0
+    seen: list[Seen] = field(default_factory=list)
+
+    def __enter__(self) -> AnswerServer:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                server.seen.append(Seen(self.path, dict(self.headers.items())))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                cut = isinstance(body, CutShort)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/toml")
+                self.send_header("Content-Length", str(body.promised if cut else len(body)))
+                if cut:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body.body if cut else body)
+                if cut:
+                    self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)  # loopback only: QEMU's 10.0.2.2
+        self._httpd.timeout = 0.2
+        self.port = self._httpd.server_address[1]
+        self._stop = threading.Event()
+        deadline = time.monotonic() + self.lifetime
+
+        def loop() -> None:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self._httpd.handle_request()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def url(self, path: str) -> str:
+        """The URL as the guest sees it: QEMU's user network forwards 10.0.2.2 to this machine's loopback."""
+        return f"http://10.0.2.2:{self.port}{path}"
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._httpd.server_close()

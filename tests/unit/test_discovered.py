@@ -56,7 +56,7 @@ def test_partial_is_only_missing_answers(tmp_path):
 def test_broken_has_file_line_col_problems(tmp_path, text):
     found = judge(tmp_path, text)
     assert found.state == "broken"
-    assert all(p.startswith(f"{tmp_path / 'given.toml'}:") for p in found.problems), found.problems  # the user's own file
+    assert all(p.startswith(f"{tmp_path / 'given.toml'}:") for p in found.problems), found.problems
 
 
 def test_a_failed_source_is_broken_with_its_message(tmp_path):

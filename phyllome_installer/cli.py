@@ -62,7 +62,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     result = answers.load(args.file)
     problems = list(result.problems)
     if result.config is not None and args.machine is not None:
-        from .machine import check_against_profile
+        from .target import check_against_profile
 
         problems += check_against_profile(result.config, args.file, args.machine)
     for warning in result.warnings:

@@ -25,8 +25,8 @@ from .core.interrupt import Stop
 from .core.progress import NullSink, Sink, TaskProgress
 from .core.runner import DryRunRunner, Runner
 from .core.targetfs import TargetFiles
-from .machine import resolve_target
 from .sandbox import fat_driver, kernel_can_mount
+from .target import resolve_target
 
 log = logging.getLogger("phyllome.plan")
 

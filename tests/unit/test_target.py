@@ -6,7 +6,7 @@ import pytest
 
 from phyllome_installer import answers
 from phyllome_installer.cli import install_main
-from phyllome_installer.machine import TargetError, resolve_target
+from phyllome_installer.target import TargetError, resolve_target
 from storage.probe import Disk, MachineProfile
 
 GiB = 1 << 30

@@ -1,4 +1,5 @@
-"""The target disk of an install, resolved against a machine profile (live probe or saved JSON)."""
+"""Choosing the target disk of an install: the answer file's storage section resolved against a machine profile
+(a live probe or a saved JSON), and checked against a saved profile offline."""
 
 from __future__ import annotations
 

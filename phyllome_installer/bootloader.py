@@ -75,6 +75,10 @@ def grub_cfg(entries: list[BootEntry], boot_uuid: str) -> str:
     return "\n".join(out)
 
 
+def grub_available(which=shutil.which) -> bool:
+    return bool(which("grub2-install") or which("grub-install"))
+
+
 def choose(deployment: Path, *, sandbox: bool, which=shutil.which) -> str:
     if sandbox:
         return "none"

@@ -100,6 +100,36 @@ def check_payload(runner: Runner, payload: Payload) -> None:
             raise UserError(f"payload.ref: {payload.ref} is not in the repository {payload.repo}")
 
 
+def check_tree(runner: Runner, payload: Payload) -> list[str]:
+    """What a bootable ostree commit lacks (local payloads, before anything is written): /usr/lib/os-release,
+    /var, /sysroot, and a kernel with its initramfs in one /usr/lib/modules/KVER/. Also tells whether the tree
+    ships bootupd (its boot loader is then the tree's own)."""
+    if not isinstance(payload, LocalPayload):
+        return []
+    missing = []
+    for path in ("/usr/lib/os-release", "/var", "/sysroot"):
+        if not runner.run(["ostree", f"--repo={payload.repo}", "ls", payload.ref, path], check=False).ok:
+            missing.append(path)
+    listing = runner.run(["ostree", f"--repo={payload.repo}", "ls", "-R", payload.ref, "/usr/lib/modules"],
+                         check=False)
+    files = [line.split()[-1] for line in listing.stdout.splitlines() if line.startswith("-")]
+    kernels = {Path(f).parent for f in files if Path(f).name == "vmlinuz"}
+    initramfs = {Path(f).parent for f in files if Path(f).name == "initramfs.img"}
+    if listing.stdout and not kernels & initramfs:
+        missing.append("/usr/lib/modules/KVER/vmlinuz with its initramfs.img beside it")
+    elif not listing.ok and not listing.stdout:
+        missing.append("/usr/lib/modules (the kernel and its initramfs)")
+    return missing
+
+
+def ships_bootupd(runner: Runner, payload: Payload) -> bool | None:
+    """Whether a local payload ships bootupctl (None: not known before the pull)."""
+    if not isinstance(payload, LocalPayload):
+        return None
+    return runner.run(["ostree", f"--repo={payload.repo}", "ls", payload.ref, "/usr/bin/bootupctl"],
+                      check=False).ok
+
+
 def payload_names(runner: Runner, payload: Payload) -> set[str]:
     """User and group names the payload already has (local payloads; others are known only after the pull)."""
     if not isinstance(payload, LocalPayload):

@@ -46,11 +46,24 @@ def check(ctx: Context) -> None:
         ctx.files.note("build the sandbox payload (once) and check it")
     else:
         deploy.check_payload(ctx.runner, ctx.config.payload)
+        missing = deploy.check_tree(ctx.runner, ctx.config.payload)
+        if missing:
+            raise UserError(f"payload: {deploy.refspec(ctx.config.payload)} is not a bootable ostree tree: it has no "
+                            + ", ".join(missing), hint="build the payload with the ostree layout (docs/install.md)")
         taken = deploy.payload_names(ctx.runner, ctx.config.payload)
         for user in ctx.config.users:
             if user.name in taken:
                 raise UserError(f"users: {user.name!r} is already a user or group of the payload; choose another "
                                 "name for the admin user")
+    if not ctx.sandbox and not deploy.ships_bootupd(ctx.runner, ctx.config.payload):
+        # What the boot loader task will need, checked while nothing is written (bootloader.choose decides then).
+        if not bootloader.grub_available():
+            raise UserError("no boot loader can be installed: the payload ships no bootupctl and this live system "
+                            "has no grub-install", hint="install Debian's grub-efi-amd64-bin or Fedora's "
+                            "grub2-efi-x64-modules on the live system")
+        if not ctx.fat_driver:
+            raise UserError("GRUB needs the EFI system partition mounted: this kernel has no vfat and there is no "
+                            "fusefat")
     if not ctx.can_mount(ctx.layout.root_fs):
         raise UserError(f"this kernel cannot mount {ctx.layout.root_fs}, the chosen root filesystem",
                         hint="set storage.root_fs = \"ext4\", or boot a kernel with F2FS")

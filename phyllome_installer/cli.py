@@ -108,8 +108,11 @@ def _installer(args: argparse.Namespace, *, unattended: bool = True):
 
     sandbox = Sandbox(args.sandbox_dir or BASE) if args.sandbox else None
     stop = getattr(args, "stop", None) or Stop()
+    image = getattr(args, "target_image", None)
+    if image is not None and sandbox is not None:
+        raise UserError("--target-image and --sandbox exclude each other")
     return Installer(SubprocessRunner(stop=stop), log_path=args.log, sandbox=sandbox, unattended=unattended,
-                     stop=stop)
+                     stop=stop, target_image=image, image_size=getattr(args, "image_size", None))
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -155,7 +158,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     for directory, code in result.recovery_codes.items():
         print(f"Recovery code for {directory}: {code}\n  write it down now: it is shown only this once")
     print("Phyllome OS is installed.")
-    if config.post.action != "none" and not args.sandbox:
+    if config.post.action != "none" and not args.sandbox and getattr(args, "target_image", None) is None:
         installer.runner.run(["systemctl", config.post.action])
     return 0
 
@@ -395,6 +398,10 @@ def build_install_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("install", parents=[common], help="unattended install from an answer file")
     p.add_argument("--dry-run", action="store_true", help="print the plan; touch nothing")
+    p.add_argument("--target-image", type=Path, metavar="PATH",
+                   help="install into this disk image file (through a loop device), e.g. for a VM or a "
+                        "pre-installed image; naming it is the consent to overwrite it")
+    p.add_argument("--image-size", metavar="SIZE", help="create the image with this size (e.g. 20GiB) when missing")
     p.set_defaults(handler=cmd_install)
 
     p = sub.add_parser("probe", parents=[common], help="list the disks and the machine profile")

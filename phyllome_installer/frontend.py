@@ -44,6 +44,10 @@ class Installer:
     notices: list[str] = field(default_factory=list)
     stop: Stop = field(default_factory=Stop)
     """Requested by a signal or the front end: the install stops at the next safe point and cleans up."""
+    target_image: Path | None = None
+    """Install into this disk image file (created sparse with ``image_size`` when missing) through a loop device
+    attached for the install only, as bootc's ``install to-disk --via-loopback``: pre-installed and VM images."""
+    image_size: str | None = None
 
     def __post_init__(self) -> None:
         if self.sandbox is not None and not kernel_can_mount("f2fs"):
@@ -55,6 +59,9 @@ class Installer:
         from storage.probe import MachineProfile, Prober
 
         prober = Prober(self.runner, proc_root=self.proc, sys_root=self.sys_root)
+        if self.target_image is not None:
+            return MachineProfile(cpu_vendor=prober.cpu_vendor(), firmware=prober.firmware(), ram_bytes=prober.ram(),
+                                  disks=[self.image_disk()])
         if self.sandbox is None:
             return prober.profile()
         return MachineProfile(cpu_vendor=prober.cpu_vendor(), firmware=prober.firmware(), ram_bytes=prober.ram(),
@@ -68,6 +75,15 @@ class Installer:
         return Disk(path=str(self.sandbox.image), name="sandbox", model="Sandbox disk image", serial=SANDBOX_SERIAL,
                     size=size, transport="loop")
 
+    def image_disk(self) -> Disk:
+        """The ``--target-image`` file as the plan's disk (the loop device replaces it while installing)."""
+        from storage.probe import Disk
+
+        assert self.target_image is not None
+        image = Path(self.target_image)
+        size = image.stat().st_size if image.is_file() else image_bytes(self.image_size or "0")
+        return Disk(path=str(image), name=image.name, model="Disk image", size=size, transport="loop")
+
     def readiness(self) -> list[str]:
         return readiness(self.proc, self.sys_root)
 
@@ -76,8 +92,12 @@ class Installer:
                sink: Sink | None = None, consent: str | None = None) -> InstallPlan:
         """The one way both plan() and install() build a plan; ``device``: the sandbox's attached loop device."""
         from .plan import build
-        from .sandbox import for_sandbox
+        from .sandbox import for_image, for_sandbox
 
+        if self.target_image is not None:  # naming the image file is the consent to write it
+            return build(for_image(config, device or str(self.target_image)), machine, self.runner,
+                         sysroot=self.sysroot, log_path=self.log_path, sink=sink, include_loop=True,
+                         unattended=False, stop=self.stop)
         if self.sandbox is None:
             return build(config, machine, self.runner, sysroot=self.sysroot, log_path=self.log_path, sink=sink,
                          unattended=self.unattended, stop=self.stop, consent=consent)
@@ -98,6 +118,14 @@ class Installer:
         from .plan import DEFAULT_SYSROOT
 
         sink = sink or NullSink()
+        if self.target_image is not None:
+            from .sandbox import attached_image
+
+            size = str(image_bytes(self.image_size)) if self.image_size else None
+            with attached_image(self.runner, Path(self.target_image).resolve(), self.sysroot or DEFAULT_SYSROOT,
+                                size, stop=self.stop, found=self.notices) as device:
+                machine = Prober(self.runner, include_loop=True, only=[device]).profile()
+                return engine.run(self._build(config, machine, device, sink))
         if self.sandbox is None:
             with self.stop.shielded():
                 self.notices += leftovers.clean_mounts(self.runner, self.sysroot or DEFAULT_SYSROOT)
@@ -108,6 +136,19 @@ class Installer:
             self.sandbox.ensure_payload(self.runner)
             machine = Prober(self.runner, include_loop=True, only=[device]).profile()
             return engine.run(self._build(config, machine, device, sink))
+
+
+def image_bytes(size: str) -> int:
+    """``--image-size`` in bytes: "20GiB" as in answer files, "20G" as truncate takes it, or plain bytes."""
+    from .answers import parse_size
+
+    size = size.strip()
+    if size.isdigit():
+        return int(size)
+    try:
+        return parse_size(size + "iB" if size[-1:].upper() in "KMGTP" else size)
+    except ValueError as exc:
+        raise UserError(f"--image-size: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------ helpers for the screens

@@ -147,37 +147,59 @@ class Sandbox:
         sandbox's system root, processes using them, loop devices on the image) is cleaned up first; an image
         mounted anywhere else is refused. Setting up and detaching are shielded from a stop request.
         """
-        stop = stop or Stop()
-        with stop.shielded():
-            try:
-                self.base.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise UserError(f"the sandbox directory {self.base} is not a directory") from None
-            if not self.image.exists():
-                runner.run(["truncate", "-s", size, str(self.image)])
-            lock = flock_file(self.image, "the sandbox image")
         try:
-            with stop.shielded():
-                self.leftovers = leftovers.clean_mounts(runner, self.sysroot)
-                self.leftovers += leftovers.clean_image(runner, self.image, self.sysroot, detach=detach)
-                device = runner.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
-                if not device.startswith("/dev/loop"):
-                    raise UserError(f"could not attach the sandbox image {self.image} to a loop device")
-                # Partitions the kernel may still hold for this loop number from an earlier image (after a crash):
-                runner.run(["partx", "-d", device], check=False)
-                runner.run(["partx", "-u", device], check=False)
-            try:
-                yield device
-            finally:
-                with stop.shielded():
-                    detach(runner, device)
-        finally:
-            os.close(lock)
+            self.base.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError(f"the sandbox directory {self.base} is not a directory") from None
+        self.leftovers = []
+        with attached_image(runner, self.image, self.sysroot, size, stop=stop, found=self.leftovers,
+                            what="the sandbox image") as device:
+            yield device
 
     def clean(self, runner: Runner) -> None:
         leftovers.clean_mounts(runner, self.sysroot)
         leftovers.clean_image(runner, self.image, self.sysroot, detach=detach)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def attached_image(runner: Runner, image: Path, sysroot: Path, size: str | None, *, stop: Stop | None = None,
+                   found: list[str] | None = None, what: str = "the disk image") -> Iterator[str]:
+    """A disk image attached to a loop device for the duration of the block (the sandbox, ``--target-image``).
+
+    The image is created sparse when it does not exist (``size`` is then needed), and locked (``flock``) while
+    attached. What an earlier, killed install left (mounts under ``sysroot``, processes using them, loop devices
+    on the image) is cleaned up first and appended to ``found``; an image mounted anywhere else is refused.
+    Setting up and detaching are shielded from a stop request.
+    """
+    stop = stop or Stop()
+    found = found if found is not None else []
+    with stop.shielded():
+        if not image.exists():
+            if size is None:
+                raise UserError(f"{image} does not exist: give its size (--image-size) to create it")
+            image.parent.mkdir(parents=True, exist_ok=True)
+            runner.run(["truncate", "-s", size, str(image)])
+        elif not image.is_file():
+            raise UserError(f"{what} {image} is not a regular file")
+        lock = flock_file(image, what)
+    try:
+        with stop.shielded():
+            found += leftovers.clean_mounts(runner, sysroot)
+            found += leftovers.clean_image(runner, image, sysroot, detach=detach)
+            device = runner.run(["losetup", "--find", "--show", str(image)]).stdout.strip()
+            if not device.startswith("/dev/loop"):
+                raise UserError(f"could not attach {what} {image} to a loop device")
+            # Partitions the kernel may still hold for this loop number from an earlier image (after a crash):
+            runner.run(["partx", "-d", device], check=False)
+            runner.run(["partx", "-u", device], check=False)
+        try:
+            yield device
+        finally:
+            with stop.shielded():
+                detach(runner, device)
+    finally:
+        os.close(lock)
 
 
 def detach(runner: Runner, device: str, sys_root: Path = Path("/sys")) -> None:
@@ -208,6 +230,12 @@ def kernel_can_mount(fstype: str, proc: Path = Path("/proc")) -> bool:
         return any(line.split()[-1] == fstype for line in (proc / "filesystems").read_text().splitlines())
     except OSError:
         return False
+
+
+def for_image(config: InstallConfig, device: str) -> InstallConfig:
+    """The config with the attached image (``--target-image``) as its only target: naming it was the consent."""
+    storage = config.storage.model_copy(update={"disk": device, "match": None, "wipe": device})
+    return config.model_copy(update={"storage": storage})
 
 
 def for_sandbox(config: InstallConfig, sandbox: Sandbox, device: str) -> InstallConfig:

@@ -188,3 +188,24 @@ def test_grub_efi_install_on_a_loop_disk(tmp_path):
             assert f"search --no-floppy --fs-uuid --set=root {boot_uuid}" in cfg
             assert f"root=UUID={root_uuid}" in cfg and "linux /ostree/phyllome-" in cfg
             assert (boot / "grub" / "x86_64-efi").is_dir()
+
+
+def test_install_into_a_disk_image_file(tmp_path):
+    """``--target-image``: the real install (GRUB for EFI, not the sandbox's none) into an image file through a loop
+    device that the install attaches and releases itself."""
+    sandbox = Sandbox(tmp_path / "payload")
+    sandbox.ensure_payload(SubprocessRunner())
+    text = REFERENCE.read_text().replace("/run/install/repo", str(sandbox.repo))
+    text = text.replace("phyllome/x86_64/stable", REF).replace('root_fs = "f2fs"', 'root_fs = "ext4"')
+    answers_file = tmp_path / "answers.toml"
+    answers_file.write_text(text)
+    image = tmp_path / "vm.img"
+    run = cli("install", "--answers", str(answers_file), "--target-image", str(image), "--image-size", "12GiB",
+              "--log", str(tmp_path / "install.log"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "systemctl" not in run.stderr  # the image is not this machine: no reboot
+    assert sh("losetup", "-j", str(image)) == ""
+    table = json.loads(sh("sfdisk", "-J", str(image)))["partitiontable"]
+    assert [p["name"] for p in table["partitions"]] == ["EFI System", "boot", "root"]
+    esp = f"{image}@@{table['partitions'][0]['start'] * 512}"
+    assert "BOOTX64" in sh("mdir", "-i", esp, "::/EFI/BOOT")

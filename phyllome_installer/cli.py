@@ -321,6 +321,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """``unlock``: the VM store at every boot; three tries, then the boot goes on with the VMs unavailable."""
+    from firstboot.unlock import Unlocker, ask_on_terminal, ask_with_systemd, run_by_systemd
+
+    from .core.runner import SubprocessRunner
+
+    runner = SubprocessRunner()
+    use_agent = args.ask_password if args.ask_password is not None else run_by_systemd()
+    ask = ask_with_systemd(runner) if use_agent else ask_on_terminal()
+    unlocker = Unlocker(runner, store=args.store, root=args.root, mountpoint=args.mountpoint)
+    outcome = unlocker.run(ask, lambda text: print(text, file=sys.stderr, flush=True), tries=args.tries)
+    log.info("unlock: %s after %d tries", outcome.state, outcome.tries)
+    print(outcome.message, file=sys.stderr if not outcome.ok else sys.stdout)
+    return 0 if outcome.ok else EXIT_FAILED
+
+
 # ---------------------------------------------------------------------------------------------- parsers
 
 
@@ -423,6 +439,18 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
                            help="stop after the define / start paused / destroy / undefine check")
             p.add_argument("--start", action="store_true", help="start the VM once it is defined")
             p.set_defaults(handler=cmd_vm_create)
+
+    p = sub.add_parser("unlock", parents=[common], help="unlock the encrypted VM store (at every boot)")
+    p.add_argument("--store", type=Path, default=Path("/var/lib/libvirt/images"), metavar="DIR",
+                   help="the encrypted VM store (default /var/lib/libvirt/images)")
+    p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
+                   help="the system whose /etc/fscrypt.conf is used (default /)")
+    p.add_argument("--mountpoint", type=Path, metavar="DIR",
+                   help="where the store's filesystem is mounted whole (default: found in /proc/self/mountinfo)")
+    p.add_argument("--ask-password", action=argparse.BooleanOptionalAction, default=None,
+                   help="ask through systemd-ask-password (default: when systemd runs this, $INVOCATION_ID)")
+    p.add_argument("--tries", type=int, default=3, metavar="N", help="wrong tries before giving up (default 3)")
+    p.set_defaults(handler=cmd_unlock)
 
     p = sub.add_parser("run", parents=[common], help="the whole first boot")
     p.add_argument("--unattended", action="store_true", help="take every answer from --answers FILE [firstboot]")

@@ -9,6 +9,10 @@ from pathlib import Path
 
 MARKER = Path("etc/phyllome/firstboot")
 PROFILE = Path("var/lib/phyllome/hardware.json")
+ANSWERS = Path("etc/phyllome/firstboot.toml")
+"""[firstboot] of the answer file, saved by the installer (never a secret)."""
+RESULT = Path("var/lib/phyllome/firstboot.json")
+"""What the last first boot did: each step, its outcome, the VM; written by run --unattended and the screens."""
 
 
 def pending(root: Path = Path("/")) -> bool:

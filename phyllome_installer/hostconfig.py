@@ -3,7 +3,7 @@
 hostname, vconsole.conf, locale.conf, localtime, fstab by UUID, admin users (``useradd --root``; passwords
 hashed by ``openssl passwd -6 -stdin`` and set with ``chpasswd -e --root``, both on stdin; homes under
 /var/home; ssh keys with the right owner and modes), nested virtualization, vfio modules, and the first-boot
-marker ``/etc/phyllome/firstboot``.
+marker ``/etc/phyllome/firstboot`` (only when ``[firstboot] enabled``) with ``[firstboot]`` saved beside it.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ import logging
 import os
 from pathlib import Path
 
-from .answers import Host, User
+from firstboot import state
+
+from .answers import FirstBoot, Host, User
 from .core.runner import Runner
 from .core.secrets import REDACTOR, Redactor
 
 log = logging.getLogger("phyllome.hostconfig")
 
-FIRSTBOOT_MARKER = "etc/phyllome/firstboot"
+FIRSTBOOT_MARKER = str(state.MARKER)
+FIRSTBOOT_ANSWERS = str(state.ANSWERS)
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")
 
 
@@ -65,8 +68,13 @@ class HostConfig:
         self._write("etc/modprobe.d/phyllome-kvm.conf", nested_options(cpu_vendor))
         self._write("etc/modules-load.d/phyllome-vfio.conf", "".join(m + "\n" for m in VFIO_MODULES))
 
-    def firstboot_marker(self, version: str) -> None:
-        self._write(FIRSTBOOT_MARKER, f"installed-by=phyllome-install {version}\n")
+    def firstboot(self, version: str, answers: FirstBoot) -> None:
+        """Save [firstboot] (never a secret: it has none) for the first boot; the marker only when it is enabled."""
+        self._write(FIRSTBOOT_ANSWERS, answers.to_toml())
+        if answers.enabled:
+            self._write(FIRSTBOOT_MARKER, f"installed-by=phyllome-install {version}\n")
+        else:
+            log.debug("[firstboot] enabled = false: no first-boot marker")
 
     def _groups(self) -> set[str]:
         text = (self.root / "etc" / "group").read_text()

@@ -208,7 +208,7 @@ def _host_config(ctx: Context) -> None:
                       fstab_text=fstab(ctx.applied.uuids, ctx.layout.root_fs))
     for user in ctx.config.users:
         host.add_user(user)
-    host.firstboot_marker(__version__)
+    host.firstboot(__version__, ctx.config.firstboot)
 
 
 def _fscrypt(ctx: Context) -> None:
@@ -301,7 +301,9 @@ def build(config: InstallConfig, machine: MachineProfile, runner: Runner, *, sys
             host_lines.append(f"chpasswd --encrypted --root {ctx.deployment_dir}  < {user.name}:<hash> on stdin")
         if user.ssh_keys:
             host_lines.append(f"write /var/home/{user.name}/.ssh/authorized_keys ({len(user.ssh_keys)} keys)")
-    host_lines.append("write /etc/phyllome/firstboot (the first-boot marker)")
+    host_lines.append("write /etc/phyllome/firstboot.toml ([firstboot] of the answers)"
+                      + (", /etc/phyllome/firstboot (the first-boot marker)" if config.firstboot.enabled else
+                         "; no first-boot marker ([firstboot] enabled = false)"))
     tasks = [
         Task("check", "Check the target and the payload",
              (f"re-probe {disk.path}: not the boot medium, not busy, unchanged", "check the payload"), _check,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Label, RadioSet, Static
 
-from .widgets import FirstBootStep
+from .widgets import Choice, FirstBootStep
 
 FAMILIES = ("windows", "linux")
 STRATEGIES = ("auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf")
@@ -47,14 +47,14 @@ class GpuScreen(FirstBootStep):
                 yield Label("Guest family")
                 with RadioSet(id="family"):
                     for name in FAMILIES:
-                        yield RadioButton(with_family[name], value=name == family, name=name)
+                        yield Choice(with_family[name], value=name == family, name=name)
             yield Static("", id="gpus")
             with Horizontal(classes="field"):
                 yield Label("Strategy")
                 with RadioSet(id="strategy"):
                     for name in STRATEGIES:
                         text = "auto: the first available above" if name == "auto" else name
-                        yield RadioButton(text, value=name == choices.get("gpu", "auto"), name=name)
+                        yield Choice(text, value=name == choices.get("gpu", "auto"), name=name)
         with Horizontal(classes="buttons"):
             yield Button("Next", id="next", variant="primary")
         yield from self.compose_footer()

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Footer, RadioButton, Static
 
 STEPS = ("Unlock", "Hardware checks", "Graphics", "Primary VM", "Review", "Creating", "Done")
 
@@ -26,6 +26,23 @@ class FirstBootStep(Screen):
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2 and not getattr(self.app, "busy", False):
             self.app.pop_screen()
+
+
+class Choice(RadioButton):
+    """A radio button whose state is a mark, not only a colour: (*) chosen, ( ) not."""
+
+    BUTTON_LEFT = BUTTON_INNER = BUTTON_RIGHT = ""
+
+    def __init__(self, text: str, *, value: bool = False, name: str | None = None) -> None:
+        self.text = text
+        super().__init__(self._mark(value), value=value, name=name)
+
+    def _mark(self, value: bool) -> str:
+        return ("(*) " if value else "( ) ") + self.text
+
+    def watch_value(self) -> None:
+        self.label = self._mark(self.value)
+        super().watch_value()
 
 
 class ConfirmQuit(ModalScreen[bool]):

@@ -640,6 +640,16 @@ class FirstBoot(Section):
     vm: PrimaryVm | None = None
     """Pre-seed the primary VM; without it the wizard asks."""
 
+    def describe(self) -> str:
+        """In words, for the installer's summary."""
+        if not self.enabled:
+            return "off (no first-boot screens; the host starts to its login prompt)"
+        vm = self.vm
+        what = f"the VM {vm.name}" + (f" ({vm.os})" if vm and vm.os else "") if vm else "the primary VM"
+        if self.unattended:
+            return f"unattended: hardware checks, then {what} from [firstboot.vm]"
+        return f"on tty1 at the first start: unlock, hardware checks, then {what}"
+
     def to_toml(self) -> str:
         """This section alone as TOML (it holds no secret): what the installer saves into the target."""
         out: list[str] = []

@@ -73,6 +73,10 @@ class HostConfig:
         self._write(FIRSTBOOT_ANSWERS, answers.to_toml())
         if answers.enabled:
             self._write(FIRSTBOOT_MARKER, f"installed-by=phyllome-install {version}\n")
+            # The payload ships and enables the units in /usr (phyllome_installer/units.py says why).
+            if not (self.root / "usr/lib/systemd/system/phyllome-firstboot.service").exists():
+                log.warning("the payload has no phyllome-firstboot.service: the first boot will not start by itself "
+                            "(run phyllome-firstboot on the installed system)")
         else:
             log.debug("[firstboot] enabled = false: no first-boot marker")
 

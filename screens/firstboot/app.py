@@ -53,6 +53,9 @@ class FirstBootApp(App[int]):
         def answer(quit_now: bool | None) -> None:
             if not quit_now:
                 return
+            # Recorded for the journal and firstboot.json; the marker stays, so the first boot runs again.
+            self.result.fail("quit", f"quit by the user on the {type(self.screen).__name__} step")
+            self.save()
             if self.busy:
                 self.stop.request("quit during VM creation")
                 self.exit(EXIT_INTERRUPTED, return_code=EXIT_INTERRUPTED)

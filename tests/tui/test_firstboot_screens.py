@@ -3,6 +3,8 @@ graphics. The VM, review, create and done screens run against qemu:///embed in t
 
 from __future__ import annotations
 
+import json
+
 from textual.widgets import Button, Input, RadioSet
 
 from phyllome_installer.core.runner import RecordingRunner
@@ -126,6 +128,10 @@ async def test_quit_defaults_to_staying(tmp_path):
         await pilot.press("ctrl+c", "y")
         await pilot.pause()
     assert app.return_code == 0
+    root = app.session.root
+    saved = json.loads((root / "var/lib/phyllome/firstboot.json").read_text())
+    assert not saved["ok"] and saved["failed_step"] == "quit"
+    assert (root / "etc/phyllome/firstboot").exists()  # it opens again at the next start
 
 
 async def test_quitting_while_busy_exits_non_zero(tmp_path):

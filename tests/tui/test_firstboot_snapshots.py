@@ -136,3 +136,42 @@ def test_quit(snap_compare, app):
         await settle(pilot)
         await pilot.press("ctrl+q")
     assert snap_compare(app(), terminal_size=SIZE, run_before=quit_)
+
+
+async def test_every_screen_fits_80x24_with_its_buttons_reachable(app):
+    """At 80x24 every button of every screen is on screen, and every field keeps its label."""
+    from textual.widgets import Button, Label
+
+    seen = []
+
+    async def check(pilot, name):
+        screen = pilot.app.screen
+        buttons = [b for b in screen.query(Button) if b.display]
+        assert buttons, name
+        for button in buttons:
+            assert button.region.bottom <= 24 and button.region.right <= 80 and button.region.height, (name, button)
+        for label in screen.query(Label):
+            assert str(label.render()).strip(), name
+        seen.append(name)
+
+    flow = app(unlocker=ScriptedUnlocker())
+    async with flow.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await check(pilot, "unlock")
+        await pilot.press(*"right passphrase", "enter")
+        await settle(pilot)
+        await check(pilot, "checks")
+        await pilot.click("#next")
+        await pilot.pause()
+        await check(pilot, "graphics")
+        await pilot.click("#next")
+        await pilot.pause()
+        await check(pilot, "vm")
+        pilot.app.screen.query_one("#os", Input).value = "win11"
+        await pilot.click("#next")
+        await settle(pilot)
+        await check(pilot, "review")
+        await pilot.press("enter")
+        await settle(pilot)
+        await check(pilot, "done")
+    assert seen == ["unlock", "checks", "graphics", "vm", "review", "done"]

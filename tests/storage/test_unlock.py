@@ -125,3 +125,24 @@ def test_a_store_that_is_not_encrypted_needs_nothing(tmp_path):
     Fscrypt(SubprocessRunner(), tmp_path / "etc" / "fscrypt.conf").write_config(LIGHT)
     result = _unlock(plain, tmp_path, "", log=tmp_path / "u.log")
     assert result.returncode == 0 and "not encrypted" in result.stdout, result.stderr
+
+
+async def test_the_first_boot_unlock_screen_unlocks_the_real_store(store, tmp_path):
+    """The screen with the real fscrypt: a wrong try, then the recovery code; the store opens."""
+    from screens.firstboot.checks import ChecksScreen
+    from tests.tui.firstboot_helpers import make_app
+
+    images, sysroot, code = store
+    unlocker = Unlocker(SubprocessRunner(), store=images, root=sysroot)
+    app = make_app(tmp_path / "fb", unlocker=unlocker)
+    async with app.run_test(size=(80, 25)) as pilot:
+        await pilot.pause()
+        await pilot.press(*"not it", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "2 tries left" in str(app.screen.query_one("#secret-error").render())
+        await pilot.press(*code.lower(), "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ChecksScreen)
+    assert (images / "desktop.qcow2").read_text() == "guest disk"

@@ -8,6 +8,7 @@ true`` (or ``run --unattended``) creates the VM without screens; otherwise the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import tomllib
@@ -129,8 +130,25 @@ def cmd_screens(args: argparse.Namespace, config=None) -> int:
     if config is None:
         config = load_firstboot(args.answers, getattr(args, "root", Path("/")))
     app = create_firstboot_app(_session(args), config, log_path=args.log)
-    app.run()
+    with _screen_owns_the_terminal():
+        app.run()
     return app.return_code or 0
+
+
+@contextlib.contextmanager
+def _screen_owns_the_terminal():
+    """While the screens run, log records go to the log file only: console lines would draw over the screens."""
+    from .core.logs import LOGGER_NAME, SinkHandler
+
+    logger = logging.getLogger(LOGGER_NAME)
+    console = [h for h in logger.handlers if isinstance(h, SinkHandler)]
+    for handler in console:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in console:
+            logger.addHandler(handler)
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:

@@ -39,7 +39,8 @@ def test_the_first_boot_in_a_linux_console_sized_terminal(tmp_path):
             screen = term.wait_for("Step 2 of 7 · Hardware checks")
             term.wait_for("PASS")
             term.keys("Enter")
-            term.wait_for("Step 3 of 7 · Graphics")
+            screen = term.wait_for("Step 3 of 7 · Graphics")
+            assert "first boot: checks" not in screen  # log lines never draw over the screens
             term.keys("Enter")
             screen = term.wait_for("Step 4 of 7 · Primary VM")
             assert "none (add one later)" in screen

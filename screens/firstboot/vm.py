@@ -69,6 +69,12 @@ class VmScreen(FirstBootStep):
     def on_mount(self) -> None:
         self.query_one("#os-hint", Static).update("vm os-list shows them")
         self.query_one("#iso", Select).focus()
+        vm = self.app.config.vm
+        if vm is not None and (vm.os or vm.iso) and not self.app.choices.get("asked_vm"):
+            # [firstboot.vm] answers this screen: go on to the review (Esc comes back here to change it).
+            self.app.choices["asked_vm"] = True
+            self.call_after_refresh(self.query_one("#next", Button).press)
+            return
         if self.query_one("#iso", Select).value not in (Select.NULL, None) and not self.query_one("#os", Input).value:
             self._detect(str(self.query_one("#iso", Select).value))
 

@@ -175,3 +175,22 @@ async def test_every_screen_fits_80x24_with_its_buttons_reachable(app):
         await settle(pilot)
         await check(pilot, "done")
     assert seen == ["unlock", "checks", "graphics", "vm", "review", "done"]
+
+
+async def test_a_firstboot_vm_that_names_the_os_asks_nothing_more_and_esc_comes_back(app):
+    flow = app(firstboot={"vm": {"name": "work", "os": "win11", "memory": "8GiB"}})
+    async with flow.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.click("#next")  # checks
+        await settle(pilot)
+        assert pilot.app.screen.query_one("#family").pressed_button.name == "windows"  # from the OS
+        await pilot.click("#next")  # graphics
+        await settle(pilot)
+        await settle(pilot)
+        review = pilot.app.screen
+        assert type(review).__name__ == "ReviewScreen"
+        assert "8 GiB" in str(review.query_one("#review").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        values = {k: pilot.app.screen.query_one(f"#{k}", Input).value for k in ("os", "name", "memory")}
+        assert values == {"os": "win11", "name": "work", "memory": "8GiB"}

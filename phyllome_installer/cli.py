@@ -200,6 +200,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
 def _size_arg(text: str) -> int:
     from .answers import parse_size
 
@@ -396,7 +402,7 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
                    help="where the store's filesystem is mounted whole (default: found in /proc/self/mountinfo)")
     p.add_argument("--ask-password", action=argparse.BooleanOptionalAction, default=None,
                    help="ask through systemd-ask-password (default: when systemd runs this, $INVOCATION_ID)")
-    p.add_argument("--tries", type=int, default=3, metavar="N", help="wrong tries before giving up (default 3)")
+    p.add_argument("--tries", type=_positive, default=3, metavar="N", help="wrong tries before giving up (default 3)")
     p.set_defaults(handler=cmd_unlock)
 
     p = sub.add_parser("run", parents=[common], help="the whole first boot (the unit runs this)")

@@ -100,4 +100,4 @@ class UnlockScreen(FirstBootStep):
     def _next(self) -> None:
         from .checks import ChecksScreen
 
-        self.app.push_screen(ChecksScreen())
+        self.app.switch_screen(ChecksScreen())  # done with: Esc on the checks does not come back here

@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 # Debian packages that make the stack real (DESIGN.md section 4). Never libblockdev-plugins-all.
+# systemd: systemd-analyze verifies the units in the tests (no running systemd needed).
 DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-dev libvirt-dev \
 	python3-gi gir1.2-blockdev-2.0 python3-blockdev python3-bytesize \
 	libblockdev-btrfs2 libblockdev-crypto2 libblockdev-dm2 libblockdev-fs2 libblockdev-loop2 \
@@ -14,7 +15,7 @@ DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-de
 	libblockdev-swap2 gir1.2-ostree-1.0 ostree f2fs-tools fscrypt dosfstools mtools fusefat e2fsprogs fdisk \
 	util-linux libvirt-clients libvirt-daemon-system qemu-system-x86 ovmf swtpm swtpm-tools \
 	gir1.2-libosinfo-1.0 osinfo-db tmux libxml2-utils qemu-utils xorriso grub-efi-amd64-bin grub2-common \
-	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl
+	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl systemd
 
 .PHONY: help setup deb-packages test demo docs bench clean
 

@@ -17,6 +17,7 @@ import struct
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -332,13 +333,16 @@ class Backend:
         return time.monotonic() - started
 
     def create(self, spec: VmSpec, *, dry_run: bool = False, start: bool = False,
-               host: hostfacts.HostFacts | None = None) -> Created:
-        """Everything, in an order where bad input stops before anything is created. A signal meanwhile waits
-        until the end: an interruption never leaves half a VM (a definition without its disk, a paused dry run)."""
+               host: hostfacts.HostFacts | None = None, on_step: Callable[[str], None] | None = None) -> Created:
+        """Everything, in an order where bad input stops before anything is created. ``on_step`` hears each step
+        as it is about to run (a front end's progress). A signal meanwhile waits until the end: an interruption
+        never leaves half a VM (a definition without its disk, a paused dry run)."""
         with deferred():
-            return self._create(spec, dry_run=dry_run, start=start, host=host)
+            return self._create(spec, dry_run=dry_run, start=start, host=host, on_step=on_step)
 
-    def _create(self, spec: VmSpec, *, dry_run: bool, start: bool, host: hostfacts.HostFacts | None) -> Created:
+    def _create(self, spec: VmSpec, *, dry_run: bool, start: bool, host: hostfacts.HostFacts | None,
+                on_step: Callable[[str], None] | None) -> Created:
+        tell = on_step or (lambda text: None)
         host = host or probe(self.conn, self.root)
         store = Path(spec.disk).parent
         require_store(store)
@@ -354,13 +358,16 @@ class Backend:
             self.ensure_network()
             result.steps.append("network default active")
         self.ensure_mdev(spec)
+        tell(f"creating the disk {spec.disk}")
         created_volume = self.create_volume(spec, pool)
         result.steps.append(f"disk {spec.disk} ({'created' if created_volume else 'kept'})")
         try:
+            tell("dry run: define, start paused, destroy, undefine")
             result.dry_run_seconds = self.dry_run(xml)
             result.steps.append(f"dry run passed in {result.dry_run_seconds:.1f} s")
             if dry_run:
                 return result
+            tell("defining the VM with autostart" + (" and starting it" if start else ""))
             dom = self.conn.defineXML(xml)
             try:
                 dom.setAutostart(1)

@@ -70,7 +70,8 @@ def build(request: Request, os_id: str | None, *, catalogue: Catalogue, host: Ho
     return Planned(plan(request, profile, host, gpus, vfs), profile, host)
 
 
-def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: bool, root: Path = Path("/")):
+def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: bool, root: Path = Path("/"),
+           on_step=None):
     from .libvirt_backend import Backend, connect, probe
 
     if planned.spec.vmm == "cloud-hypervisor":
@@ -90,7 +91,8 @@ def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: 
             host = planned.host
         else:
             host = probe(conn, root)
-        return Backend(conn, runner, root=root).create(planned.spec, dry_run=dry_run, start=start, host=host)
+        return Backend(conn, runner, root=root).create(planned.spec, dry_run=dry_run, start=start, host=host,
+                                                       on_step=on_step)
     finally:
         conn.close()
 

@@ -7,10 +7,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from phyllome_installer.core.facts import FIRSTBOOT_MARKER
+from phyllome_installer.core.facts import FIRSTBOOT_ANSWERS, FIRSTBOOT_MARKER
 
 MARKER = Path(FIRSTBOOT_MARKER)
 PROFILE = Path("var/lib/phyllome/hardware.json")
+ANSWERS = Path(FIRSTBOOT_ANSWERS)
+"""[firstboot] of the answer file, saved by the installer (never a secret)."""
+RESULT = Path("var/lib/phyllome/firstboot.json")
+"""What the last first boot did: each step, its outcome, the VM; written by run --unattended and the screens."""
 
 
 def pending(root: Path = Path("/")) -> bool:

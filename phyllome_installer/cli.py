@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_firstboot import add_machine_options, cmd_run, cmd_screens, cmd_unlock
 from .core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -220,6 +221,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
 def _size_arg(text: str) -> int:
     from .answers import parse_size
 
@@ -300,54 +307,6 @@ def cmd_vm_create(args: argparse.Namespace) -> int:
     return _vm_create(args, _vm_planned(args, _vm_request(args)), dry_run=args.dry_run, start=args.start)
 
 
-def _first_boot_checks(root: Path) -> None:
-    """The hardware checks, saved for the screens; a FAIL is reported, and the VM's dry run decides."""
-    from firstboot.checks import Machine, run_checks
-    from firstboot.state import PROFILE, save_profile
-
-    checks = run_checks(Machine(root))
-    for check in checks:
-        print(check.line())
-    try:
-        save_profile({"checks": [c.to_dict() for c in checks]}, Path(root) / PROFILE)
-    except OSError as exc:
-        print(f"phyllome-firstboot: warning: cannot save {Path(root) / PROFILE}: {exc.strerror}", file=sys.stderr)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    """``run --unattended``: the answer file's [firstboot] drives the same code as the screens."""
-    from firstboot.primary import finish_first_boot
-
-    from .answers import load_config
-
-    if not args.unattended:
-        raise NotAvailable("the interactive first boot is not available in this build yet: use --unattended")
-    if args.answers is None:
-        raise UserError("run --unattended needs --answers FILE")
-    config = load_config(args.answers).firstboot
-    _first_boot_checks(args.root)
-    if not config.enabled or config.vm is None:
-        print("[firstboot] creates no VM (enabled = false, or no [firstboot.vm])")
-        finish_first_boot(args.root)
-        return 0
-    vm = config.vm
-    from .answers import parse_size
-
-    args.os, args.iso = vm.os, Path(vm.iso) if vm.iso else None
-    request = _vm_request(args, name=vm.name, memory=parse_size(vm.memory) if vm.memory else None,
-                          cpus=vm.vcpus, disk_size=parse_size(vm.disk_size) if vm.disk_size else None,
-                          disk_format=vm.disk_format, gpu=vm.gpu, vmm=vm.vmm, tpm=vm.tpm)
-    from firstboot.libvirt_backend import VmExists
-
-    try:
-        status = _vm_create(args, _vm_planned(args, request), dry_run=False, start=vm.start)
-    except VmExists:  # an earlier first boot created it and stopped before removing the marker
-        print(f"{vm.name}: the primary VM exists already (an earlier first boot created it); nothing to create")
-        status = 0
-    finish_first_boot(args.root)
-    return status
-
-
 # ---------------------------------------------------------------------------------------------- parsers
 
 
@@ -422,7 +381,7 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
         description="First boot of Phyllome OS: hardware checks, then the primary virtual machine.",
         parents=[common],
     )
-    parser.set_defaults(handler=_not_built("the first-boot interface"))
+    parser.set_defaults(handler=cmd_screens)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(title="sub-commands", metavar="COMMAND")
     p = sub.add_parser("check", parents=[common], help="hardware checks and the GPU strategy")
@@ -455,31 +414,44 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
             p.add_argument("--start", action="store_true", help="start the VM once it is defined")
             p.set_defaults(handler=_interruptible(cmd_vm_create))
 
-    p = sub.add_parser("run", parents=[common], help="the whole first boot")
-    p.add_argument("--unattended", action="store_true", help="take every answer from --answers FILE [firstboot]")
-    _vm_options(p, user_choices=False)
+    p = sub.add_parser("tui", parents=[common], help="the first-boot screens (the default)")
+    add_machine_options(p)
+    p.set_defaults(handler=cmd_screens)
+
+    p = sub.add_parser("unlock", parents=[common], help="unlock the encrypted VM store (at every boot)")
+    p.add_argument("--store", type=Path, default=Path(VM_STORE), metavar="DIR",
+                   help=f"the encrypted VM store (default {VM_STORE})")
+    p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
+                   help="the system whose /etc/fscrypt.conf is used (default /)")
+    p.add_argument("--mountpoint", type=Path, metavar="DIR",
+                   help="where the store's filesystem is mounted whole (default: found in /proc/self/mountinfo)")
+    p.add_argument("--ask-password", action=argparse.BooleanOptionalAction, default=None,
+                   help="ask through systemd-ask-password (default: when systemd runs this, $INVOCATION_ID)")
+    p.add_argument("--tries", type=_positive, default=3, metavar="N", help="wrong tries before giving up (default 3)")
+    p.set_defaults(handler=cmd_unlock)
+
+    p = sub.add_parser("run", parents=[common], help="the whole first boot (the unit runs this)")
+    p.add_argument("--unattended", action="store_true",
+                   help="no screens: every answer from [firstboot] (--answers FILE, else /etc/phyllome/firstboot.toml)")
+    add_machine_options(p)
     p.set_defaults(handler=_interruptible(cmd_run))
     return parser
 
 
-def _vm_options(p: argparse.ArgumentParser, *, user_choices: bool = True) -> None:
-    if user_choices:
-        p.add_argument("--iso", type=Path, metavar="PATH", help="the installation ISO (the OS is detected from it)")
-        p.add_argument("--os", metavar="SHORTID", help="the guest OS as an osinfo short id (vm os-list)")
-        p.add_argument("--name", default="desktop", help="the VM's name (default desktop)")
-        p.add_argument("--memory", type=_size_arg, metavar="SIZE", help="guest memory, e.g. 8GiB")
-        p.add_argument("--cpus", type=int, metavar="N", help="virtual CPUs")
-        p.add_argument("--disk-size", type=_size_arg, metavar="SIZE", help="the guest disk's size, e.g. 128GiB")
-        p.add_argument("--disk-format", choices=["qcow2", "raw"], default="qcow2", help="the guest disk's format")
-        p.add_argument("--gpu", choices=["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"],
-                       default="auto", help="graphics strategy (default: the checks' recommendation)")
-        p.add_argument("--vmm", choices=["qemu", "cloud-hypervisor"], default="qemu", help="virtual machine monitor")
-        p.add_argument("--tpm", action=argparse.BooleanOptionalAction, default=None,
-                       help="emulated TPM 2.0 (default: where the OS needs one)")
-        p.add_argument("--serial-log", type=Path, metavar="PATH", help=argparse.SUPPRESS)
-    else:
-        p.set_defaults(name="desktop", memory=None, cpus=None, disk_size=None, disk_format="qcow2", gpu="auto",
-                       vmm="qemu", tpm=None, serial_log=None, os=None, iso=None)
+def _vm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--iso", type=Path, metavar="PATH", help="the installation ISO (the OS is detected from it)")
+    p.add_argument("--os", metavar="SHORTID", help="the guest OS as an osinfo short id (vm os-list)")
+    p.add_argument("--name", default="desktop", help="the VM's name (default desktop)")
+    p.add_argument("--memory", type=_size_arg, metavar="SIZE", help="guest memory, e.g. 8GiB")
+    p.add_argument("--cpus", type=int, metavar="N", help="virtual CPUs")
+    p.add_argument("--disk-size", type=_size_arg, metavar="SIZE", help="the guest disk's size, e.g. 128GiB")
+    p.add_argument("--disk-format", choices=["qcow2", "raw"], default="qcow2", help="the guest disk's format")
+    p.add_argument("--gpu", choices=["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"],
+                   default="auto", help="graphics strategy (default: the checks' recommendation)")
+    p.add_argument("--vmm", choices=["qemu", "cloud-hypervisor"], default="qemu", help="virtual machine monitor")
+    p.add_argument("--tpm", action=argparse.BooleanOptionalAction, default=None,
+                   help="emulated TPM 2.0 (default: where the OS needs one)")
+    p.add_argument("--serial-log", type=Path, metavar="PATH", help=argparse.SUPPRESS)
     p.add_argument("--store", type=Path, default=Path(VM_STORE), metavar="DIR",
                    help=f"the encrypted VM store (default {VM_STORE})")
     p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",

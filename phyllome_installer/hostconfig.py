@@ -3,7 +3,7 @@
 hostname, vconsole.conf, locale.conf, localtime, fstab by UUID, admin users (``useradd --root``; passwords
 hashed by ``openssl passwd -6 -stdin`` and set with ``chpasswd -e --root``, both on stdin; homes under
 /var/home; ssh keys with the right owner and modes), nested virtualization, vfio modules, and the first-boot
-marker ``/etc/phyllome/firstboot``.
+marker ``/etc/phyllome/firstboot`` (only when ``[firstboot] enabled``) with ``[firstboot]`` saved beside it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .answers import Host, User
-from .core.facts import FIRSTBOOT_MARKER
+from .answers import FirstBoot, Host, User
+from .core.facts import FIRSTBOOT_ANSWERS, FIRSTBOOT_MARKER
 from .core.runner import Runner
 from .core.secrets import REDACTOR, Redactor
 from .core.targetfs import TargetFiles
@@ -61,8 +61,17 @@ class HostConfig:
         self._write("etc/modprobe.d/phyllome-kvm.conf", nested_options(cpu_vendor))
         self._write("etc/modules-load.d/phyllome-vfio.conf", "".join(m + "\n" for m in VFIO_MODULES))
 
-    def firstboot_marker(self, version: str) -> None:
-        self._write(FIRSTBOOT_MARKER, f"installed-by=phyllome-install {version}\n")
+    def firstboot(self, version: str, answers: FirstBoot) -> None:
+        """Save [firstboot] (never a secret: it has none) for the first boot; the marker only when it is enabled."""
+        self._write(FIRSTBOOT_ANSWERS, answers.to_toml())
+        if answers.enabled:
+            self._write(FIRSTBOOT_MARKER, f"installed-by=phyllome-install {version}\n")
+            # The payload ships and enables the units in /usr (phyllome_installer/units.py says why).
+            if not self.files.dry and not (self.root / "usr/lib/systemd/system/phyllome-firstboot.service").exists():
+                log.warning("the payload has no phyllome-firstboot.service: the first boot will not start by itself "
+                            "(run phyllome-firstboot on the installed system)")
+        else:
+            log.debug("[firstboot] enabled = false: no first-boot marker")
 
     def _group_lines(self, rel: str) -> dict[str, str]:
         try:

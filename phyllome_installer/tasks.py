@@ -148,7 +148,7 @@ def host_config(ctx: Context) -> None:
                       fstab_text=fstab(ctx.applied.uuids, ctx.layout.root_fs))
     for user in ctx.config.users:
         host.add_user(user)
-    host.firstboot_marker(__version__)
+    host.firstboot(__version__, ctx.config.firstboot)
 
 
 def encrypt(ctx: Context) -> None:

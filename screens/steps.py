@@ -312,7 +312,8 @@ class SummaryScreen(Step):
         self.query_one("#plan", Static).update(
             "\n".join(lines[1].splitlines()) + f"\n\nPayload: {config.payload.kind} "
             f"{getattr(config.payload, 'ref', '')}\nKernel arguments: {' '.join(ctx.kargs())}\n"
-            f"VM store: {'encrypted' if config.storage.encryption.enabled else 'NOT encrypted'}")
+            f"VM store: {'encrypted' if config.storage.encryption.enabled else 'NOT encrypted'}\n"
+            f"First boot: {config.firstboot.describe()}")
         self.query_one("#ask", Static).update(ask + ":")
         self.plan_config = config
         confirm = self.query_one("#confirm", Input)

@@ -223,7 +223,7 @@ def toml_scalar(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
-def _toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bool = False) -> None:
+def toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bool = False) -> None:
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_list(v)}
     if path:
         out.append(("\n[[{}]]" if array else "\n[{}]").format(".".join(path)))
@@ -234,10 +234,10 @@ def _toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bo
             out.append(f"{key} = {toml_scalar(value)}")
     for key, value in data.items():
         if isinstance(value, dict):
-            _toml_table(value, path + [key], out)
+            toml_table(value, path + [key], out)
         elif _is_table_list(value):
             for item in value:
-                _toml_table(item, path + [key], out, array=True)
+                toml_table(item, path + [key], out, array=True)
 
 
 def _is_table_list(value: Any) -> bool:
@@ -249,7 +249,7 @@ def dumps(config: InstallConfig) -> str:
     data = config.model_dump(mode="python", exclude_none=True)
     data = {"version": data.pop("version"), **data}
     out: list[str] = []
-    _toml_table(data, [], out)
+    toml_table(data, [], out)
     return SAVED_HEADER + "\n".join(out).lstrip("\n") + "\n"
 
 

@@ -255,9 +255,31 @@ class FirstBoot(Section):
     """What the first boot does after the hardware checks."""
 
     enabled: bool = True
-    """Run the first-boot checks and wizard on tty1."""
+    """Run the first boot on tty1 (false: no first-boot marker is written; the host boots to its login prompt)."""
+    unattended: bool = False
+    """Create the VM from [firstboot.vm] without screens (phyllome-firstboot run --unattended); false: the
+    first-boot screens open on tty1, prefilled from [firstboot.vm], asking only what it leaves out."""
     vm: PrimaryVm | None = None
     """Pre-seed the primary VM; without it the wizard asks."""
+
+    def describe(self) -> str:
+        """In words, for the installer's summary."""
+        if not self.enabled:
+            return "off (no first-boot screens; the host starts to its login prompt)"
+        vm = self.vm
+        what = f"the VM {vm.name}" + (f" ({vm.os})" if vm and vm.os else "") if vm else "the primary VM"
+        if self.unattended:
+            return f"unattended: hardware checks, then {what} from [firstboot.vm]"
+        return f"on tty1 at the first start: unlock, hardware checks, then {what}"
+
+    def to_toml(self) -> str:
+        """This section alone as TOML (it holds no secret): what the installer saves into the target."""
+        from .files import toml_table  # files.py builds on these models
+
+        out: list[str] = []
+        toml_table({"firstboot": self.model_dump(mode="python", exclude_none=True)}, [], out)
+        return "# [firstboot] of the answer file, saved by phyllome-install for the first boot.\n" + \
+            "\n".join(out).lstrip("\n") + "\n"
 
 
 class Post(Section):

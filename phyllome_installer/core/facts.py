@@ -10,6 +10,8 @@ from typing import Literal
 
 #: The first-boot marker on the installed system (relative to its root): present until first boot succeeded.
 FIRSTBOOT_MARKER = "etc/phyllome/firstboot"
+#: [firstboot] of the answer file, saved by the installer into the target for the first boot (no secret in it).
+FIRSTBOOT_ANSWERS = "etc/phyllome/firstboot.toml"
 #: The VM store: libvirt's image directory, encrypted with fscrypt on an installed system.
 VM_STORE = "/var/lib/libvirt/images"
 #: The shortest passphrase the VM store accepts (the answer file and the screens alike).

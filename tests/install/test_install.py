@@ -101,6 +101,7 @@ def test_unattended_sandbox_install_is_real_and_leaks_no_secret(tmp_path):
             shadow = (etc / "shadow").read_text()
             assert re.search(r"^admin:\$6\$[^:]+:", shadow, re.MULTILINE)
             assert (etc / "phyllome/firstboot").exists()
+            assert "[firstboot]\nenabled = true" in (etc / "phyllome/firstboot.toml").read_text()  # saved, no secret
             var = root / "ostree/deploy/phyllome/var"
             keys = var / "home/admin/.ssh/authorized_keys"
             assert keys.stat().st_mode & 0o777 == 0o600 and keys.stat().st_uid == 1000

@@ -1,0 +1,187 @@
+"""``phyllome-firstboot`` without a sub-command, ``run`` and ``unlock``: wired here, called from :mod:`.cli`.
+
+Where the first boot's answers come from: ``--answers FILE`` (a whole answer file, or only its ``[firstboot]``),
+else ``/etc/phyllome/firstboot.toml``, which the installer saves into the target. ``[firstboot] unattended =
+true`` (or ``run --unattended``) creates the VM without screens; otherwise the screens open, prefilled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import tomllib
+from pathlib import Path
+
+from .core.errors import EXIT_FAILED, PhyllomeError, UserError
+from .core.facts import VM_STORE
+from .core.files import BoundedReadError, read_bounded
+
+log = logging.getLogger("phyllome.firstboot")
+
+
+def load_firstboot(path: Path | None, root: Path):
+    """[firstboot] from ``path`` (a whole answer file or the saved section) or the target's saved copy; the
+    defaults when there is none. Bad input: UserError naming every problem."""
+    from pydantic import ValidationError
+
+    from firstboot.state import ANSWERS
+
+    from .answers import FirstBoot, load_config
+
+    if path is None:
+        path = Path(root) / ANSWERS
+        if not path.exists():
+            return FirstBoot()
+    try:
+        data = tomllib.loads(read_bounded(path, 1 << 20).decode())
+    except (BoundedReadError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: cannot read [firstboot]: {exc}") from exc
+    if "storage" in data or "version" in data:
+        return load_config(path).firstboot
+    try:
+        return FirstBoot.model_validate(data.get("firstboot", {}))
+    except ValidationError as exc:
+        raise UserError("; ".join(f"{path}: firstboot.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                  for e in exc.errors())) from exc
+
+
+def vm_request(vm, store: Path):
+    """[firstboot.vm] as the VM engine's request (sizes parsed; None: the sizing rule chooses)."""
+    from pydantic import ValidationError
+
+    from firstboot.vm import Request
+
+    from .answers import parse_size
+
+    fields = {"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
+              "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
+              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": vm.iso, "store": str(Path(store).absolute())}
+    try:
+        return Request(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise UserError("; ".join(f"firstboot.vm.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                  for e in exc.errors())) from exc
+
+
+def _session(args: argparse.Namespace):
+    from firstboot.session import Session
+
+    from .core.runner import SubprocessRunner
+
+    # Without a sub-command the machine options are not parsed: this machine, its libvirt, its VM store.
+    return Session(SubprocessRunner(stop=args.stop), root=getattr(args, "root", Path("/")),
+                   uri=getattr(args, "uri", "qemu:///system"),
+                   store=getattr(args, "store", Path(VM_STORE)))
+
+
+def run_unattended(session, config, result, out=print) -> None:
+    """The checks, then the VM from ``config.vm``: each step recorded in ``result`` (a failure stops)."""
+    step = "checks"
+    try:
+        checks = session.checks()
+        for check in checks:
+            out(check.line())
+        counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "WARN", "FAIL", "NOTE")}
+        result.add("checks", ", ".join(f"{n} {s}" for s, n in counts.items()))
+        if not config.enabled or config.vm is None:
+            result.add("vm", "no VM created ([firstboot] enabled = false, or no [firstboot.vm])")
+            return
+        step = "plan"
+        vm = config.vm
+        planned = session.plan(vm_request(vm, session.store), vm.os)
+        for note in planned.spec.notes:
+            out(f"note: {note}")
+        result.add("plan", f"{planned.spec.name}: {planned.spec.os}, {planned.spec.memory >> 20} MiB, "
+                           f"{planned.spec.vcpus} vCPUs, {planned.spec.gpu.strategy}")
+        step = "vm"
+        from firstboot.libvirt_backend import VmExists
+
+        try:
+            created = session.create(planned, dry_run=False, start=vm.start,
+                                     on_step=lambda s: out(f"{vm.name}: {s}"))
+        except VmExists:  # an earlier first boot created it and stopped before removing the marker
+            result.vm = {"name": planned.spec.name, "uri": session.uri, "autostart": True, "started": False}
+            result.add("vm", f"{planned.spec.name} exists already (an earlier first boot created it); "
+                             "nothing to create")
+            out(result.steps[-1].detail)
+            return
+        for line in created.steps:
+            out(f"{planned.spec.name}: {line}")
+        result.vm = {"name": planned.spec.name, "uri": session.uri, "autostart": True, "started": vm.start}
+        result.add("vm", f"{planned.spec.name} defined with autostart" + (" and started" if vm.start else ""))
+        out(result.steps[-1].detail)
+    except PhyllomeError as exc:
+        result.fail(step, str(exc))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run``: unattended when asked (or when [firstboot] says so), else the first-boot screens."""
+    from firstboot.session import Result, finish
+
+    config = load_firstboot(args.answers, args.root)
+    if not (args.unattended or config.unattended):
+        return cmd_screens(args, config)
+    result = Result("unattended", log=str(args.log))
+    run_unattended(_session(args), config, result)
+    removed = finish(result, args.root)
+    if result.ok:
+        print("first boot done" + ("; the first-boot marker is removed" if removed else ""))
+        return 0
+    print(f"first boot failed in step {result.failed_step}: {result.error}\n  the first-boot marker is kept; "
+          f"the log is {args.log}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_screens(args: argparse.Namespace, config=None) -> int:
+    """``phyllome-firstboot``: the first-boot screens on this terminal."""
+    from screens.firstboot.app import create_firstboot_app  # lazy: the only path that loads textual
+
+    if config is None:
+        config = load_firstboot(args.answers, getattr(args, "root", Path("/")))
+    app = create_firstboot_app(_session(args), config, log_path=args.log)
+    with _screen_owns_the_terminal():
+        app.run()
+    return app.return_code or 0
+
+
+@contextlib.contextmanager
+def _screen_owns_the_terminal():
+    """While the screens run, log records go to the log file only: console lines would draw over the screens."""
+    from .core.logs import LOGGER_NAME, SinkHandler
+
+    logger = logging.getLogger(LOGGER_NAME)
+    console = [h for h in logger.handlers if isinstance(h, SinkHandler)]
+    for handler in console:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in console:
+            logger.addHandler(handler)
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """``unlock``: the VM store at every boot; three tries, then the boot goes on with the VMs unavailable."""
+    from firstboot.unlock import Unlocker, ask_on_terminal, ask_with_systemd, run_by_systemd
+
+    from .core.runner import SubprocessRunner
+
+    runner = SubprocessRunner()
+    use_agent = args.ask_password if args.ask_password is not None else run_by_systemd()
+    ask = ask_with_systemd(runner) if use_agent else ask_on_terminal()
+    unlocker = Unlocker(runner, store=args.store, root=args.root, mountpoint=args.mountpoint)
+    outcome = unlocker.run(ask, lambda text: print(text, file=sys.stderr, flush=True), tries=args.tries)
+    log.info("unlock: %s after %d tries", outcome.state, outcome.tries)
+    print(outcome.message, file=sys.stderr if not outcome.ok else sys.stdout)
+    return 0 if outcome.ok else EXIT_FAILED
+
+
+def add_machine_options(p: argparse.ArgumentParser) -> None:
+    """The first boot's machine: its root, the VM store, libvirt."""
+    p.add_argument("--store", type=Path, default=Path(VM_STORE), metavar="DIR",
+                   help=f"the encrypted VM store (default {VM_STORE})")
+    p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
+                   help="read /sys, the ISOs, the saved [firstboot] and the first-boot marker under DIR")
+    p.add_argument("--uri", default="qemu:///system", help="libvirt connection URI (default qemu:///system)")

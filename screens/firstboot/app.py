@@ -1,0 +1,79 @@
+"""The first-boot app and its factory (``phyllome-firstboot``, the first-boot unit, and the tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from firstboot.session import Result, Session, finish, save_result
+from firstboot.unlock import Unlocker
+from phyllome_installer.core.errors import EXIT_INTERRUPTED
+from phyllome_installer.core.interrupt import Stop
+
+from .checks import ChecksScreen
+from .unlock import UnlockScreen
+from .widgets import ConfirmQuit
+
+
+class FirstBootApp(App[int]):
+    CSS_PATH = "firstboot.tcss"
+    TITLE = "Phyllome OS first boot"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q,ctrl+c", "request_quit", "Quit", priority=True)]
+
+    def __init__(self, session: Session, config: Any, *, log_path: Path | None = None, ansi_color: bool = True,
+                 unlocker: Unlocker | None = None) -> None:
+        super().__init__(ansi_color=ansi_color)
+        self.session = session
+        self.config = config
+        self.log_path = log_path
+        self.unlocker = unlocker or Unlocker(session.runner, store=session.store, root=session.root)
+        self.result = Result("screens", log=str(log_path) if log_path else None)
+        self.busy = False
+        self.stop = Stop()
+        vm = config.vm
+        self.choices: dict[str, Any] = {"gpu": "auto", "family": None}
+        if vm is not None:
+            self.choices.update({k: v for k, v in vm.model_dump().items() if v is not None})
+            self.choices["family"] = "windows" if (vm.os or "").startswith("win") else None
+        self.planned = None
+
+    def on_mount(self) -> None:
+        try:
+            locked = self.unlocker.state() == "locked"
+        except Exception as exc:  # fscrypt unreadable: say so on the unlock screen rather than end here
+            self.result.add("unlock", f"cannot read the VM store's state: {exc}", ok=False)
+            locked = True
+        self.push_screen(UnlockScreen() if locked else ChecksScreen())
+
+    def action_request_quit(self) -> None:
+        def answer(quit_now: bool | None) -> None:
+            if not quit_now:
+                return
+            # Recorded for the journal and firstboot.json; the marker stays, so the first boot runs again.
+            self.result.fail("quit", f"quit by the user on the {type(self.screen).__name__} step")
+            self.save()
+            if self.busy:
+                self.stop.request("quit during VM creation")
+                self.exit(EXIT_INTERRUPTED, return_code=EXIT_INTERRUPTED)
+            else:
+                self.exit(0)
+
+        if not isinstance(self.screen, ConfirmQuit):
+            self.push_screen(ConfirmQuit(self.busy), answer)
+
+    def save(self) -> None:
+        """Record what happened so far (a failure: the marker stays)."""
+        save_result(self.result, self.session.root)
+
+    def done(self) -> bool:
+        """Everything succeeded: save the result and remove the marker."""
+        return finish(self.result, self.session.root)
+
+
+def create_firstboot_app(session: Session, config: Any, *, log_path: Path | None = None,
+                         unlocker: Unlocker | None = None) -> FirstBootApp:
+    return FirstBootApp(session, config, log_path=log_path, unlocker=unlocker)

@@ -1,0 +1,109 @@
+"""Step 2: the hardware checks, each as PASS/WARN/FAIL/NOTE with its remedy; kernel-argument remedies applied as a
+new ostree deployment (a bad argument rolls back by booting the previous entry); R re-checks."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Static
+
+from .widgets import FirstBootStep
+
+
+class ChecksScreen(FirstBootStep):
+    STEP = 2
+    BINDINGS = [*FirstBootStep.BINDINGS, Binding("r", "recheck", "Re-check")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks: list = []
+        self.fixes: dict[str, list[str]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with VerticalScroll(classes="body", id="checks-body"):
+            yield Static("What this computer offers a desktop VM. Press R to check again after a change.",
+                         classes="title")
+            yield Static("Checking...", id="checks")
+            yield Static("", id="reboot", classes="warning")
+        with Horizontal(classes="buttons"):
+            yield Button("Next", id="next", variant="primary")
+            yield Button("Apply the kernel arguments", id="fix")
+            yield Button("Re-check (R)", id="recheck")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#fix", Button).display = False
+        self.query_one("#next", Button).focus()
+        self.action_recheck()
+
+    def action_recheck(self) -> None:
+        self.query_one("#checks", Static).update("Checking...")
+        self._run_checks()
+
+    @work(thread=True, exclusive=True, group="checks")
+    def _run_checks(self) -> None:
+        session = self.app.session
+        checks = session.checks()
+        self.app.call_from_thread(self._show, checks, session.fixes(checks))
+
+    def _show(self, checks: list, fixes: dict[str, list[str]]) -> None:
+        self.checks, self.fixes = checks, fixes
+        lines = []
+        for check in checks:
+            lines.append(f"{check.status:<4}  {check.title}")
+            detail = check.remedy if check.status in ("WARN", "FAIL") else (check.found if check.status == "NOTE"
+                                                                            else "")
+            if detail:
+                lines.append(f"      {'fix: ' if check.status in ('WARN', 'FAIL') else ''}{detail}")
+        counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "WARN", "FAIL", "NOTE")}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        self.query_one("#checks", Static).update(f"{summary}\n\n" + "\n".join(lines))
+        args = sorted({a for v in fixes.values() for a in v})
+        fix = self.query_one("#fix", Button)
+        fix.display = bool(args) and not self.app.session.pending_reboot
+        fix.label = "Apply: " + " ".join(args) if args else "Apply"
+        self._show_reboot()
+        self.app.result.add("checks", summary)
+
+    def _show_reboot(self) -> None:
+        session = self.app.session
+        text = ""
+        if session.pending_reboot:
+            applied = " ".join(session.applied_kargs)
+            text = ("REBOOT PENDING: " + (f"{applied} take effect" if applied else "a new deployment takes effect")
+                    + " at the next start. If it does not boot, choose the previous entry in the boot menu.")
+        self.query_one("#reboot", Static).update(text)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "recheck":
+            self.action_recheck()
+        elif event.button.id == "fix":
+            event.button.disabled = True
+            self.query_one("#reboot", Static).update("Writing a new deployment with the kernel arguments...")
+            self._apply(sorted({a for v in self.fixes.values() for a in v}))
+        else:
+            from .gpu import GpuScreen
+
+            self.app.push_screen(GpuScreen())
+
+    @work(thread=True, exclusive=True, group="fix")
+    def _apply(self, args: list[str]) -> None:
+        try:
+            applied, error = self.app.session.apply_kargs(args), ""
+        except Exception as exc:
+            applied, error = "", str(exc)
+        self.app.call_from_thread(self._applied, applied, error)
+
+    def _applied(self, applied: str, error: str) -> None:
+        fix = self.query_one("#fix", Button)
+        fix.disabled = False
+        if error:
+            self.query_one("#reboot", Static).update(f"FAILED to add the kernel arguments: {error}")
+            self.app.result.add("kernel-arguments", error, ok=False)
+            return
+        fix.display = False
+        self.app.result.add("kernel-arguments", f"{applied} in a new deployment (reboot pending)")
+        self._show_reboot()

@@ -1,0 +1,74 @@
+"""Step 6: creating. The engine runs the dry run (define, start paused, destroy) before it defines the VM; each
+step appears as it starts. Success goes to Done; a failure to the failure screen (the marker stays)."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from phyllome_installer.core.errors import PhyllomeError
+from phyllome_installer.core.interrupt import Interrupted
+
+from .widgets import FirstBootStep
+
+
+class CreateScreen(FirstBootStep):
+    STEP = 6
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with VerticalScroll(classes="body"):
+            yield Static(f"Creating the VM {self.app.planned.spec.name}. Please wait.", classes="title")
+            yield Static("", id="progress", markup=False)
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.lines: list[str] = []
+        self.app.busy = True
+        self._create()
+
+    def action_back(self) -> None:  # nothing to go back to while creating
+        pass
+
+    def _step(self, text: str) -> None:
+        self.lines.append(f"[..] {text}")
+        self.query_one("#progress", Static).update("\n".join(self.lines))
+
+    @work(thread=True, exclusive=True, group="create")
+    def _create(self) -> None:
+        app = self.app
+        vm = app.config.vm
+        start = vm.start if vm is not None else True
+
+        def on_step(text: str) -> None:
+            app.stop.check()  # a quit while creating stops before the next step; the engine undoes the disk
+            app.call_from_thread(self._step, text)
+
+        try:
+            created, error = app.session.create(app.planned, dry_run=False, start=start, on_step=on_step), ""
+        except (PhyllomeError, Interrupted) as exc:
+            created, error = None, str(exc)
+        except Exception as exc:  # libvirt or a bug: shown with the log, never a traceback on the console
+            created, error = None, f"{type(exc).__name__}: {exc}"
+        app.call_from_thread(self._finished, created, error)
+
+    def _finished(self, created, error: str) -> None:
+        app = self.app
+        app.busy = False
+        spec = app.planned.spec
+        if created is None:
+            app.result.fail("vm", error)
+            app.save()
+            from .failure import FailureScreen
+
+            app.push_screen(FailureScreen("Create the VM", error))
+            return
+        app.result.vm = {"name": spec.name, "uri": app.session.uri, "autostart": True,
+                         "started": "started" in created.steps}
+        app.result.add("vm", f"{spec.name}: " + "; ".join(created.steps))
+        removed = app.done()
+        from .done import DoneScreen
+
+        app.push_screen(DoneScreen(created.steps, removed))

@@ -1,0 +1,86 @@
+"""Step 3: graphics. Each GPU's isolation verdict with what blocks it, the strategies ranked for the guest family
+chosen here (each with its reason), and the strategy for the primary VM."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Label, RadioSet, Static
+
+from .widgets import Choice, FirstBootStep
+
+FAMILIES = ("windows", "linux")
+STRATEGIES = ("auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf")
+
+
+def describe(gpus: list) -> str:
+    if not gpus:
+        return "No GPU found: the VM gets a 2D virtio-gpu display."
+    lines = []
+    for gpu in gpus:
+        if gpu.isolated:
+            verdict = "ISOLATED (can be given to a VM)"
+        elif gpu.iommu_group is None:
+            verdict = "NOT ISOLATED: no IOMMU group (enable the IOMMU)"
+        else:
+            verdict = "NOT ISOLATED: shares its IOMMU group with " + ", ".join(gpu.blockers)
+        lines.append(f"{gpu.address} {gpu.name}" + (" (boot display)" if gpu.boot_vga else ""))
+        lines.append(f"  {verdict}")
+        for strategy in gpu.strategies:
+            mark = f"{strategy.rank}." if strategy.available else "no"
+            lines.append(f"  {mark:>3} {strategy.name:<14} {strategy.reason}")
+    return "\n".join(lines)
+
+
+class GpuScreen(FirstBootStep):
+    STEP = 3
+
+    def compose(self) -> ComposeResult:
+        choices = self.app.choices
+        family = choices.get("family") or "windows"
+        with_family = {"windows": "Windows guest", "linux": "Linux or other guest"}
+        yield from self.compose_header()
+        with VerticalScroll(classes="body"):
+            yield Static("How the primary VM draws its screen. Strategies are ranked for the guest you choose.",
+                         classes="title")
+            with Horizontal(classes="field"):
+                yield Label("Guest family")
+                with RadioSet(id="family"):
+                    for name in FAMILIES:
+                        yield Choice(with_family[name], value=name == family, name=name)
+            yield Static("", id="gpus")
+            with Horizontal(classes="field"):
+                yield Label("Strategy")
+                with RadioSet(id="strategy"):
+                    for name in STRATEGIES:
+                        text = "auto: the first available above" if name == "auto" else name
+                        yield Choice(text, value=name == choices.get("gpu", "auto"), name=name)
+        with Horizontal(classes="buttons"):
+            yield Button("Next", id="next", variant="primary")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self._refresh()
+        self.query_one("#next", Button).focus()
+
+    def _family(self) -> str:
+        pressed = self.query_one("#family", RadioSet).pressed_button
+        return pressed.name if pressed is not None and pressed.name else "windows"
+
+    def _refresh(self) -> None:
+        self.gpus = self.app.session.gpus(self._family())
+        self.query_one("#gpus", Static).update(describe(self.gpus))
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id == "family":
+            self._refresh()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        pressed = self.query_one("#strategy", RadioSet).pressed_button
+        self.app.choices["gpu"] = pressed.name if pressed is not None and pressed.name else "auto"
+        self.app.choices["family"] = self._family()
+        self.app.result.add("graphics", f"{self.app.choices['gpu']} for a {self.app.choices['family']} guest; "
+                                        f"{len(self.gpus)} GPU(s)")
+        from .vm import VmScreen
+
+        self.app.push_screen(VmScreen())

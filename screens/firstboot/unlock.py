@@ -1,0 +1,103 @@
+"""Step 1: unlock the VM store (only shown when it is locked): passphrase or recovery code, three tries, or skip."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, Label, Static
+
+from firstboot.unlock import LOCKED_MESSAGE, TRIES
+
+from .widgets import FirstBootStep
+
+
+class UnlockScreen(FirstBootStep):
+    STEP = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+        self.given_up = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with Vertical(classes="body"):
+            yield Static("The VM store is LOCKED: your virtual machines' disks are encrypted.", classes="title")
+            yield Static("Type the passphrase you chose at install, or the recovery code you wrote down "
+                         "(eight groups of four characters). Leave it empty and choose Skip to go on without "
+                         "the store: no VM can be created or started until it is unlocked.")
+            with Horizontal(classes="field"):
+                yield Label("Passphrase or code")
+                yield Input(password=True, id="secret")
+            yield Static("", id="secret-error", classes="field-error")
+        with Horizontal(classes="buttons"):
+            yield Button("Unlock", id="unlock", variant="primary")
+            yield Button("Skip", id="skip")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#secret", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if not self.given_up:
+            self._unlock()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "skip":
+            if self.given_up:
+                self._next()
+            else:
+                self._skip("Skipped by the user. " + LOCKED_MESSAGE)
+        else:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        field = self.query_one("#secret", Input)
+        if not field.value:
+            self.query_one("#secret-error", Static).update("Type the passphrase or the recovery code, or choose "
+                                                           "Skip.")
+            return
+        secret, field.value = field.value, ""
+        field.disabled = True
+        self.query_one("#secret-error", Static).update("Unlocking... (this takes a second or two)")
+        self._try(secret)
+
+    @work(thread=True, exclusive=True)
+    def _try(self, secret: str) -> None:
+        try:
+            ok, error = self.app.unlocker.try_secret(secret), ""
+        except Exception as exc:  # fscrypt failed for another reason than a wrong secret
+            ok, error = False, str(exc)
+        self.app.call_from_thread(self._tried, ok, error)
+
+    def _tried(self, ok: bool, error: str) -> None:
+        field = self.query_one("#secret", Input)
+        field.disabled = False
+        self.tries += 1
+        if ok:
+            self.app.result.add("unlock", f"the VM store is unlocked (try {self.tries})")
+            self._next()
+            return
+        left = TRIES - self.tries
+        message = error or "Wrong passphrase or recovery code."
+        if left <= 0:
+            self._skip(f"{TRIES} wrong tries. " + LOCKED_MESSAGE)
+            return
+        self.query_one("#secret-error", Static).update(f"{message} {left} tr{'y' if left == 1 else 'ies'} left.")
+        field.focus()
+
+    def _skip(self, message: str) -> None:
+        self.app.result.add("unlock", message, ok=True)
+        self.query_one("#secret", Input).disabled = True
+        self.query_one("#secret-error", Static).update(message)
+        self.query_one("#unlock", Button).display = False
+        self.given_up = True
+        skip = self.query_one("#skip", Button)
+        skip.label = "Continue without the VM store"
+        skip.focus()
+
+    def _next(self) -> None:
+        from .checks import ChecksScreen
+
+        self.app.switch_screen(ChecksScreen())  # done with: Esc on the checks does not come back here

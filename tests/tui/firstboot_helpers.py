@@ -1,0 +1,49 @@
+"""Shared by the first-boot TUI tests: an app on a copy of a saved machine tree, and a scripted VM-store unlocker."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from firstboot.session import Session
+from firstboot.unlock import Unlocker
+from phyllome_installer.answers import FirstBoot
+from phyllome_installer.core.runner import RecordingRunner
+from screens.firstboot.app import create_firstboot_app
+
+MACHINES = Path(__file__).resolve().parents[1] / "data" / "machines"
+
+
+class ScriptedUnlocker(Unlocker):
+    """A locked store that opens with ``right`` (the real fscrypt unlock: tests/storage/test_unlock.py)."""
+
+    def __init__(self, right: str = "right passphrase", state: str = "locked") -> None:
+        super().__init__(RecordingRunner(), store=Path("/nonexistent"), mountpoint=Path("/"))
+        self._state, self.right, self.tried = state, right, []
+
+    def state(self) -> str:
+        return self._state
+
+    def try_secret(self, secret: str) -> bool:
+        self.tried.append(secret)
+        if secret == self.right:
+            self._state = "unlocked"
+        return secret == self.right
+
+
+def machine_copy(tmp_path: Path, name: str = "iommu-firmware-not-kernel") -> Path:
+    root = tmp_path / "machine"
+    shutil.copytree(MACHINES / name, root, symlinks=True)
+    (root / "etc/phyllome").mkdir(parents=True, exist_ok=True)
+    (root / "etc/phyllome/firstboot").write_text("installed-by=test\n")
+    return root
+
+
+def make_app(tmp_path: Path, *, uri: str = "test:///default", firstboot: dict | None = None, unlocker=None,
+             runner=None, machine: str = "iommu-firmware-not-kernel"):
+    root = machine_copy(tmp_path, machine)
+    store = tmp_path / "images"
+    store.mkdir(exist_ok=True)
+    session = Session(runner or RecordingRunner(), root=root, uri=uri, store=store)
+    return create_firstboot_app(session, FirstBoot.model_validate(firstboot or {}), log_path=tmp_path / "fb.log",
+                                unlocker=unlocker or ScriptedUnlocker(state="not-encrypted"))

@@ -1,0 +1,146 @@
+"""First boot without libvirt or root: the saved [firstboot], the marker rule, kernel-argument fixes, ISOs, the
+result file, and the unlock loop's rules (the real unlock is tests/storage/test_unlock.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from firstboot import session as fs
+from firstboot.checks import Check
+from firstboot.unlock import Unlocker, as_recovery_code, store_mountpoint
+from phyllome_installer.answers import FirstBoot
+from phyllome_installer.cli_firstboot import load_firstboot
+from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.runner import RecordingRunner
+from phyllome_installer.hostconfig import HostConfig
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_installer_saves_firstboot_and_writes_the_marker_only_when_enabled(tmp_path, enabled):
+    answers = FirstBoot(enabled=enabled, vm={"iso": "/var/lib/libvirt/isos/win11.iso", "memory": "8GiB"})
+    HostConfig(RecordingRunner(), tmp_path).firstboot("1.0", answers)
+    assert (tmp_path / "etc/phyllome/firstboot").exists() is enabled
+    saved = tmp_path / "etc/phyllome/firstboot.toml"
+    assert load_firstboot(saved, tmp_path) == answers
+    assert load_firstboot(None, tmp_path) == answers  # the default place is the saved copy under the root
+
+
+def test_no_saved_firstboot_means_the_defaults_and_bad_values_are_named(tmp_path):
+    assert load_firstboot(None, tmp_path) == FirstBoot()
+    bad = tmp_path / "fb.toml"
+    bad.write_text("[firstboot]\nenabled = true\nunattended = 3\n[firstboot.vm]\nvcpus = 0\n")
+    with pytest.raises(UserError) as info:
+        load_firstboot(bad, tmp_path)
+    assert "firstboot.unattended" in str(info.value) and "firstboot.vm.vcpus" in str(info.value)
+
+
+def test_karg_fixes_are_offered_only_for_what_the_host_can_apply():
+    warn = Check("iommu-kernel", "t", "WARN", "0 groups", "add intel_iommu=on iommu=pt to the kernel command line")
+    assert fs.karg_fix(warn, "intel") == ["intel_iommu=on", "iommu=pt"]
+    assert fs.karg_fix(warn, "amd") == ["amd_iommu=on", "iommu=pt"]
+    firmware = Check("iommu-kernel", "t", "WARN", "", "enable the IOMMU in the firmware first")
+    assert fs.karg_fix(firmware, "intel") == []
+    assert fs.karg_fix(Check("kvm", "t", "FAIL", "", "load kvm"), "intel") == []
+    assert fs.karg_command(["a=1"], rpm_ostree=True) == ["rpm-ostree", "kargs", "--append=a=1"]
+    assert fs.karg_command(["a=1", "b"], rpm_ostree=False, booted_commit="abc") == [
+        "ostree", "admin", "deploy", "--retain", "--karg-proc-cmdline", "--karg-append=a=1", "--karg-append=b", "abc"]
+    with pytest.raises(UserError):
+        fs.karg_command(["a"], rpm_ostree=False, booted_commit=None)
+
+
+def test_the_booted_commit_is_read_from_ostree_admin_status():
+    runner = RecordingRunner()
+    runner.respond(["ostree", "admin", "status"], stdout="  phyllome 1111.1\n* phyllome 2222abc.0\n    origin: x\n")
+    assert fs.booted_commit(runner) == "2222abc"
+
+
+def test_isos_come_from_the_iso_directory_then_removable_media(tmp_path):
+    isos = tmp_path / fs.ISO_DIR
+    isos.mkdir(parents=True)
+    (isos / "win11.iso").write_text("x")
+    (isos / "notes.txt").write_text("x")
+    usb = tmp_path / "run/media/admin/USB"
+    usb.mkdir(parents=True)
+    (usb / "Fedora.ISO").write_text("x")
+    assert fs.find_isos(tmp_path) == [isos / "win11.iso", usb / "Fedora.ISO"]
+    assert fs.find_isos(tmp_path / "nothing") == []
+
+
+def test_the_marker_is_removed_only_when_everything_succeeded(tmp_path):
+    marker = tmp_path / "etc/phyllome/firstboot"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("")
+    failed = fs.Result("screens")
+    failed.add("checks", "fine")
+    failed.fail("vm", "the dry run failed")
+    assert not fs.finish(failed, tmp_path) and marker.exists()
+    saved = json.loads((tmp_path / "var/lib/phyllome/firstboot.json").read_text())
+    assert saved["failed_step"] == "vm" and not saved["ok"]
+    done = fs.Result("screens")
+    done.add("vm", "defined")
+    assert fs.finish(done, tmp_path) and not marker.exists()
+    assert json.loads((tmp_path / "var/lib/phyllome/firstboot.json").read_text())["ok"]
+
+
+@pytest.mark.parametrize(("typed", "code"), [
+    ("ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567", "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567"),
+    ("abcd efgh ijkl mnop qrst uvwx yz23 4567", "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567"),
+    ("abcdefghijklmnopqrstuvwxyz234567", "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567"),
+    ("correct horse battery staple", None), ("ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4568", None)])
+def test_recovery_codes_are_recognised_as_typed(typed, code):
+    assert as_recovery_code(typed) == code
+
+
+def test_the_mount_point_is_the_whole_filesystem_not_a_bind_mount(tmp_path):
+    dev = os.stat(tmp_path).st_dev
+    majmin = f"{os.major(dev)}:{os.minor(dev)}"
+    info = tmp_path / "mountinfo"
+    info.write_text(f"1 0 {majmin} /ostree/deploy/phyllome/var /var rw - ext4 /dev/x rw\n"
+                    f"2 0 {majmin} / /sysroot rw - ext4 /dev/x rw\n9 0 0:99 / /other rw - tmpfs t rw\n")
+    assert store_mountpoint(tmp_path, info) == Path("/sysroot")
+    info.write_text(f"1 0 {majmin} /sub /var rw - ext4 /dev/x rw\n")
+    with pytest.raises(UserError):
+        store_mountpoint(tmp_path, info)
+
+
+class ScriptedUnlocker(Unlocker):
+    """The loop's rules with the store's state and the right secret given (fscrypt itself: the storage tier)."""
+
+    def __init__(self, state: str, right: str) -> None:
+        super().__init__(RecordingRunner(), store=Path("/nonexistent"), mountpoint=Path("/"))
+        self._state, self.right, self.tried = state, right, []
+
+    def state(self) -> str:
+        return self._state
+
+    def try_secret(self, secret: str) -> bool:
+        self.tried.append(secret)
+        return secret == self.right
+
+
+def _answers(*values):
+    it = iter(values)
+    return lambda prompt, attempt: next(it)
+
+
+def test_three_wrong_tries_then_it_stops_asking():
+    told: list[str] = []
+    unlocker = ScriptedUnlocker("locked", "right")
+    outcome = unlocker.run(_answers("a", "b", "c", "right"), told.append)
+    assert outcome.state == "failed" and not outcome.ok and outcome.tries == 3
+    assert unlocker.tried == ["a", "b", "c"]
+    wrong = "Wrong passphrase or recovery code."
+    assert told == [f"{wrong} 2 tries left.", f"{wrong} 1 try left.", wrong]
+
+
+def test_an_empty_answer_skips_and_a_right_one_unlocks():
+    assert ScriptedUnlocker("locked", "r").run(_answers(""), print).state == "skipped"
+    assert ScriptedUnlocker("locked", "r").run(_answers(None), print).state == "skipped"
+    outcome = ScriptedUnlocker("locked", "r").run(_answers("x", "r"), print)
+    assert outcome.state == "unlocked" and outcome.tries == 2
+    assert ScriptedUnlocker("unlocked", "r").run(_answers(), print).state == "already-unlocked"
+    assert ScriptedUnlocker("not-encrypted", "r").run(_answers(), print).ok

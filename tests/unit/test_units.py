@@ -1,0 +1,71 @@
+"""The systemd units: each passes `systemd-analyze verify` in a system tree that has what it runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from phyllome_installer import units
+
+ALL = units.INSTALLED_UNITS + units.LIVE_UNITS
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A system tree with the units installed and the programs they run (stand-ins) in /usr/bin."""
+    root = tmp_path / "root"
+    # The host's own units (targets, getty@.service, ...) stand in for the payload's, as on a real system.
+    shutil.copytree("/lib/systemd/system", root / units.UNIT_DIR, symlinks=True)
+    units.install(root, ALL)
+    bin_dir = root / "usr/bin"
+    bin_dir.mkdir(parents=True)
+    for program in ("phyllome-install", "phyllome-firstboot", "kill", "systemctl"):
+        (bin_dir / program).write_text("#!/bin/sh\n")
+        (bin_dir / program).chmod(0o755)
+    return root
+
+
+def _verify(root, name):
+    return subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", name],
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_unit_passes_systemd_analyze_verify(tree, name):
+    result = _verify(tree, name)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr  # warnings (unknown keys, bad values) leave rc 0
+
+
+def test_verify_fails_for_a_broken_unit_so_the_test_above_can_fail(tree):
+    path = tree / units.UNIT_DIR / "phyllome-unlock.service"
+    path.write_text(path.read_text().replace("Type=oneshot", "Type=oneshot-typo"))
+    assert "Failed to parse service type" in _verify(tree, "phyllome-unlock.service").stderr
+    (tree / "usr/bin/phyllome-firstboot").unlink()
+    assert _verify(tree, "phyllome-firstboot.service").returncode != 0
+
+
+def test_units_are_enabled_in_usr_and_order_as_the_design_says(tree):
+    wants = tree / units.UNIT_DIR / "multi-user.target.wants"
+    assert set(ALL) <= set(os.listdir(wants))
+    assert os.readlink(wants / "phyllome-unlock.service") == "../phyllome-unlock.service"
+    assert (tree / units.UNIT_DIR / "libvirtd.service.wants/phyllome-unlock.service").is_symlink()
+    unlock = units.unit_text("phyllome-unlock.service")
+    assert "Before=libvirtd.service virtqemud.service" in unlock and "After=local-fs.target" in unlock
+    first = units.unit_text("phyllome-firstboot.service")
+    for line in ("Type=oneshot", "TimeoutSec=0", "ConditionPathExists=/etc/phyllome/firstboot",
+                 "Before=getty@tty1.service getty-pre.target display-manager.service", "kill -55 1", "kill -54 1"):
+        assert line in first
+    live = units.unit_text("phyllome-installer.service")
+    for line in ("TTYPath=/dev/tty1", "TTYReset=yes", "TTYVHangup=yes", "StandardInput=tty",
+                 "Environment=TERM=linux", "Conflicts=getty@tty1.service"):
+        assert line in live
+
+
+def test_the_marker_path_in_the_unit_is_the_one_the_code_uses():
+    from firstboot.state import MARKER
+
+    assert f"ConditionPathExists=/{MARKER}" in units.unit_text("phyllome-firstboot.service")

@@ -203,6 +203,60 @@ def payload_tree() -> Path:
     return tree
 
 
+BULK_SOURCE = Path("/usr/lib/x86_64-linux-gnu")  # ~700 MB of libraries: the size of a real host payload
+BULK_REF = "phyllome/x86_64/bench-bulk"
+
+
+def bulk_payload() -> tuple[Path, Path]:
+    """The sandbox payload plus ``usr/lib/bulk`` (a copy of BULK_SOURCE), committed like the sandbox's (an archive
+    repository) and checked out; built once, kept under the bench directory. Returns (repo, tree)."""
+    from phyllome_installer.sandbox import Sandbox
+
+    base = WORK / "bulk"
+    repo, tree = base / "repo", base / "tree"
+    if tree.is_dir() and subprocess.run(["ostree", f"--repo={repo}", "rev-parse", BULK_REF],
+                                        capture_output=True, check=False).returncode == 0:
+        return repo, tree
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    Sandbox._write_tree(tree)
+    sh("cp", "-a", str(BULK_SOURCE), str(tree / "usr/lib/bulk"))
+    sh("ostree", f"--repo={repo}", "init", "--mode=archive")
+    sh("ostree", f"--repo={repo}", "commit", f"--branch={BULK_REF}", f"--tree=dir={tree}", "--owner-uid=0",
+       "--owner-gid=0")
+    return repo, tree
+
+
+def ostree_copy(repo: Path, mountpoint: Path) -> float:
+    """The install's own pull and deploy commands (deploy.py), timed together, then syncfs."""
+    from phyllome_installer import deploy
+    from phyllome_installer.answers import LocalPayload
+
+    payload = LocalPayload(kind="local", repo=str(repo), ref=BULK_REF)
+    for argv in deploy.init_commands(mountpoint):
+        sh(*argv)
+    subprocess.run(["sync"], check=True)
+    started = time.perf_counter()
+    for argv in [*deploy.pull_commands(mountpoint, payload),
+                 *deploy.deploy_commands(mountpoint, payload, deploy.kernel_args("0", "other", []))]:
+        sh(*argv)
+    subprocess.run(["sync", "--file-system", str(mountpoint)], check=True)
+    return time.perf_counter() - started
+
+
+def bulk_rows(runs: int, size: str, fstype: str) -> list[Row]:
+    repo, tree = bulk_payload()
+    ostree, cp = [], []
+    for _ in range(runs):
+        with fresh_filesystem(size, fstype) as mountpoint:
+            ostree.append(ostree_copy(repo, mountpoint))
+        cp.append(copy_baseline(tree, 1, size, fstype))
+    megabytes = int(sh("du", "-sm", str(tree)).split()[0])
+    o, c = statistics.median(ostree), statistics.median(cp)
+    return [Row(f"  the same pull + deploy commands, payload of {megabytes} MB", secs(o),
+                f"cp -a + syncfs: {secs(c)}", o / c, 1.5)]
+
+
 def install_rows(runs: int) -> list[Row]:
     from phyllome_installer.sandbox import DISK_SIZE, kernel_can_mount
 
@@ -231,6 +285,7 @@ def install_rows(runs: int) -> list[Row]:
             f"cp -a + syncfs on fresh {fstype}, {DISK_SIZE} loop disk: {secs(cp)}", copy / cp, 1.5),
         Row("  one key derivation (fscrypt protector creation)", secs(kdf), "", None, None),
     ]
+    rows += bulk_rows(2, DISK_SIZE, fstype)
     rows += [Row(f"  task {name}", secs(median[name]), "", None, None) for name in tasks]
     rows.append(Row("  whole install process (interpreter, probe, tasks)", secs(median["process"]), "", None, None))
     return rows

@@ -362,7 +362,9 @@ def run(runs: int = 7, install_runs: int = 3) -> list[Row]:
 
 def markdown(rows: list[Row], runs: int, install_runs: int) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"`make bench`, {stamp}, {machine()}; medians of {runs} runs ({install_runs} sandbox installs).\n\n"
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (f"`make bench`, {stamp}, {machine()}, load average {load} at the end; medians of {runs} runs "
+            f"({install_runs} sandbox installs).\n\n"
             + table(rows) + "\n")
 
 

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,24 @@ log = logging.getLogger("phyllome.storage.fscrypt")
 
 #: Argon2id costs for passphrase hashing: about a second on a current laptop, 128 MiB.
 HASH_COSTS = {"time": "16", "memory": "131072", "parallelism": "2"}
+#: Argon2id costs for the recovery protector. Its code is 160 random bits: stretching it adds nothing against a
+#: guesser (as systemd-cryptenroll sets a minimal PBKDF for its recovery keys), and a full-cost derivation here
+#: would be paid twice per install (creating the protector, adding it to the policy). fscrypt keeps each
+#: protector's costs in its metadata, so unlocking uses these too.
+RECOVERY_HASH_COSTS = {"time": "1", "memory": "8192", "parallelism": "1"}
 PROTECTOR_NAME = "vmstore"
 RECOVERY_NAME = "recovery"
 
 
-def config_text(hash_costs: dict[str, str] | None = None) -> str:
-    """/etc/fscrypt.conf for v2 policies (AES-256-XTS contents, AES-256-CTS names)."""
+def config_text(hash_costs: dict[str, str] | None = None, *, base: Path | None = None) -> str:
+    """/etc/fscrypt.conf for v2 policies (AES-256-XTS contents, AES-256-CTS names).
+
+    ``base``: an existing fscrypt.conf to copy, with only its hash costs replaced.
+    """
+    if base is not None:
+        config = json.loads(Path(base).read_text())
+        config["hash_costs"] = hash_costs or HASH_COSTS
+        return json.dumps(config, indent="\t") + "\n"
     return json.dumps({
         "source": "custom_passphrase",
         "hash_costs": hash_costs or HASH_COSTS,
@@ -115,10 +128,15 @@ class Fscrypt:
             return Protected(str(directory), status.policy, protector)
         code = recovery_code()
         self.redactor.add(code)
-        self._run(["metadata", "create", "protector", str(mountpoint), "--source=custom_passphrase",
-                   f"--name={RECOVERY_NAME}", "--quiet"], _line(code))
+        with tempfile.TemporaryDirectory(prefix="phyllome-fscrypt-") as private:
+            recovery_config = Path(private) / "fscrypt.conf"  # the target's own, with the recovery costs
+            recovery_config.write_text(config_text(RECOVERY_HASH_COSTS, base=self.config))
+            self.runner.run(["fscrypt", "metadata", "create", "protector", str(mountpoint),
+                             "--source=custom_passphrase", f"--name={RECOVERY_NAME}", "--quiet"],
+                            stdin=_line(code), env={"FSCRYPT_CONF": str(recovery_config)})
         recovery_id = self._protector_named(mountpoint, RECOVERY_NAME, exclude=set(status.protectors))
-        # fscrypt asks for the new protector's passphrase, then for one that unlocks the policy.
+        # fscrypt asks for the new protector's passphrase (cheap: the recovery costs), then for one that unlocks
+        # the policy (the passphrase: the second and last full-cost derivation of the install).
         self._run(["metadata", "add-protector-to-policy", f"--protector={mountpoint}:{recovery_id}",
                    f"--policy={mountpoint}:{status.policy}", "--quiet"], _line(code) + _line(passphrase))
         return Protected(str(directory), status.policy, protector, recovery_id, code)
@@ -130,6 +148,7 @@ class Fscrypt:
                    "--quiet"], "<passphrase>\n")
         self._run(["status", str(directory)])
         if recovery:
+            self.files.note("use a temporary copy of fscrypt.conf with the recovery protector's hash costs")
             self._run(["metadata", "create", "protector", str(mountpoint), "--source=custom_passphrase",
                        f"--name={RECOVERY_NAME}", "--quiet"], "<recovery code>\n")
             self._run(["status", str(mountpoint)])

@@ -28,3 +28,12 @@ def test_every_module_the_architecture_page_names_exists():
     everything = {str(p.relative_to(root)) for p in root.rglob("*.py") if ".venv" not in p.parts}
     missing = [name for name in named if not any(path == name or path.endswith("/" + name) for path in everything)]
     assert missing == [], f"docs/architecture.md names modules that do not exist: {missing}"
+
+
+def test_no_file_keeps_a_merge_conflict_marker():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    found = subprocess.run(["git", "grep", "-n", "-E", "^(<<<<<<< |>>>>>>> )", "--", "."], cwd=root,
+                           capture_output=True, text=True, check=False).stdout
+    assert found == "", found

@@ -42,8 +42,19 @@ def refspec(payload: Payload) -> str:
     if isinstance(payload, UrlPayload):
         return f"{payload.remote}:{payload.ref}"
     if isinstance(payload, LocalPayload):
-        return payload.ref
+        return f"{payload.remote}:{payload.ref}" if payload.upgrade_url else payload.ref
     return payload.image
+
+
+def upgrade_source(payload: Payload) -> str:
+    """Where the installed host's upgrades come from, in words."""
+    if isinstance(payload, UrlPayload):
+        return f"{payload.url} (remote {payload.remote})"
+    if isinstance(payload, LocalPayload):
+        if payload.upgrade_url:
+            return f"{payload.upgrade_url} (remote {payload.remote})"
+        return "none: installed from the medium, this host will not upgrade ([payload] upgrade_url is not set)"
+    return f"the image's registry ({payload.image})"
 
 
 def repo_of(sysroot: Path) -> Path:
@@ -64,6 +75,15 @@ def init_commands(sysroot: Path, *, bootloader: str = "none") -> list[list[str]]
 
 def pull_commands(sysroot: Path, payload: Payload) -> list[list[str]]:
     repo = f"--repo={repo_of(sysroot)}"
+    if isinstance(payload, LocalPayload) and payload.upgrade_url:
+        # Installed from the medium, upgraded from the URL: the ref lands as the remote's, and the deployment's
+        # origin names remote:ref (ostree admin upgrade follows it).
+        gpg = "true" if payload.gpg_verify else "false"
+        return [
+            ["ostree", "remote", "add", repo, "--force", f"--set=gpg-verify={gpg}", payload.remote,
+             payload.upgrade_url],
+            ["ostree", repo, "pull-local", f"--remote={payload.remote}", payload.repo, payload.ref],
+        ]
     if isinstance(payload, LocalPayload):
         return [["ostree", repo, "pull-local", payload.repo, payload.ref]]
     if isinstance(payload, UrlPayload):

@@ -108,6 +108,7 @@ class InstallPlan:
         lines += ["", f"Payload: {payload.kind} {deploy.refspec(payload)}"
                   + (f" from {payload.repo}" if payload.kind == "local" else ""),
                   "Kernel arguments: " + " ".join(ctx.kargs()),
+                  f"Upgrades: {deploy.upgrade_source(payload)}",
                   f"VM store: {'encrypted with fscrypt' if config.storage.encryption.enabled else 'NOT encrypted'}",
                   ""]
         for index, (task, shown) in enumerate(self.dry_run(), 1):

@@ -117,6 +117,8 @@ def ostree_init(ctx: Context) -> None:
 
 def ostree_pull(ctx: Context) -> None:
     payload = ctx.config.payload
+    if payload.kind == "local" and not payload.upgrade_url:
+        log.warning("this host will not upgrade: [payload] names no upgrade_url, so it gets no ostree remote")
     expected = deploy.count_objects(Path(payload.repo)) if payload.kind == "local" else None
 
     def report(count: int, total: int | None) -> None:

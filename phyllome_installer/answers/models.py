@@ -137,6 +137,14 @@ class LocalPayload(Section):
     """Path of the ostree repository."""
     ref: Ref
     """The ref to deploy, e.g. "phyllome/x86_64/stable"."""
+    upgrade_url: Annotated[str, Field(pattern=r"^https?://[^\s@]+$")] | None = None
+    """Where upgrades come from: the installed host gets this ostree remote and deploys `remote:ref`, so
+    `ostree admin upgrade` (or rpm-ostree upgrade) follows it. Without it the host is installed from the medium
+    and does not upgrade (the install says so)."""
+    remote: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")] = "phyllome"
+    """Name of the ostree remote for upgrade_url."""
+    gpg_verify: bool = True
+    """Verify the upgrades' GPG signatures (the remote's keys must be in the payload)."""
 
 
 class UrlPayload(Section):

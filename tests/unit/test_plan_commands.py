@@ -72,3 +72,26 @@ def test_a_task_that_would_fail_says_so_and_the_rest_is_still_shown():
     plan = build(config, MACHINE, DryRunRunner(echo=False), esp_driver="kernel", can_mount=lambda fs: fs != "f2fs")
     assert plan.problems() == ["this kernel cannot mount f2fs, the chosen root filesystem"]
     assert [task.name for task, _ in plan.dry_run()][-1] == "finish"
+
+
+def test_a_local_payload_with_an_upgrade_url_gets_a_remote_and_a_remote_origin():
+    text = (DATA / "answers" / "good" / "reference.toml").read_text().replace('"/run/install/repo"', f'"{REPO}"')
+    text = text.replace('ref = "phyllome/x86_64/stable"',
+                        'ref = "phyllome/x86_64/stable"\nupgrade_url = "https://updates.example.org/repo"')
+    config = answers.parse(text, "a.toml", redactor=None).config
+    assert config is not None
+    plan = build(config, MACHINE, DryRunRunner(echo=False), sysroot=Path("/mnt/s"), esp_driver="kernel",
+                 can_mount=lambda fs: True)
+    shown = {task.name: lines for task, lines in plan.dry_run()}
+    assert shown["ostree-pull"] == [
+        "run: ostree remote add --repo=/mnt/s/ostree/repo --force --set=gpg-verify=true phyllome "
+        "https://updates.example.org/repo",
+        f"run: ostree --repo=/mnt/s/ostree/repo pull-local --remote=phyllome {REPO} phyllome/x86_64/stable"]
+    assert shown["ostree-deploy"][0].endswith(" phyllome:phyllome/x86_64/stable")
+    assert "Upgrades: https://updates.example.org/repo (remote phyllome)" in plan.render()
+
+
+def test_a_local_payload_without_an_upgrade_url_says_it_will_not_upgrade():
+    plan = build(config_of("reference.toml"), MACHINE, DryRunRunner(echo=False), esp_driver="kernel",
+                 can_mount=lambda fs: True)
+    assert "Upgrades: none: installed from the medium, this host will not upgrade" in plan.render()

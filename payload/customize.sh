@@ -5,13 +5,15 @@
 set -eu
 root="$1"
 wheels="$2"
+# Commands in the root run with a clean environment: nothing of the build machine's (PIP_*, locale) leaks in.
+in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 "$@"; }
 
 # 1. This project, offline: a venv under /usr (read-only in an ostree deployment, like the rest of the OS) that
 #    sees Debian's python3-gi, python3-blockdev and python3-bytesize, with the wheels built on the build machine.
-chroot "$root" python3 -m venv --system-site-packages /usr/lib/phyllome/venv
+in_root python3 -m venv --system-site-packages /usr/lib/phyllome/venv
 mkdir -p "$root/tmp/wheels"
 cp "$wheels"/*.whl "$root/tmp/wheels/"
-chroot "$root" /usr/lib/phyllome/venv/bin/pip install -q --no-index --no-cache-dir --disable-pip-version-check \
+in_root /usr/lib/phyllome/venv/bin/pip install -q --no-index --no-cache-dir --disable-pip-version-check \
     --find-links /tmp/wheels phyllome-installer
 rm -rf "$root/tmp/wheels"
 for tool in phyllome-install phyllome-firstboot; do
@@ -26,15 +28,15 @@ if [ -n "$units" ]; then
     for unit in "$units"/*.service "$units"/*.target "$units"/*.path; do
         [ -e "$unit" ] || continue
         cp "$unit" "$root/usr/lib/systemd/system/"
-        chroot "$root" systemctl enable "$(basename "$unit")"
+        in_root systemctl enable "$(basename "$unit")"
     done
 fi
 
 # 3. The initramfs: dracut was diverted while packages were installed (so the kernel's hook built none); now one
 #    generic (not host-only) initramfs with ostree's module (98ostree, enabled by ostree-boot's dracut.conf.d),
 #    written where ostree looks for it: /usr/lib/modules/<kver>/initramfs.img.
-chroot "$root" dpkg-divert --local --rename --remove /usr/bin/dracut
+in_root dpkg-divert --local --rename --remove /usr/bin/dracut
 kver=$(ls "$root/usr/lib/modules")
-chroot "$root" dracut --force --quiet --no-hostonly --kver "$kver" --compress zstd \
+in_root dracut --force --quiet --no-hostonly --kver "$kver" --compress zstd \
     --add-drivers "virtio_blk virtio_pci virtio_scsi virtio_net f2fs ext4 vfat nls_cp437 nls_iso8859_1" \
     "/usr/lib/modules/$kver/initramfs.img"

@@ -4,13 +4,21 @@
     python payload/build.py --next     # also a second version of the same payload (for the upgrade test)
     python payload/build.py --print-repo   # only the repository path (building it when needed)
 
-The root is made by mmdebstrap from Debian's packages (`packages.txt`: the Debian kernel, systemd, dracut with
-ostree's module, libvirt, QEMU, swtpm, OVMF, fscrypt, f2fs-tools, python3) with `customize.sh` (this project in a
-venv under /usr/lib/phyllome, the units hook, the initramfs), then converted to the ostree layout here and committed
-to `$PHYLLOME_PAYLOAD_CACHE/<key>/repo` (default /var/cache/phyllome-payload), ref `phyllome/x86_64/host`. The key
-is a hash of the inputs: these three files, `pyproject.toml` and every file of the project that goes into the
-payload. A second build with the same inputs is a cache hit. Downloaded packages are kept in
-`$PHYLLOME_PAYLOAD_CACHE/debs` (shared by every key) so a rebuild after a source change downloads nothing.
+Two layers, each cached by its own inputs under `$PHYLLOME_PAYLOAD_CACHE` (default /var/cache/phyllome-payload):
+
+* the base (`base-<key>/repo`, ref `phyllome/x86_64/base`, minutes): mmdebstrap makes the root from Debian's
+  packages (`packages.txt`: the Debian kernel, systemd, dracut with ostree's module, libvirt, QEMU, swtpm, OVMF,
+  fscrypt, f2fs-tools, python3); `customize.sh` adds a venv under /usr/lib/phyllome holding the project's Python
+  dependencies (wheels built here) and builds the initramfs; the root is converted to the ostree layout here and
+  committed. Key: these three files and the `dependencies` of pyproject.toml.
+* the project (`<base key>-<key>/repo`, ref `phyllome/x86_64/host`, seconds): this project's packages copied into
+  the venv (byte-compiled with hash-checked .pyc: a deployment's files all have mtime 0), its commands in /usr/bin,
+  its units installed and enabled (the hook: `phyllome_installer/data/systemd/`), committed on top of the base
+  (`--tree=ref=` + `--tree=dir=`) in a repository whose objects are hard links to the base's. Key: every file
+  of the project that goes into the payload.
+
+A build whose inputs did not change is a cache hit; a change of the project's source rebuilds only the second
+layer. Downloaded packages are kept in `$PHYLLOME_PAYLOAD_CACHE/debs` (shared by every key).
 
 The Debian mirror is the build machine's (`/etc/apt/sources.list.d/debian.sources` or `/etc/apt/sources.list`);
 the key does not follow the mirror, so a cached payload keeps the packages of the day it was built: remove the
@@ -29,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +46,10 @@ ROOT = HERE.parent
 CACHE = Path(os.environ.get("PHYLLOME_PAYLOAD_CACHE", "/var/cache/phyllome-payload"))
 SUITE = "bookworm"
 REF = "phyllome/x86_64/host"
+BASE_REF = "phyllome/x86_64/base"
+VENV = "usr/lib/phyllome/venv"
+COMMANDS = {"phyllome-install": "install_main", "phyllome-firstboot": "firstboot_main"}
+UNITS = ROOT / "phyllome_installer" / "data" / "systemd"
 NEXT_REF = f"{REF}-next"
 """The second version: a child of the ref's commit with one file changed; the upgrade test moves REF to it."""
 VERSION_FILE = "usr/lib/phyllome/payload-version"
@@ -67,9 +80,14 @@ def packages() -> list[str]:
     return names
 
 
-def input_files() -> list[Path]:
-    """Everything that decides the payload's content (the cache key)."""
-    files = [HERE / "build.py", HERE / "customize.sh", HERE / "packages.txt", ROOT / "pyproject.toml"]
+def dependencies() -> list[str]:
+    """The project's Python dependencies (pyproject.toml's [project] dependencies), installed into the base."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def project_files() -> list[Path]:
+    """The project's files that go into the payload."""
+    files = []
     for top in PROJECT:
         for path in sorted((ROOT / top).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
@@ -77,11 +95,24 @@ def input_files() -> list[Path]:
     return files
 
 
-def cache_key() -> str:
-    digest = hashlib.sha256(SUITE.encode())
-    for path in input_files():
+def _digest(paths: list[Path], extra: str) -> str:
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def base_key() -> str:
+    return _digest([HERE / "build.py", HERE / "customize.sh", HERE / "packages.txt"],
+                   SUITE + "\0" + "\0".join(dependencies()))
+
+
+def project_key() -> str:
+    return _digest(project_files(), "")
+
+
+def cache_key() -> str:
+    return f"{base_key()}-{project_key()}"
 
 
 @dataclass
@@ -114,10 +145,13 @@ def mirror_sources() -> list[str]:
 
 
 def build_wheels(out: Path) -> None:
-    """This project and its Python dependencies as wheels, built here (same Debian 12, same Python)."""
+    """The project's Python dependencies as wheels, built here (same Debian 12, same Python), and the
+    requirements file customize.sh installs from them."""
     out.mkdir(parents=True)
+    requirements = out / "requirements.txt"
+    requirements.write_text("\n".join(dependencies()) + "\n")
     run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--wheel-dir", str(out),
-        str(ROOT), stdout=subprocess.DEVNULL)
+        "-r", str(requirements), stdout=subprocess.DEVNULL)
 
 
 def mmdebstrap(rootfs: Path, wheels: Path, debs: Path) -> None:
@@ -196,9 +230,13 @@ def to_ostree_layout(rootfs: Path) -> str:
     write_autovar(rootfs)
     shutil.rmtree(rootfs / "var")
     (rootfs / "var").mkdir()
-    for name in ("tmp", "run"):
+    for name in ("tmp", "run", "dev"):  # mmdebstrap leaves device nodes in /dev; ostree commits none
         shutil.rmtree(rootfs / name, ignore_errors=True)
         (rootfs / name).mkdir()
+    special = subprocess.run(["find", str(rootfs), "-xdev", "(", "-type", "b", "-o", "-type", "c", "-o", "-type",
+                              "p", "-o", "-type", "s", ")"], capture_output=True, text=True, check=True).stdout
+    if special.strip():
+        raise RuntimeError(f"special files in the root, which ostree cannot commit:\n{special}")
     (rootfs / "tmp").chmod(0o1777)
     for link, target in VAR_LINKS.items():
         path = rootfs / link
@@ -221,36 +259,116 @@ def rev_parse(repo: Path, ref: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def build(cache: Path = CACHE) -> Payload:
-    key = cache_key()
-    work = cache / key
+@dataclass
+class Base:
+    repo: Path
+    commit: str
+    kernel: str
+    python: str
+    """The venv's site-packages, relative to the root."""
+    seconds: float
+
+
+def build_base(cache: Path = CACHE) -> Base:
+    """The Debian root with the project's dependencies, in the ostree layout, committed on BASE_REF (cached)."""
+    key = base_key()
+    work = cache / f"base-{key}"
     work.mkdir(parents=True, exist_ok=True)
     with open(work / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second build of the same key waits for the first, then hits
         done = work / "complete.json"
         if done.exists():
             info = json.loads(done.read_text())
-            return Payload(work / "repo", REF, info["commit"], info["kernel"], info["size"], info["seconds"], True)
+            return Base(work / "repo", info["commit"], info["kernel"], info["python"], info["seconds"])
         start = time.monotonic()
         for stale in ("repo", "rootfs", "wheels"):
             shutil.rmtree(work / stale, ignore_errors=True)
-        log(f"building {key} in {work} (mmdebstrap {SUITE}, {len(packages())} packages and their dependencies)")
+        log(f"building the base {key} in {work} (mmdebstrap {SUITE}, {len(packages())} packages and their "
+            "dependencies)")
         build_wheels(work / "wheels")
         mmdebstrap(work / "rootfs", work / "wheels", cache / "debs")
         log(f"root made in {time.monotonic() - start:.0f} s; converting to the ostree layout")
         kver = to_ostree_layout(work / "rootfs")
+        python = str(next((work / "rootfs" / VENV / "lib").glob("python3*/site-packages")).relative_to(
+            work / "rootfs"))
         repo = work / "repo"
         run("ostree", f"--repo={repo}", "init", "--mode=archive")
-        run("ostree", f"--repo={repo}", "commit", f"--branch={REF}", f"--tree=dir={work / 'rootfs'}",
-            "--subject=Phyllome OS host payload (Debian 12)", f"--add-metadata-string=version=1.{key}",
-            stdout=subprocess.DEVNULL)
-        run("ostree", f"--repo={repo}", "summary", "-u")
+        run("ostree", f"--repo={repo}", "commit", f"--branch={BASE_REF}", f"--tree=dir={work / 'rootfs'}",
+            "--subject=Phyllome OS host payload base (Debian 12)", stdout=subprocess.DEVNULL)
         shutil.rmtree(work / "rootfs")
         shutil.rmtree(work / "wheels")
-        commit = rev_parse(repo, REF) or ""
-        payload = Payload(repo, REF, commit, kver, du(repo), time.monotonic() - start, False)
-        done.write_text(json.dumps({"commit": commit, "kernel": kver, "size": payload.size,
-                                    "seconds": round(payload.seconds, 1)}))
+        base = Base(repo, rev_parse(repo, BASE_REF) or "", kver, python, time.monotonic() - start)
+        done.write_text(json.dumps({"commit": base.commit, "kernel": kver, "python": python,
+                                    "seconds": round(base.seconds, 1)}))
+        log(f"base committed in {base.seconds:.0f} s")
+        return base
+
+
+def write_project_layer(layer: Path, site_packages: str) -> None:
+    """This project's files as they go on top of the base: packages, commands, units (the hook)."""
+    site = layer / site_packages
+    for top in PROJECT:
+        shutil.copytree(ROOT / top, site / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # Hash-checked .pyc (a deployment's files all have mtime 0, so timestamps would never match): the payload's
+    # Python is this machine's (both Debian 12's python3), so the bytecode is the same.
+    run("/usr/bin/python3", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
+        "-d", f"/{site_packages}", str(site), stdout=subprocess.DEVNULL)
+    bin_dir = layer / "usr/bin"
+    bin_dir.mkdir(parents=True)
+    for command, function in COMMANDS.items():
+        (bin_dir / command).write_text(f"#!/{VENV}/bin/python3\nimport sys\n\n"
+                                       f"from phyllome_installer.cli import {function}\n\nsys.exit({function}())\n")
+        (bin_dir / command).chmod(0o755)
+    # HOOK (project units): the first-boot and unlock units ship as package data in phyllome_installer/data/systemd/
+    # once the first-boot issue lands; each is installed into /usr/lib/systemd/system and enabled (its [Install]
+    # section, through systemctl --root, into /usr/etc). Nothing to do while the folder does not exist.
+    units = sorted(p for p in UNITS.glob("*") if p.suffix in (".service", ".target", ".path", ".timer")) \
+        if UNITS.is_dir() else []
+    if units:
+        unit_dir = layer / "usr/lib/systemd/system"
+        unit_dir.mkdir(parents=True)
+        for unit in units:
+            shutil.copy2(unit, unit_dir / unit.name)
+        run("systemctl", f"--root={layer}", "enable", *(u.name for u in units), stdout=subprocess.DEVNULL)
+        shutil.move(layer / "etc", layer / "usr/etc")
+    for path in [layer, *layer.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+
+
+def build(cache: Path = CACHE) -> Payload:
+    """The payload: the base plus this project, committed on REF in a repository of its own (cached)."""
+    base = build_base(cache)
+    key = f"{base_key()}-{project_key()}"
+    work = cache / key
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = work / "complete.json"
+        if done.exists():
+            info = json.loads(done.read_text())
+            return Payload(work / "repo", REF, info["commit"], base.kernel, info["size"],
+                           base.seconds + info["seconds"], True)
+        start = time.monotonic()
+        repo, layer = work / "repo", work / "layer"
+        for stale in (repo, layer):
+            shutil.rmtree(stale, ignore_errors=True)
+        log(f"adding the project ({key}) to the base")
+        run("ostree", f"--repo={repo}", "init", "--mode=archive")
+        # The base's objects, as hard links (objects are immutable: ostree writes new ones, never changes one).
+        run("cp", "-al", f"{base.repo}/objects/.", f"{repo}/objects/")
+        run("ostree", f"--repo={repo}", "refs", f"--create={BASE_REF}", base.commit)
+        write_project_layer(layer, base.python)
+        run("ostree", f"--repo={repo}", "commit", f"--branch={REF}", f"--tree=ref={base.commit}",
+            f"--tree=dir={layer}", "--subject=Phyllome OS host payload (Debian 12)",
+            f"--add-metadata-string=version=1.{key}", stdout=subprocess.DEVNULL)
+        run("ostree", f"--repo={repo}", "summary", "-u")
+        shutil.rmtree(layer)
+        seconds = time.monotonic() - start
+        payload = Payload(repo, REF, rev_parse(repo, REF) or "", base.kernel, du(repo), base.seconds + seconds,
+                          False)
+        done.write_text(json.dumps({"commit": payload.commit, "size": payload.size, "seconds": round(seconds, 1)}))
+        log(f"project layer committed in {seconds:.1f} s")
         return payload
 
 

@@ -26,6 +26,8 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 TAIL = 4000
 """Characters of the serial console shown with a failed stage."""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
+"""Terminal escapes (systemd's colours, GRUB's cursor moves): kept in serial.log, removed from what stages match."""
 
 
 class StageFailed(AssertionError):
@@ -144,24 +146,23 @@ class UefiMachine:
     # -- the console -----------------------------------------------------------------------------------------------
     @property
     def console(self) -> str:
+        """Everything the console showed so far, without terminal escapes."""
         with self._lock:
-            return self._buffer
+            return ANSI.sub("", self._buffer)
 
     def expect(self, pattern: str, timeout: float, stage: str) -> re.Match:
         """Wait until `pattern` (a regex) shows on the console after the previous match; return the match."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
-            with self._lock:
-                match = regex.search(self._buffer, self._mark)
+            match = regex.search(self.console, self._mark)
             if match:
                 self._mark = match.end()
                 self.stages.append((stage, time.monotonic() - self._started))
                 return match
             if self.process is None or self.process.poll() is not None:
                 time.sleep(0.5)  # the last bytes
-                with self._lock:
-                    match = regex.search(self._buffer, self._mark)
+                match = regex.search(self.console, self._mark)
                 if match:
                     self._mark = match.end()
                     self.stages.append((stage, time.monotonic() - self._started))
@@ -179,6 +180,18 @@ class UefiMachine:
         if self._sock is None:
             raise RuntimeError("the machine is not started")
         self._sock.sendall(text.encode() + b"\r")
+
+    def answer(self, prompt_after: str, line: str, timeout: float, stage: str, *, tries: int = 5) -> re.Match:
+        """Type `line` until `prompt_after` shows: a getty (agetty) flushes what was typed before it was ready,
+        so the first line typed at a fresh prompt can be lost."""
+        for attempt in range(1, tries + 1):
+            self.send_line(line)
+            try:
+                return self.expect(prompt_after, timeout / tries, stage)
+            except StageFailed:
+                if attempt == tries or self.process is None or self.process.poll() is not None:
+                    raise
+        raise AssertionError("unreachable")
 
     def wait_exit(self, timeout: float, stage: str) -> int:
         """Wait for the guest to power off (QEMU ends: -no-reboot makes a reboot end it too)."""

@@ -104,12 +104,12 @@ def test_the_installed_disk_boots_to_a_login(workdir):
             machine.expect(r"ostree-prepare-root|OSTree", 300, "initramfs -> ostree-prepare-root")
             machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
             machine.expect(r"login: ", 600, "systemd -> login prompt")
-            machine.send_line("admin")
-            machine.expect(r"Password: ", 60, "password prompt")
+            machine.answer(r"Password: ", "admin", 100, "password prompt")
             machine.send_line(PASSWORD)
             machine.expect(r"\$ ", 120, "shell")
             machine.send_line("echo CMDLINE=$(cat /proc/cmdline) VERSION=$(cat /usr/lib/phyllome/payload-version)")
             found = machine.expect(r"CMDLINE=(.*ostree=\S+.*) VERSION=(\d+)", 60, "ostree deployment booted")
+            print("booted:", found.group(0))
         finally:
             print("stages:", machine.timings())
     assert found.group(2) == "1"

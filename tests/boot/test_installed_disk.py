@@ -113,3 +113,55 @@ def test_the_installed_disk_boots_to_a_login(workdir):
         finally:
             print("stages:", machine.timings())
     assert found.group(2) == "1"
+
+
+F2FS_ANSWERS = ANSWERS.replace('root_fs = "ext4"', 'root_fs = "f2fs"')
+
+
+def test_an_f2fs_install_made_in_the_vm_tier_boots(workdir, tmp_path):
+    """The real root filesystem: the install runs inside the VM tier's guest (this kernel has no F2FS) with the
+    real command (`phyllome-install install --answers`, tests/vm/guest_install.py) onto its /dev/vda; then that
+    disk boots by itself under OVMF."""
+    import json
+    import shlex
+    import sys
+
+    from payload import build as payload_build
+    from tests.vm import harness
+
+    payload = payload_build.build()
+    kernel = harness.fetch_kernel()
+    initramfs = harness.build_initramfs(kernel)
+    image = workdir / "disk.img"
+    with open(image, "wb") as handle:
+        handle.truncate(12 << 30)
+    answers_file = workdir / "answers.toml"  # the guest sees this machine's files at the same paths
+    answers_file.write_text(F2FS_ANSWERS.format(disk="/dev/vda", repo=payload.repo, ref=payload_build.REF,
+                                                password=PASSWORD))
+    script = workdir / "guest.sh"
+    root = Path(__file__).resolve().parents[2]
+    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "tests.vm.guest_install", "/mnt/out",
+                                                 str(answers_file)))
+    script.write_text(f"set -eu\ncd {shlex.quote(str(root))}\nexec {command}\n")
+    out = tmp_path / "out"
+    run = harness.boot(kernel, initramfs, script, image, out, timeout=1800)
+    result = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else None
+    assert run.rc == 0 and result, f"guest exit {run.rc}\n{run.guest_log[-4000:]}\n{run.console[-2000:]}"
+    assert result["install_rc"] == 0, result["install_tail"]
+    assert "encrypt" in result["f2fs_features"]
+
+    with UefiMachine(image, workdir / "vm", memory_mib=2048) as machine:
+        try:
+            machine.expect(r"Linux version 6\.", 300, "firmware -> GRUB -> kernel")
+            machine.expect(r"OSTree Prepare OS", 300, "initramfs -> ostree-prepare-root")
+            machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
+            machine.expect(r"login: ", 600, "systemd -> login prompt")
+            machine.answer(r"Password: ", "admin", 100, "password prompt")
+            machine.send_line(PASSWORD)
+            machine.expect(r"\$ ", 120, "shell")
+            machine.send_line("echo ROOTFS=$(findmnt -n -o FSTYPE /sysroot) CMDLINE=$(cat /proc/cmdline)")
+            found = machine.expect(r"ROOTFS=(\w+) CMDLINE=(.*ostree=\S+.*)", 60, "ostree deployment on F2FS")
+            print("booted:", found.group(0))
+        finally:
+            print("stages:", machine.timings())
+    assert found.group(1) == "f2fs"

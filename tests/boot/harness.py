@@ -42,13 +42,15 @@ class UefiMachine:
     """One QEMU process booting `disk` through OVMF. Use as a context manager: QEMU is always killed at the end."""
 
     def __init__(self, disk: Path, workdir: Path, *, memory_mib: int = 2048, cpus: int = 2, net: bool = False,
-                 snapshot: bool = False, extra: tuple[str, ...] = ()) -> None:
+                 snapshot: bool = False, disk_format: str = "raw", extra: tuple[str, ...] = ()) -> None:
         self.disk = disk
         self.workdir = workdir
         self.memory_mib = memory_mib
         self.cpus = cpus
         self.net = net
         self.snapshot = snapshot
+        """Writes go to a temporary overlay (a cached disk stays as it is)."""
+        self.disk_format = disk_format
         self.extra = extra
         self.serial_log = workdir / "serial.log"
         self.qemu_log = workdir / "qemu.log"
@@ -64,7 +66,7 @@ class UefiMachine:
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def argv(self, socket_path: Path, vars_copy: Path) -> list[str]:
-        drive = f"file={self.disk},if=virtio,format=raw,cache=unsafe,discard=unmap"
+        drive = f"file={self.disk},if=virtio,format={self.disk_format},cache=unsafe,discard=unmap"
         if self.snapshot:
             drive += ",snapshot=on"
         argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", str(self.cpus),

@@ -12,6 +12,7 @@ from tests.boot.smoke_disk import MARKER, PROMPT, smoke_disk
 
 pytestmark = [
     pytest.mark.boot,
+    pytest.mark.root,  # the kernel and the disk are cached under /var/cache
     pytest.mark.skipif(not (shutil.which("qemu-system-x86_64") and OVMF_CODE.exists() and OVMF_VARS.exists()),
                        reason="needs qemu-system-x86 and ovmf"),
 ]

@@ -50,6 +50,8 @@ BASE_REF = "phyllome/x86_64/base"
 VENV = "usr/lib/phyllome/venv"
 COMMANDS = {"phyllome-install": "install_main", "phyllome-firstboot": "firstboot_main"}
 UNITS = ROOT / "phyllome_installer" / "data" / "systemd"
+HOST_UNITS = ("phyllome-unlock.service", "phyllome-firstboot.service")
+"""The units the installed host enables; never the live medium's installer unit (phyllome-installer.service)."""
 NEXT_REF = f"{REF}-next"
 """The second version: a child of the ref's commit with one file changed; the upgrade test moves REF to it."""
 VERSION_FILE = "usr/lib/phyllome/payload-version"
@@ -319,11 +321,10 @@ def write_project_layer(layer: Path, site_packages: str) -> None:
         (bin_dir / command).write_text(f"#!/{VENV}/bin/python3\nimport sys\n\n"
                                        f"from phyllome_installer.cli import {function}\n\nsys.exit({function}())\n")
         (bin_dir / command).chmod(0o755)
-    # HOOK (project units): the first-boot and unlock units ship as package data in phyllome_installer/data/systemd/
-    # once the first-boot issue lands; each is installed into /usr/lib/systemd/system and enabled (its [Install]
-    # section, through systemctl --root, into /usr/etc). Nothing to do while the folder does not exist.
-    units = sorted(p for p in UNITS.glob("*") if p.suffix in (".service", ".target", ".path", ".timer")) \
-        if UNITS.is_dir() else []
+    # HOOK (project units): the first-boot and unlock units ship as package data in phyllome_installer/data/systemd/;
+    # those of HOST_UNITS that exist are installed into /usr/lib/systemd/system and enabled (their [Install]
+    # sections, through systemctl --root, into /usr/etc).
+    units = [UNITS / name for name in HOST_UNITS if (UNITS / name).is_file()]
     if units:
         unit_dir = layer / "usr/lib/systemd/system"
         unit_dir.mkdir(parents=True)

@@ -15,9 +15,9 @@ DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-de
 	libblockdev-swap2 gir1.2-ostree-1.0 ostree f2fs-tools fscrypt dosfstools mtools fusefat e2fsprogs fdisk \
 	util-linux libvirt-clients libvirt-daemon-system qemu-system-x86 ovmf swtpm swtpm-tools \
 	gir1.2-libosinfo-1.0 osinfo-db tmux libxml2-utils qemu-utils xorriso grub-efi-amd64-bin grub2-common \
-	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl systemd
+	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl systemd mmdebstrap
 
-.PHONY: help setup deb-packages test demo docs bench clean
+.PHONY: help setup deb-packages test demo docs bench payload clean
 
 help:
 	@echo "make demo   run the installer TUI against a safe sandbox disk image"
@@ -25,6 +25,7 @@ help:
 	@echo "make setup  install Debian packages and the Python venv (idempotent)"
 	@echo "make docs   regenerate generated documentation"
 	@echo "make bench  performance benchmarks"
+	@echo "make payload  build (or find in the cache) the bootable payload and its second version"
 
 setup: deb-packages $(STAMP)
 
@@ -55,6 +56,10 @@ demo: setup
 
 docs: setup
 	$(PY) -m phyllome_installer.docgen docs/answer-file.md
+
+# The bootable payload: a Debian 12 ostree commit under /var/cache/phyllome-payload/<key>/repo (docs/install.md).
+payload: setup
+	$(PY) payload/build.py --next
 
 bench: setup
 	$(VENV)/bin/pytest benchmarks -p no:cacheprovider -s

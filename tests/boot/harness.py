@@ -1,0 +1,211 @@
+"""Boot a whole disk image under UEFI, as a machine would: QEMU (q35, TCG), OVMF, the serial console as the only
+screen.
+
+* firmware: OVMF_CODE_4M.fd (no Secure Boot, so an unsigned GRUB boots) read-only in pflash, and a writable copy of
+  OVMF_VARS_4M.fd per machine (boot entries written by the firmware never leak between tests);
+* the serial console (ttyS0): a UNIX socket chardev that this module connects to, so a test both reads everything
+  (kept in memory and written to `serial.log`) and sends lines (`send_line`, e.g. to answer an unlock prompt);
+* stages: `expect(regex, timeout, stage)` waits for the console to show something; on a timeout, or when QEMU
+  ends first, `StageFailed` names the stage and carries the end of the serial console.
+
+KVM is never used (it does not work on these machines, DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+TAIL = 4000
+"""Characters of the serial console shown with a failed stage."""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
+"""Terminal escapes (systemd's colours, GRUB's cursor moves): kept in serial.log, removed from what stages match."""
+
+
+class StageFailed(AssertionError):
+    def __init__(self, stage: str, why: str, console: str) -> None:
+        self.stage = stage
+        self.console = console
+        super().__init__(f"boot stage '{stage}' failed: {why}\n--- end of the serial console ---\n"
+                         f"{console[-TAIL:]}\n--- end ---")
+
+
+class UefiMachine:
+    """One QEMU process booting `disk` through OVMF. Use as a context manager: QEMU is always killed at the end."""
+
+    def __init__(self, disk: Path, workdir: Path, *, memory_mib: int = 2048, cpus: int = 2, net: bool = False,
+                 snapshot: bool = False, disk_format: str = "raw", extra: tuple[str, ...] = ()) -> None:
+        self.disk = disk
+        self.workdir = workdir
+        self.memory_mib = memory_mib
+        self.cpus = cpus
+        self.net = net
+        self.snapshot = snapshot
+        """Writes go to a temporary overlay (a cached disk stays as it is)."""
+        self.disk_format = disk_format
+        self.extra = extra
+        self.serial_log = workdir / "serial.log"
+        self.qemu_log = workdir / "qemu.log"
+        self.process: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._buffer = ""
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+        self._mark = 0
+        self.stages: list[tuple[str, float]] = []
+        """(stage, seconds since start) for every stage passed: printed by the tests."""
+        self._started = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    def argv(self, socket_path: Path, vars_copy: Path) -> list[str]:
+        drive = f"file={self.disk},if=virtio,format={self.disk_format},cache=unsafe,discard=unmap"
+        if self.snapshot:
+            drive += ",snapshot=on"
+        argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", str(self.cpus),
+                "-m", str(self.memory_mib), "-nodefaults", "-display", "none", "-no-reboot",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+                "-drive", drive,
+                "-chardev", f"socket,id=ser0,path={socket_path},server=on,wait=on",
+                "-serial", "chardev:ser0",
+                "-device", "virtio-rng-pci"]
+        if self.net:
+            argv += ["-nic", "user,model=virtio-net-pci"]
+        return argv + list(self.extra)
+
+    def start(self) -> UefiMachine:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        vars_copy = self.workdir / "OVMF_VARS.fd"
+        if not vars_copy.exists():
+            shutil.copyfile(OVMF_VARS, vars_copy)
+        # A short path: UNIX socket paths are limited to 108 bytes, pytest's tmp paths can be longer.
+        self._sockdir = Path(os.path.realpath("/tmp")) / f"pb-{os.getpid()}-{id(self) & 0xffff:x}"
+        self._sockdir.mkdir(mode=0o700, exist_ok=True)
+        socket_path = self._sockdir / "serial"
+        self.serial_log.write_text("")
+        with open(self.qemu_log, "w") as qlog:
+            self.process = subprocess.Popen(self.argv(socket_path, vars_copy), stdin=subprocess.DEVNULL,
+                                            stdout=qlog, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:  # QEMU waits (wait=on) until this end connects: nothing of the console is lost
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(socket_path))
+                break
+            except OSError:
+                sock.close()
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise StageFailed("start", f"QEMU did not open its serial socket:\n{self.qemu_log.read_text()}",
+                                      "") from None
+                time.sleep(0.1)
+        self._sock = sock
+        self._started = time.monotonic()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._sock is not None
+        with open(self.serial_log, "a", errors="replace") as out:
+            while True:
+                try:
+                    data = self._sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+                out.write(text)
+                out.flush()
+                with self._lock:
+                    self._buffer += text
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        if self._sock:
+            self._sock.close()
+        if self._reader:
+            self._reader.join(timeout=5)
+        if getattr(self, "_sockdir", None):
+            shutil.rmtree(self._sockdir, ignore_errors=True)
+
+    def __enter__(self) -> UefiMachine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the console -----------------------------------------------------------------------------------------------
+    @property
+    def console(self) -> str:
+        """Everything the console showed so far, without terminal escapes."""
+        with self._lock:
+            return ANSI.sub("", self._buffer)
+
+    def expect(self, pattern: str, timeout: float, stage: str) -> re.Match:
+        """Wait until `pattern` (a regex) shows on the console after the previous match; return the match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.console, self._mark)
+            if match:
+                self._mark = match.end()
+                self.stages.append((stage, time.monotonic() - self._started))
+                return match
+            if self.process is None or self.process.poll() is not None:
+                time.sleep(0.5)  # the last bytes
+                match = regex.search(self.console, self._mark)
+                if match:
+                    self._mark = match.end()
+                    self.stages.append((stage, time.monotonic() - self._started))
+                    return match
+                rc = self.process.returncode if self.process else None
+                raise StageFailed(stage, f"QEMU ended (exit {rc}) before the console showed /{pattern}/",
+                                  self.console)
+            if time.monotonic() > deadline:
+                raise StageFailed(stage, f"the console did not show /{pattern}/ within {timeout:.0f} s",
+                                  self.console)
+            time.sleep(0.2)
+
+    def send_line(self, text: str) -> None:
+        """Type a line on the serial console (carriage return, as a terminal sends it)."""
+        if self._sock is None:
+            raise RuntimeError("the machine is not started")
+        self._sock.sendall(text.encode() + b"\r")
+
+    def answer(self, prompt_after: str, line: str, timeout: float, stage: str, *, tries: int = 5) -> re.Match:
+        """Type `line` until `prompt_after` shows: a getty (agetty) flushes what was typed before it was ready,
+        so the first line typed at a fresh prompt can be lost."""
+        for attempt in range(1, tries + 1):
+            self.send_line(line)
+            try:
+                return self.expect(prompt_after, timeout / tries, stage)
+            except StageFailed:
+                if attempt == tries or self.process is None or self.process.poll() is not None:
+                    raise
+        raise AssertionError("unreachable")
+
+    def wait_exit(self, timeout: float, stage: str) -> int:
+        """Wait for the guest to power off (QEMU ends: -no-reboot makes a reboot end it too)."""
+        assert self.process is not None
+        try:
+            rc = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StageFailed(stage, f"the machine did not power off within {timeout:.0f} s", self.console) from None
+        self.stages.append((stage, time.monotonic() - self._started))
+        if self._reader:
+            self._reader.join(timeout=5)
+        return rc
+
+    def timings(self) -> str:
+        return ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.stages)

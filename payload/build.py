@@ -332,6 +332,11 @@ def write_project_layer(layer: Path, site_packages: str) -> None:
             shutil.copy2(unit, unit_dir / unit.name)
         run("systemctl", f"--root={layer}", "enable", *(u.name for u in units), stdout=subprocess.DEVNULL)
         shutil.move(layer / "etc", layer / "usr/etc")
+    # fscrypt finds a filesystem's metadata in <its main mount>/.fscrypt. On a booted ostree host the root of the
+    # filesystem is mounted at /sysroot *inside* "/" (a bind of the deployment, the same filesystem), and fscrypt
+    # takes "/" for the main mount: without this link it says the VM store's filesystem "is not setup for use with
+    # fscrypt" and nothing can unlock it. The link follows upgrades, like /ostree -> sysroot/ostree.
+    (layer / ".fscrypt").symlink_to("sysroot/.fscrypt")
     for path in [layer, *layer.rglob("*")]:
         if path.is_dir() and not path.is_symlink():
             path.chmod(0o755)

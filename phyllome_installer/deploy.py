@@ -120,14 +120,16 @@ def check_payload(runner: Runner, payload: Payload) -> None:
             raise UserError(f"payload.ref: {payload.ref} is not in the repository {payload.repo}")
 
 
-def check_tree(runner: Runner, payload: Payload) -> list[str]:
+def check_tree(runner: Runner, payload: Payload, *, encrypted_store: bool = False) -> list[str]:
     """What a bootable ostree commit lacks (local payloads, before anything is written): /usr/lib/os-release,
     /var, /sysroot, and a kernel with its initramfs in one /usr/lib/modules/KVER/. Also tells whether the tree
     ships bootupd (its boot loader is then the tree's own)."""
     if not isinstance(payload, LocalPayload):
         return []
     missing = []
-    for path in ("/usr/lib/os-release", "/var", "/sysroot"):
+    # /.fscrypt -> sysroot/.fscrypt: without it fscrypt cannot find the root filesystem's metadata on a booted
+    # ostree host (it takes the deployment's "/" for the filesystem's main mount), and the VM store never unlocks.
+    for path in ("/usr/lib/os-release", "/var", "/sysroot", *(("/.fscrypt",) if encrypted_store else ())):
         if not runner.run(["ostree", f"--repo={payload.repo}", "ls", payload.ref, path], check=False).ok:
             missing.append(path)
     listing = runner.run(["ostree", f"--repo={payload.repo}", "ls", "-R", payload.ref, "/usr/lib/modules"],

@@ -136,7 +136,7 @@ class Sandbox:
                     "tmp", "mnt"):
             (tree / rel).mkdir(parents=True, exist_ok=True)
         for link, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"),
-                             ("home", "var/home"), ("ostree", "sysroot/ostree")):
+                             ("home", "var/home"), ("ostree", "sysroot/ostree"), (".fscrypt", "sysroot/.fscrypt")):
             (tree / link).symlink_to(target)
 
     @contextlib.contextmanager

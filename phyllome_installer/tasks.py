@@ -46,7 +46,8 @@ def check(ctx: Context) -> None:
         ctx.files.note("build the sandbox payload (once) and check it")
     else:
         deploy.check_payload(ctx.runner, ctx.config.payload)
-        missing = deploy.check_tree(ctx.runner, ctx.config.payload)
+        missing = deploy.check_tree(ctx.runner, ctx.config.payload,
+                                    encrypted_store=ctx.config.storage.encryption.enabled)
         if missing:
             raise UserError(f"payload: {deploy.refspec(ctx.config.payload)} is not a bootable ostree tree: it has no "
                             + ", ".join(missing), hint="build the payload with the ostree layout (docs/install.md)")

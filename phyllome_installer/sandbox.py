@@ -93,7 +93,8 @@ class Sandbox:
         """Build the demo ostree payload once; return its commit."""
         if (self.repo / "config").exists():
             result = runner.run(["ostree", f"--repo={self.repo}", "rev-parse", REF], check=False)
-            if result.ok:
+            current = runner.run(["ostree", f"--repo={self.repo}", "ls", REF, "/.fscrypt"], check=False).ok
+            if result.ok and current:  # a payload built before the /.fscrypt link is built again
                 return result.stdout.strip()
         log.info("building the sandbox payload in %s (once)", self.repo)
         shutil.rmtree(self.repo, ignore_errors=True)

@@ -43,7 +43,8 @@ def as_recovery_code(text: str) -> str | None:
     return "-".join(compact[i : i + 4] for i in range(0, 32, 4))
 
 
-def store_mountpoint(store: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> Path:
+def store_mountpoint(store: Path, mountinfo: Path = Path("/proc/self/mountinfo"), *,
+                     exists: Callable[[str], bool] = os.path.lexists) -> Path:
     """The mount point of the filesystem root that holds ``store``: where fscrypt keeps its ``.fscrypt`` metadata.
 
     On an ostree host /var is a bind mount of a subdirectory of the root filesystem, which is mounted whole at
@@ -56,9 +57,17 @@ def store_mountpoint(store: Path, mountinfo: Path = Path("/proc/self/mountinfo")
         fields = line.split()
         if len(fields) > 4 and fields[2] == want:
             found.append((fields[3], fields[4].replace("\\040", " ")))
-    whole = [point for root, point in found if root == "/"]
-    if whole:
-        return Path(min(whole, key=len))
+    # fscrypt's own choice of the filesystem's "main" mount: one that is not below another mount of the same
+    # filesystem (on an ostree host that is "/", the deployment, with /sysroot and /var below it: the payload's
+    # /.fscrypt -> sysroot/.fscrypt link lets fscrypt find the metadata there); among several, the whole one.
+    points = [point for _, point in found]
+    outer = [(root, point) for root, point in found
+             if not any(other != point and (other == "/" or point.startswith(other.rstrip("/") + "/"))
+                        for other in points)]
+    if outer:
+        root, point = sorted(outer, key=lambda item: (item[0] != "/", len(item[1])))[0]
+        if root == "/" or exists(os.path.join(point, ".fscrypt")):
+            return Path(point)
     raise UserError(f"cannot find where the filesystem holding {store} is mounted whole (its .fscrypt metadata)")
 
 

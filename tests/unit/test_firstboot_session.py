@@ -107,6 +107,20 @@ def test_the_mount_point_is_the_whole_filesystem_not_a_bind_mount(tmp_path):
         store_mountpoint(tmp_path, info)
 
 
+def test_on_a_booted_ostree_host_the_mount_point_is_fscrypts_main_mount(tmp_path):
+    """/sysroot (the whole filesystem) is mounted below "/" (the deployment, the same filesystem): fscrypt takes "/"
+    and finds the metadata through the payload's /.fscrypt -> sysroot/.fscrypt link (seen booting the disk)."""
+    dev = os.stat(tmp_path).st_dev
+    majmin = f"{os.major(dev)}:{os.minor(dev)}"
+    info = tmp_path / "mountinfo"
+    info.write_text(f"73 1 {majmin} /ostree/deploy/phyllome/deploy/abc.0 / rw - ext4 /dev/vda3 rw\n"
+                    f"68 73 {majmin} / /sysroot ro - ext4 /dev/vda3 rw\n"
+                    f"41 73 {majmin} /ostree/deploy/phyllome/var /var rw - ext4 /dev/vda3 rw\n")
+    assert store_mountpoint(tmp_path, info, exists=lambda path: path == "/.fscrypt") == Path("/")
+    with pytest.raises(UserError):  # a payload without the link
+        store_mountpoint(tmp_path, info, exists=lambda path: False)
+
+
 class ScriptedUnlocker(Unlocker):
     """The loop's rules with the store's state and the right secret given (fscrypt itself: the storage tier)."""
 

@@ -16,7 +16,12 @@ from phyllome_installer.core.files import read_bounded
 from phyllome_installer.frontend import SANDBOX_PLACEHOLDER, Discovered, Installer
 
 from .discovered import AnswerProblemsScreen, DiscoveryScreen
-from .steps import DiskScreen, EncryptionScreen, HostUserScreen, ProgressScreen, SummaryScreen, WelcomeScreen
+from .disk import DiskScreen
+from .encryption import EncryptionScreen
+from .host_user import HostUserScreen
+from .progress import ProgressScreen
+from .summary import SummaryScreen
+from .welcome import WelcomeScreen
 from .widgets import ConfirmQuit
 
 if TYPE_CHECKING:  # pydantic models load after the first paint

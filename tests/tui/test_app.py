@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from screens.steps import (
-    DiskScreen,
-    EncryptionScreen,
-    HostUserScreen,
-    SummaryScreen,
-    WelcomeScreen,
-)
+from screens.disk import DiskScreen
+from screens.encryption import EncryptionScreen
+from screens.host_user import HostUserScreen
+from screens.summary import SummaryScreen
+from screens.welcome import WelcomeScreen
 from screens.widgets import ConfirmQuit, HelpScreen
 from tests.tui.conftest import to_disk, to_encryption, walk_to_summary
 

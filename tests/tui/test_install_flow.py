@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from phyllome_installer.core.runner import RecordingRunner, SubprocessRunner
-from screens.steps import DoneScreen, FailureScreen, SummaryScreen
+from screens.done import DoneScreen
+from screens.failure import FailureScreen
+from screens.summary import SummaryScreen
 from tests.tui.conftest import walk_to_summary
 
 pytestmark = pytest.mark.root

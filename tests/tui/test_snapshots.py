@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from screens.steps import DoneScreen, FailureScreen
+from screens.done import DoneScreen
+from screens.failure import FailureScreen
 from tests.tui.conftest import to_disk, to_encryption, to_host, walk_to_summary
 
 SIZE = (80, 25)

@@ -22,41 +22,58 @@ class DoneScreen(Step):
     BINDINGS = [Binding("s", "save", "Save answers"), Binding("f1", "help", "Help"),
                 Binding("escape", "noop", show=False)]
 
-    def __init__(self, config, recovery_codes: dict[str, str]) -> None:
+    def __init__(self, config, recovery_codes: dict[str, str], note: str = "") -> None:
         super().__init__()
         self.config = config
         self.codes = recovery_codes
+        self.note = note
+        self.saved_to: Path | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
-        with VerticalScroll(classes="body", can_focus=False):
+        with VerticalScroll(classes="body", id="done-box", can_focus=False):
             yield Static("Done: Phyllome OS is installed.", classes="title")
+            if self.note:
+                yield Static(self.note, id="note", classes="warning")
             for directory, code in self.codes.items():
                 yield Static(f"Recovery code for {directory}:\n  {code}\nWrite it down now: it is shown only once.",
                              classes="danger")
             yield Static("", id="saved")
-            with Horizontal(classes="buttons"):
-                sandbox = self.app.sandboxed
-                yield Button("Reboot", id="reboot", variant="primary", disabled=sandbox)
-                yield Button("Power off", id="poweroff", disabled=sandbox)
-                yield Button("Stay (quit)", id="stay")
-                yield Button("Save answers (s)", id="save")
+        with Horizontal(classes="buttons", id="done-buttons"):
+            sandbox = self.app.sandboxed
+            yield Button("Reboot", id="reboot", variant="primary", disabled=sandbox)
+            yield Button("Power off", id="poweroff", disabled=sandbox)
+            yield Button("Quit", id="stay")
+            yield Button("Save answers (s)", id="save")
         yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#stay" if self.app.sandboxed else "#reboot", Button).focus()
 
     def action_noop(self) -> None:
         pass
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
+        self.save("none")
+
+    def save(self, action: str) -> None:
+        """The answers as this install used them (root filesystem, payload, the erased disk named in `wipe`) and
+        what was done after it (``action``: none until Reboot or Power off is chosen, then saved again)."""
         from phyllome_installer.answers import save
 
         path = Path(os.environ.get("PHYLLOME_SAVE_ANSWERS", "/root/phyllome-answers.toml"))
         try:
-            save(self.config, path)
-            self.query_one("#saved", Static).update(f"Answers saved to {path} (no secrets in it).")
+            save(self.app.as_installed(self.config, action), path)
+            self.saved_to = path
+            self.query_one("#saved", Static).update(
+                f"Answers saved to {path}: no passphrase or password in it (add them back to reuse it).")
         except OSError as exc:
             self.query_one("#saved", Static).update(f"Could not save to {path}: {exc.strerror}")
 
     @on(Button.Pressed, "#reboot, #poweroff, #stay")
     def finish(self, event: Button.Pressed) -> None:
-        self.app.finish(event.button.id)
+        action = event.button.id
+        if self.saved_to is not None and action in ("reboot", "poweroff"):
+            self.save(action)  # the saved file says what was done
+        self.app.finish(action)

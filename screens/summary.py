@@ -48,13 +48,9 @@ class SummaryScreen(Step):
             return
         disk = plan.context.disk
         self.word, ask = confirmation_word(self.app.chosen_disk or disk)
+        self.identity = disk.identity
         self.query_one("#erase", Static).update(f"ALL DATA ON THIS DISK WILL BE ERASED: {disk.describe()}")
-        ctx = plan.context
-        lines = plan.render().split("\n\n")
-        self.query_one("#plan", Static).update(
-            "\n".join(lines[1].splitlines()) + f"\n\nPayload: {config.payload.kind} "
-            f"{getattr(config.payload, 'ref', '')}\nKernel arguments: {' '.join(ctx.kargs())}\n"
-            f"VM store: {'encrypted' if config.storage.encryption.enabled else 'NOT encrypted'}")
+        self.query_one("#plan", Static).update(choices(config, plan) + "\n\n" + plan.render())
         self.query_one("#ask", Static).update(ask + ":")
         self.plan_config = config
         confirm = self.query_one("#confirm", Input)
@@ -71,4 +67,30 @@ class SummaryScreen(Step):
         if self.query_one("#install", Button).disabled:
             self.query_one("#error", Static).update("Type exactly what is asked to confirm.")
             return
-        self.app.push_screen(ProgressScreen(self.plan_config))
+        # The consent is bound to what the disk is (its serial or by-id name), not to its path.
+        self.app.confirmed_identity = self.identity or None
+        self.app.push_screen(ProgressScreen(self.plan_config, consent=self.app.confirmed_identity))
+
+
+def choices(config, plan) -> str:
+    """Every choice of the steps, as the install will apply it (the plan's config: in the sandbox, its own
+    payload and, where F2FS cannot be mounted, ext4)."""
+    from storage.probe import human_size
+
+    done = plan.context.config
+    storage, payload = done.storage, done.payload
+    user = config.users[0]
+    login = [what for what, given in (("password", user.password or user.password_hash),
+                                      ("SSH key", user.ssh_keys)) if given]
+    source = {"local": lambda p: f"{p.ref} from {p.repo}", "url": lambda p: f"{p.ref} from {p.url}",
+              "container": lambda p: p.image}[payload.kind](payload)
+    rows = [("Keyboard", config.host.keyboard),
+            ("Disk", f"{plan.context.disk.path} ({human_size(plan.context.disk.size)}), erased"),
+            ("Encryption", "VM store encrypted (passphrase set; recovery code at the end)"
+             if storage.encryption.enabled else "VM store NOT encrypted"),
+            ("Hostname", config.host.hostname),
+            ("Time zone", config.host.timezone),
+            ("Administrator", f"{user.name} (logs in with {' and '.join(login) or 'nothing'})"),
+            ("Payload", f"{payload.kind}: {source}"),
+            ("Root filesystem", storage.root_fs + (", compressed" if storage.compression else ""))]
+    return "Your choices\n" + "\n".join(f"  {name + ':':<17}{value}" for name, value in rows)

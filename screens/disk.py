@@ -10,11 +10,26 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
+from .encryption import EncryptionScreen
+from .failure import FailureScreen
 from .widgets import Step
 
 if TYPE_CHECKING:
     from storage.probe import Disk
-from .encryption import EncryptionScreen
+
+
+def contents(disk: Disk) -> str:
+    """What is on a disk, in words: the partition table, each partition's filesystem, the systems found."""
+    from storage.probe import human_size
+
+    if not disk.has_data:
+        return "Contents: empty (no partition table, no filesystem)."
+    if not disk.partitions:
+        return f"Contents: {disk.fstype or disk.table or 'unknown data'} on the whole disk."
+    parts = [f"{p.number}: {p.fstype or 'no filesystem'} {human_size(p.size)}" + (f" {p.label!r}" if p.label else "")
+             for p in disk.partitions]
+    found = f" Found: {', '.join(disk.os)}." if disk.os else ""
+    return f"Contents: {disk.table or 'partitions'}, {'; '.join(parts)}.{found}"
 
 
 class DiskScreen(Step):
@@ -35,6 +50,7 @@ class DiskScreen(Step):
             yield Static("Which disk should hold Phyllome OS? Everything on it will be erased.", classes="title")
             yield Static("Looking for disks ...", id="status")
             yield DataTable(id="disks", cursor_type="row", zebra_stripes=False)
+            yield Static("", id="contents")
             yield Static("", id="reason", classes="warning")
             yield Button("Use this disk", id="next", variant="primary", disabled=True)
         yield from self.compose_footer()
@@ -66,9 +82,13 @@ class DiskScreen(Step):
             table.add_row(disk.path.rsplit("/", 1)[-1], disk.model[:22], human_size(disk.size), disk.serial[-12:],
                           disk.transport, contents[:40], key=disk.path)
         status = self.query_one("#status", Static)
-        if message.error:
-            status.update(f"Could not list the disks: {message.error}")
-        elif not self.disks:
+        if message.error:  # before the engine: the Failure screen, Retry probes again
+            status.update("Could not list the disks.")
+            self.probe_failed = True
+            self.app.push_screen(FailureScreen("probe the disks", f"Could not list the disks: {message.error}",
+                                               touched=False, pops=1))
+            return
+        if not self.disks:
             status.update("No disk can hold Phyllome OS on this machine.")
         else:
             status.update(f"{len(self.disks)} disk(s). Use the arrows and Enter.")
@@ -79,10 +99,17 @@ class DiskScreen(Step):
             table.focus()
             self._show(table.cursor_row)
 
+    def on_screen_resume(self) -> None:
+        if getattr(self, "probe_failed", False):  # back from the Failure screen's Retry
+            self.probe_failed = False
+            self.query_one("#status", Static).update("Looking for disks ...")
+            self.probe()
+
     def _show(self, row: int) -> None:
         if not 0 <= row < len(self.disks):
             return
         disk = self.disks[row]
+        self.query_one("#contents", Static).update(contents(disk))
         reason = self.query_one("#reason", Static)
         button = self.query_one("#next", Button)
         reason.update("" if disk.usable else f"{disk.path} cannot be used: " + "; ".join(disk.flags.values()))

@@ -244,7 +244,7 @@ class InstallerApp(App[int]):
                 if hasattr(self.screen, "stopping"):
                     self.screen.stopping()
                 return
-            self.exit(self.exit_code())
+            self.quit_with(self.exit_code())
 
         self.push_screen(ConfirmQuit("writing" if self.busy else self.phase), answer)
 
@@ -262,12 +262,16 @@ class InstallerApp(App[int]):
         the shared Stop; when nothing runs, they end the TUI at once."""
         stop = self.installer.stop
         if stop.reason and stop.reason != "quit" and not self.busy and self.phase != "done":
-            self.exit(EXIT_INTERRUPTED)
+            self.quit_with(EXIT_INTERRUPTED)
 
     def finish(self, action: str | None) -> None:
         if action in ("reboot", "poweroff") and not self.sandboxed:
             self.installer.runner.run(["systemctl", action], check=False)
-        self.exit(0)
+        self.quit_with(0)
+
+    def quit_with(self, code: int) -> None:
+        """End the TUI with this exit code (App.exit's first argument is the result, not the exit code)."""
+        self.exit(code, return_code=code)
 
 
 def on_virtual_console() -> bool:

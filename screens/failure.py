@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Static
 
-from phyllome_installer.core.errors import EXIT_FAILED, EXIT_INTERRUPTED
+from phyllome_installer.core.errors import EXIT_FAILED
 
 from .widgets import Step
 
@@ -63,4 +63,4 @@ class FailureScreen(Step):
 
     @on(Button.Pressed, "#quit")
     def action_quit_app(self) -> None:
-        self.app.exit(self.exit_code if self.exit_code else EXIT_INTERRUPTED)
+        self.app.quit_with(self.exit_code)

@@ -51,6 +51,9 @@ class FailureScreen(Step):
             yield Button(f"Quit (q, exit code {self.exit_code})", id="quit")
         yield from self.compose_footer()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "retry" and self.stopped)  # hidden from the footer too
+
     def on_mount(self) -> None:
         self.query_one("#quit" if self.stopped else "#retry", Button).focus()
 

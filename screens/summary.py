@@ -16,13 +16,14 @@ from .widgets import Step
 class SummaryScreen(Step):
     STEP = 5
     HELP = ("Read this before you go on: the disk named in the warning is erased completely.\n\n"
+            "Tab moves to the plan (arrows and PgUp/PgDn scroll it) and back.\n\n"
             "To confirm, type what is asked (the end of the disk's serial number, its size, or yes), then Enter.")
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         # The warning and the confirmation stay on screen; only the plan between them scrolls.
         yield Static("", id="erase", classes="danger")
-        with VerticalScroll(classes="body", id="plan-box", can_focus=False):
+        with VerticalScroll(classes="body", id="plan-box"):  # Tab reaches it: the arrows scroll the plan
             yield Static("", id="plan")
         with Vertical(id="confirm-box"):
             yield Static("", id="ask")

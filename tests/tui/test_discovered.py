@@ -58,7 +58,7 @@ def text(screen) -> str:
 class StubInstaller(Installer):
     """Records the install it is asked for instead of performing it (plans stay real)."""
 
-    def install(self, config, sink=None):
+    def install(self, config, sink=None, consent=None):
         from phyllome_installer.engine import Result
 
         self.installed = (config, self.unattended)

@@ -18,7 +18,6 @@ from textual.widgets import ProgressBar, RichLog, Static
 
 from phyllome_installer.core.errors import EXIT_FAILED
 from phyllome_installer.core.progress import Event, LogLine, TaskFailed, TaskFinished, TaskProgress, TaskStarted
-from phyllome_installer.engine import Result
 
 from .done import DoneScreen
 from .failure import FailureScreen
@@ -37,7 +36,7 @@ class ProgressScreen(Step):
             self.event = event
 
     class Finished(Message):
-        def __init__(self, result: Result) -> None:
+        def __init__(self, result) -> None:  # an engine.Result (imported when used: after the first paint)
             super().__init__()
             self.result = result
 
@@ -96,6 +95,8 @@ class ProgressScreen(Step):
         try:
             result = self.app.installer.install(self.config, Sink(), consent=self.consent)
         except Exception as exc:  # before the engine (sandbox attach, probe, lock): a result, never a traceback
+            from phyllome_installer.engine import Result
+
             result = Result(ok=False, failed_task="prepare", error=str(exc) or type(exc).__name__,
                             exit_code=getattr(exc, "exit_code", EXIT_FAILED))
         finally:
@@ -136,7 +137,7 @@ class ProgressScreen(Step):
                     if app.quit_requested else "")
             app.push_screen(DoneScreen(self.config, result.recovery_codes, note=note))
         else:
-            app.phase = "failed"
+            app.phase = "failed" if result.touched else "idle"
             app.push_screen(FailureScreen(result.failed_task, result.error, touched=result.touched,
                                           stopped=app.quit_requested or bool(app.installer.stop.reason),
                                           exit_code=result.exit_code))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tomllib
@@ -261,6 +262,11 @@ class InstallerApp(App[int]):
         """SIGTERM, SIGHUP or SIGINT (from outside: the TUI reads Ctrl+C as a key) stop a running install through
         the shared Stop; when nothing runs, they end the TUI at once."""
         stop = self.installer.stop
+        if stop.reason == "SIGHUP" and not self.busy:
+            # The terminal is gone: Textual's shutdown would wait forever to write to it, holding the install lock.
+            # Nothing runs (a running install has stopped and cleaned up by now): flush the log and leave.
+            logging.shutdown()
+            os._exit(EXIT_INTERRUPTED)
         if stop.reason and stop.reason != "quit" and not self.busy and self.phase != "done":
             self.quit_with(EXIT_INTERRUPTED)
 

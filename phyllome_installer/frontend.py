@@ -68,12 +68,13 @@ class Installer:
                               disks=[self.sandbox_disk()])
 
     def sandbox_disk(self) -> Disk:
-        from storage.probe import Disk
+        """The sandbox's image as a disk, with what it holds (an earlier install): read from the file, read-only."""
+        from storage.probe import Disk, read_image
 
         assert self.sandbox is not None
         size = int(DISK_SIZE.rstrip("G")) << 30
         return Disk(path=str(self.sandbox.image), name="sandbox", model="Sandbox disk image", serial=SANDBOX_SERIAL,
-                    size=size, transport="loop")
+                    size=size, transport="loop", **read_image(self.runner, str(self.sandbox.image)))
 
     def image_disk(self) -> Disk:
         """The ``--target-image`` file as the plan's disk (the loop device replaces it while installing)."""

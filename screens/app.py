@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tomllib
@@ -12,11 +13,17 @@ from textual.app import App
 from textual.binding import Binding
 
 from phyllome_installer import __version__
+from phyllome_installer.core.errors import EXIT_FAILED, EXIT_INTERRUPTED
 from phyllome_installer.core.files import read_bounded
 from phyllome_installer.frontend import SANDBOX_PLACEHOLDER, Discovered, Installer
 
 from .discovered import AnswerProblemsScreen, DiscoveryScreen
-from .steps import DiskScreen, EncryptionScreen, HostUserScreen, ProgressScreen, SummaryScreen, WelcomeScreen
+from .disk import DiskScreen
+from .encryption import EncryptionScreen
+from .host_user import HostUserScreen
+from .progress import ProgressScreen
+from .summary import SummaryScreen
+from .welcome import WelcomeScreen
 from .widgets import ConfirmQuit
 
 if TYPE_CHECKING:  # pydantic models load after the first paint
@@ -30,7 +37,10 @@ class InstallerApp(App[int]):
     CSS_PATH = "installer.tcss"
     TITLE = "Phyllome OS installer"
     SUB_TITLE = __version__
-    BINDINGS = [Binding("ctrl+q", "request_quit", "Quit", priority=True)]
+    # Ctrl+C is Ctrl+Q: both ask first. The command palette is off: the footer and F1 list every action.
+    BINDINGS = [Binding("ctrl+q", "request_quit", "Quit", priority=True),
+                Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True)]
+    ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, installer: Installer, *, answers: Path | None = None, log_path: Path | None = None,
                  ansi_color: bool = True, discovery: Discovery | None = None, boot: Boot | None = None) -> None:
@@ -38,8 +48,17 @@ class InstallerApp(App[int]):
         self.installer = installer
         self.log_path = log_path or installer.log_path
         self.draft: dict[str, Any] = {}
+        self.secrets: dict[str, tuple[str, str]] = {}
+        """What was typed in the secret fields (both copies), kept in memory so Back and forward keep it."""
         self.chosen_disk: Disk | None = None
         self.busy = False
+        """An install is running (its worker holds the disk): quitting stops it at a safe point first."""
+        self.phase = "idle"
+        """What the quit dialog says: idle (nothing written), writing, done or failed."""
+        self.quit_requested = False
+        """The user asked to quit while the install was writing: the install is stopping."""
+        self.confirmed_identity: str | None = None
+        """The identity (Disk.identity) of the disk confirmed on the summary: the install refuses any other."""
         self.log_sink = None
         self._machine: MachineProfile | None = None
         self.base: dict[str, Any] = {}
@@ -120,8 +139,12 @@ class InstallerApp(App[int]):
         result = validate_data(self.data(), unattended=False)
         return result.config, [f"{p.key}: {p.message}" for p in result.problems]
 
-    def check_host_user(self, hostname: str, timezone: str, user: str, password: str, ssh: str) -> list[str]:
-        """Problems of the host and user fields, in the answer file's words."""
+    #: Where an answer-file key's problem is shown on the Host and user screen.
+    HOST_USER_FIELDS = (("host.hostname", "hostname"), ("host.timezone", "timezone"), ("users[0].name", "user"),
+                        ("users[0].password", "pw1"), ("users[0].ssh_keys", "ssh"), ("users[0]", "pw1"))
+
+    def check_host_user(self, hostname: str, timezone: str, user: str, password: str, ssh: str) -> dict[str, str]:
+        """Problems of the host and user fields, by field id, in the user's words (every one at once)."""
         from phyllome_installer.answers import validate_data
 
         data = self.data()
@@ -129,7 +152,27 @@ class InstallerApp(App[int]):
         data["users"] = [{"name": user, **({"password": password} if password else {}),
                           **({"ssh_keys": [ssh]} if ssh else {})}]
         result = validate_data(data, unattended=False, redactor=None)
-        return [f"{p.key}: {p.message}" for p in result.problems if p.key.startswith(("host", "users"))]
+        problems: dict[str, str] = {}
+        for problem in result.problems:
+            field = next((f for key, f in self.HOST_USER_FIELDS if problem.key.startswith(key)), None)
+            if field is not None and field not in problems:
+                message = problem.message
+                problems[field] = message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+        return problems
+
+    def as_installed(self, config: InstallConfig, action: str = "none") -> InstallConfig:
+        """The config as the install used it, to save: in the sandbox its root filesystem and payload; on a disk,
+        `wipe` naming the disk that was confirmed; `post.action` what was done after the install."""
+        from phyllome_installer.sandbox import for_sandbox
+
+        if self.installer.sandbox is not None:
+            config = for_sandbox(config, self.installer.sandbox, SANDBOX_PLACEHOLDER)
+        else:
+            identity = self.confirmed_identity or ""
+            wipe = identity.partition(":")[2] if identity.startswith(("serial:", "by-id:")) else config.storage.disk
+            config = config.model_copy(update={"storage": config.storage.model_copy(update={"wipe": wipe})})
+        post = config.post.model_copy(update={"action": action})
+        return config.model_copy(update={"post": post})
 
     # ------------------------------------------------------------------ keyboard
     def set_keyboard(self, keymap: str) -> None:
@@ -139,6 +182,7 @@ class InstallerApp(App[int]):
 
     # ------------------------------------------------------------------ flow
     def on_mount(self) -> None:
+        self.set_interval(0.5, self.watch_signals)
         if self.discovery is not None:
             self.push_screen(DiscoveryScreen())  # replaced by start_with() when the discovery is done
             return
@@ -185,16 +229,55 @@ class InstallerApp(App[int]):
             self.push_screen(screen())
 
     def action_request_quit(self) -> None:
-        def answer(quit_now: bool | None) -> None:
-            if quit_now:
-                self.exit(0)
+        if isinstance(self.screen, ConfirmQuit):
+            return
+        if self.quit_requested:
+            self.notify("The install is stopping at the next safe point; then the result is shown.",
+                        title="Stopping", timeout=4)
+            return
 
-        self.push_screen(ConfirmQuit(self.busy), answer)
+        def answer(quit_now: bool | None) -> None:
+            if not quit_now:
+                return
+            if self.busy:  # the install stops at its next safe point; the progress screen then shows the result
+                self.quit_requested = True
+                self.installer.stop.request("quit")
+                if hasattr(self.screen, "stopping"):
+                    self.screen.stopping()
+                return
+            self.quit_with(self.exit_code())
+
+        self.push_screen(ConfirmQuit("writing" if self.busy else self.phase), answer)
+
+    def exit_code(self) -> int:
+        """0 unless an install failed or was stopped (then its exit code: 1, or 130 when interrupted)."""
+        outcome = getattr(self, "outcome", None)
+        if self.busy:
+            return EXIT_INTERRUPTED
+        if outcome is not None and not outcome.ok:
+            return outcome.exit_code or EXIT_FAILED
+        return 0
+
+    def watch_signals(self) -> None:
+        """SIGTERM, SIGHUP or SIGINT (from outside: the TUI reads Ctrl+C as a key) stop a running install through
+        the shared Stop; when nothing runs, they end the TUI at once."""
+        stop = self.installer.stop
+        if stop.reason == "SIGHUP" and not self.busy:
+            # The terminal is gone: Textual's shutdown would wait forever to write to it, holding the install lock.
+            # Nothing runs (a running install has stopped and cleaned up by now): flush the log and leave.
+            logging.shutdown()
+            os._exit(EXIT_INTERRUPTED)
+        if stop.reason and stop.reason != "quit" and not self.busy and self.phase != "done":
+            self.quit_with(EXIT_INTERRUPTED)
 
     def finish(self, action: str | None) -> None:
         if action in ("reboot", "poweroff") and not self.sandboxed:
             self.installer.runner.run(["systemctl", action], check=False)
-        self.exit(0)
+        self.quit_with(0)
+
+    def quit_with(self, code: int) -> None:
+        """End the TUI with this exit code (App.exit's first argument is the result, not the exit code)."""
+        self.exit(code, return_code=code)
 
 
 def on_virtual_console() -> bool:

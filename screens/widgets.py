@@ -6,14 +6,44 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 from textual.widgets import Button, Footer, Static
 
 STEPS = ("Welcome", "Disk", "Encryption", "Host and user", "Summary", "Installing", "Done")
 
 
 class StepHeader(Static):
-    def __init__(self, step: int) -> None:
-        super().__init__(f" Step {step} of {len(STEPS)} · {STEPS[step - 1]}", id="step")
+    def __init__(self, step: int, title: str | None = None) -> None:
+        super().__init__(f" Step {step} of {len(STEPS)} · {title or STEPS[step - 1]}", id="step")
+
+
+class FormField(Vertical):
+    """A labelled field: the label stays beside the input whatever it holds, and the field's error is shown right
+    below it, in the user's words (every error of a screen at once)."""
+
+    DEFAULT_CLASSES = "field"
+
+    def __init__(self, label: str, field: Widget, *, hint: Widget | None = None) -> None:
+        super().__init__(id=f"{field.id}-field")
+        self.label = label
+        self.field = field
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="field-row"):
+            yield Static(self.label, classes="field-label")
+            yield self.field
+            if self.hint is not None:
+                yield self.hint
+        yield Static("", id=f"{self.field.id}-error", classes="field-error warning")
+
+    def on_mount(self) -> None:
+        self.query_one(".field-error").display = False
+
+    def set_error(self, text: str) -> None:
+        error = self.query_one(".field-error", Static)
+        error.update(f"WARNING: {text}" if text else "")
+        error.display = bool(text)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -35,23 +65,42 @@ class HelpScreen(ModalScreen[None]):
 
 
 class ConfirmQuit(ModalScreen[bool]):
-    BINDINGS = [Binding("escape,n", "answer(False)", "Stay"), Binding("y", "answer(True)", "Quit")]
+    """Quit? Focus starts on staying, so Ctrl+Q then Enter never quits by accident. The wording fits ``state``:
+    "idle" (nothing written yet), "writing" (an install is running: quitting stops it at a safe point), "done"
+    (installed: the recovery code is not shown again) or "failed" (the disk is not bootable). ``True``/``False``
+    are "writing"/"idle", as before."""
 
-    def __init__(self, busy: bool) -> None:
+    BINDINGS = [Binding("escape,n", "answer(False)", "Stay"), Binding("y", "answer(True)", "Quit")]
+    WORDING = {
+        "idle": ("Quit the installer?", "Nothing has been written to any disk.", "Quit (y)", "Stay (n)"),
+        "writing": ("Stop the install and quit?",
+                    "WARNING: the install is writing to the disk. Stopping ends the command in progress, cleans "
+                    "up and leaves the disk NOT bootable; run the installer again to install.",
+                    "Stop the install (y)", "Keep installing (n)"),
+        "done": ("Quit the installer?",
+                 "Phyllome OS is installed. Have you written down the recovery code? It is not shown again.",
+                 "Quit (y)", "Stay (n)"),
+        "failed": ("Quit the installer?",
+                   "The install did not finish: the disk is not bootable until an install succeeds.",
+                   "Quit (y)", "Stay (n)"),
+    }
+
+    def __init__(self, state: str | bool = "idle") -> None:
         super().__init__()
-        self.busy = busy
+        self.state = {True: "writing", False: "idle"}.get(state, state) if isinstance(state, bool) else state
+        self.busy = self.state == "writing"
 
     def compose(self) -> ComposeResult:
+        title, text, quit_label, stay_label = self.WORDING.get(self.state, self.WORDING["idle"])
         with Vertical(id="dialog"):
-            yield Static("Quit the installer?", classes="dialog-title")
-            if self.busy:
-                yield Static("WARNING: the install is writing to the disk. Quitting now leaves the disk "
-                             "unbootable; run the installer again to finish.", classes="warning")
-            else:
-                yield Static("Nothing has been written to any disk.")
+            yield Static(title, classes="dialog-title")
+            yield Static(text, id="quit-text", classes="warning" if self.state != "idle" else "")
             with Horizontal(classes="buttons"):
-                yield Button("Quit (y)", id="yes", variant="error")
-                yield Button("Stay (n)", id="no", variant="primary")
+                yield Button(stay_label, id="no", variant="primary")
+                yield Button(quit_label, id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -64,11 +113,13 @@ class Step(Screen):
     """A step of the installer: a header, Esc goes back (the screen below keeps what was typed), F1 helps."""
 
     STEP = 1
+    STEP_TITLE: str | None = None
+    """The header's name of this step, when not the one in STEPS (e.g. "Failed" instead of "Done")."""
     HELP = ""
     BINDINGS = [Binding("escape", "back", "Back"), Binding("f1", "help", "Help")]
 
     def compose_header(self) -> ComposeResult:
-        yield StepHeader(self.STEP)
+        yield StepHeader(self.STEP, self.STEP_TITLE)
 
     def compose_footer(self) -> ComposeResult:
         yield Footer()

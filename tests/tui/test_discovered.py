@@ -15,7 +15,11 @@ from phyllome_installer.frontend import Installer
 from phyllome_installer.sandbox import Sandbox
 from screens.app import create_installer_app
 from screens.discovered import AnswerProblemsScreen
-from screens.steps import DiskScreen, FailureScreen, ProgressScreen, SummaryScreen, WelcomeScreen
+from screens.disk import DiskScreen
+from screens.failure import FailureScreen
+from screens.progress import ProgressScreen
+from screens.summary import SummaryScreen
+from screens.welcome import WelcomeScreen
 from tests.tui.conftest import MACHINE
 
 SIZE = (80, 25)
@@ -54,7 +58,7 @@ def text(screen) -> str:
 class StubInstaller(Installer):
     """Records the install it is asked for instead of performing it (plans stay real)."""
 
-    def install(self, config, sink=None):
+    def install(self, config, sink=None, consent=None):
         from phyllome_installer.engine import Result
 
         self.installed = (config, self.unattended)

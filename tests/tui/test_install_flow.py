@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from phyllome_installer.cli import install_main
 from phyllome_installer.core.runner import RecordingRunner, SubprocessRunner
-from screens.steps import DoneScreen, FailureScreen, SummaryScreen
+from phyllome_installer.sandbox import kernel_can_mount
+from screens.done import DoneScreen
+from screens.failure import FailureScreen
+from screens.summary import SummaryScreen
 from tests.tui.conftest import walk_to_summary
 
 pytestmark = pytest.mark.root
@@ -33,6 +37,15 @@ async def test_whole_flow_ends_on_done_with_a_real_install(app_factory, tmp_path
         saved = (tmp_path / "saved.toml").read_text()
         assert "correct horse battery" not in saved and "a long password" not in saved
         assert 'timezone = "Europe/Paris"' in saved
+        # What was done: the sandbox's root filesystem and payload, no reboot that did not happen.
+        assert f'root_fs = "{"f2fs" if kernel_can_mount("f2fs") else "ext4"}"' in saved
+        assert 'action = "none"' in saved and str(tmp_path / "sandbox" / "repo") in saved
+        restored = tmp_path / "restored.toml"
+        restored.write_text(saved.replace('# passphrase = "..."  (removed: secrets are never written)',
+                                          'passphrase = "correct horse battery"')
+                            .replace('# password = "..."  (removed: secrets are never written)',
+                                     'password = "a long password"'))
+        assert install_main(["validate", str(restored)]) == 0
     assert (tmp_path / "sandbox" / "disk.img").stat().st_size == 16 << 30
 
 

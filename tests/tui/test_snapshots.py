@@ -1,8 +1,10 @@
-"""Every screen at 80x25, compared with its saved SVG (pytest-textual-snapshot; `--snapshot-update` to accept)."""
+"""Every screen at 80x25 (a Linux VT), and the longest ones at 80x24 too, compared with its saved SVG
+(pytest-textual-snapshot; `--snapshot-update` to accept, then look at the SVGs)."""
 
 from __future__ import annotations
 
-from screens.steps import DoneScreen, FailureScreen
+from screens.done import DoneScreen
+from screens.failure import FailureScreen
 from tests.tui.conftest import to_disk, to_encryption, to_host, walk_to_summary
 
 SIZE = (80, 25)
@@ -60,3 +62,44 @@ def test_failure(snap_compare, app_factory):
                                                   "deploy ...\n  | error: No space left on device"))
         await pilot.pause()
     assert snap_compare(app_factory(), terminal_size=SIZE, run_before=failed)
+
+
+# 80x24: the screens with the most lines, their buttons on screen.
+SMALL = (80, 24)
+
+
+def test_host_and_user_80x24(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=to_host)
+
+
+def test_summary_80x24(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=walk_to_summary)
+
+
+def test_done_80x24(snap_compare, app_factory):
+    async def done(pilot):
+        await walk_to_summary(pilot)
+        config, _ = pilot.app.config()
+        await pilot.app.push_screen(DoneScreen(config, {"/var/lib/libvirt/images": "ABCD-EFGH-IJKL-MNOP-QRST-UVWX"
+                                                                                   "-YZ23-4567"}))
+        await pilot.pause()
+    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=done)
+
+
+def test_stopped_80x24(snap_compare, app_factory):
+    async def stopped(pilot):
+        await pilot.pause()
+        pilot.app.log_path = "/tmp/phyllome-install.log"
+        await pilot.app.push_screen(FailureScreen("partition", "interrupted (quit); the disk /dev/loop7 is not "
+                                                  "bootable: run the install again", stopped=True, exit_code=130))
+        await pilot.pause()
+    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=stopped)
+
+
+def test_quit_while_writing_80x24(snap_compare, app_factory):
+    async def writing(pilot):
+        await pilot.pause()
+        pilot.app.busy = True  # as the progress screen sets it; nothing runs
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=writing)

@@ -58,7 +58,7 @@ def unlock_and_login(machine) -> None:
     machine.expect(r"Passphrase or recovery code for the VM store", 600, "systemd -> the unlock prompt")
     # systemd-ask-password flushes what was typed before it set the terminal up: type until the stars show (one
     # per character), then wait for the key derivation (argon2id: minutes under TCG).
-    machine.answer(r"\*{%d}" % len(PASSPHRASE), PASSPHRASE, 150, "passphrase typed")
+    machine.answer(r"\*" * len(PASSPHRASE), PASSPHRASE, 150, "passphrase typed")
     machine.expect(r"VM store \S+ is unlocked", 900, "unlock")
     machine.expect(r"login: ", 900, "unattended first boot -> login prompt")
     machine.answer(r"Password: ", "admin", 100, "password prompt")

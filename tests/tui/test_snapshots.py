@@ -10,6 +10,18 @@ from tests.tui.conftest import to_disk, to_encryption, to_host, walk_to_summary
 SIZE = (80, 25)
 
 
+def steady(run_before):
+    """The same steps, then every text field's cursor held still: a picture must not depend on the blink."""
+    async def run(pilot):
+        from textual.widgets import Input
+
+        await run_before(pilot)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause()
+    return run
+
+
 def test_welcome(snap_compare, app_factory):
     assert snap_compare(app_factory(), terminal_size=SIZE)
 
@@ -19,15 +31,15 @@ def test_disk(snap_compare, app_factory):
 
 
 def test_encryption(snap_compare, app_factory):
-    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=to_encryption)
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=steady(to_encryption))
 
 
 def test_host_and_user(snap_compare, app_factory):
-    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=to_host)
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=steady(to_host))
 
 
 def test_summary(snap_compare, app_factory):
-    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=walk_to_summary)
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=steady(walk_to_summary))
 
 
 def test_help(snap_compare, app_factory):
@@ -69,11 +81,11 @@ SMALL = (80, 24)
 
 
 def test_host_and_user_80x24(snap_compare, app_factory):
-    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=to_host)
+    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=steady(to_host))
 
 
 def test_summary_80x24(snap_compare, app_factory):
-    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=walk_to_summary)
+    assert snap_compare(app_factory(), terminal_size=SMALL, run_before=steady(walk_to_summary))
 
 
 def test_done_80x24(snap_compare, app_factory):

@@ -34,6 +34,7 @@ class Stop:
         self._event = threading.Event()
         self._shield = threading.local()
         self.reason = ""
+        self._announced = False
 
     def request(self, reason: str) -> None:
         if not self._event.is_set():
@@ -43,6 +44,9 @@ class Stop:
     @property
     def requested(self) -> bool:
         """Whether to stop now: set, and not inside a shielded cleanup of this thread."""
+        if self._event.is_set() and not self._announced:
+            self._announced = True
+            log.warning("%s received: stopping at the next safe point, then cleaning up", self.reason)
         return self._event.is_set() and not getattr(self._shield, "depth", 0)
 
     def check(self) -> None:
@@ -89,10 +93,9 @@ def signals_stop(stop: Stop, signals: tuple[signal.Signals, ...] = SIGNALS) -> I
         return
 
     def handler(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if not stop._event.is_set():
-            log.warning("%s received: stopping at the next safe point, then cleaning up", name)
-        stop.request(name)
+        # Only a flag: logging here could re-enter a stream the interrupted code was writing to (the log says it
+        # when the engine or the runner sees the request).
+        stop.request(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:

@@ -13,7 +13,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_firstboot import add_machine_options, cmd_run, cmd_screens, cmd_unlock
+from .cli_firstboot import (
+    add_machine_options,
+    cmd_check,
+    cmd_run,
+    cmd_screens,
+    cmd_unlock,
+    cmd_vm_create,
+    cmd_vm_os_list,
+    cmd_vm_plan,
+    positive_arg,
+    size_arg,
+)
 from .core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -183,130 +194,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    import json
-
-    from firstboot.checks import Machine, run_checks
-    from firstboot.gpu import analyse
-    from firstboot.state import PROFILE, save_profile
-
-    if not args.root.is_dir():
-        raise UserError(f"--root {args.root}: no such directory (a saved machine tree, or / for this machine)")
-    machine = Machine(args.root)
-    checks = run_checks(machine)
-    gpus = analyse(machine, args.guest)
-    result = {"guest": args.guest, "checks": [c.to_dict() for c in checks], "gpus": [g.to_dict() for g in gpus]}
-    save = args.save if args.save is not None else (Path("/") / PROFILE if machine.live else None)
-    if save is not None:
-        try:
-            save_profile(result, save)
-        except OSError as exc:
-            print(f"phyllome-firstboot: warning: cannot save {save}: {exc.strerror}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for check in checks:
-            print(check.line())
-        for gpu in gpus:
-            isolation = "isolated" if gpu.isolated else ("no IOMMU group" if gpu.iommu_group is None else
-                                                         "NOT isolated: shares its group with "
-                                                         + ", ".join(gpu.blockers))
-            print(f"\nGPU {gpu.address}: {gpu.name} (driver {gpu.driver or 'none'}"
-                  f"{', boot VGA' if gpu.boot_vga else ''}), {isolation}")
-            for strategy in gpu.strategies:
-                mark = f"{strategy.rank}." if strategy.available else " -"
-                print(f"  {mark} {strategy.name:<14} {strategy.reason}")
-        if not gpus:
-            print("\nNo GPU found: guests get 2D virtio-gpu.")
-    return 1 if any(c.status == "FAIL" for c in checks) else 0
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return int(text)
-
-
-def _size_arg(text: str) -> int:
-    from .answers import parse_size
-
-    try:
-        size = parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    if size <= 0:
-        raise argparse.ArgumentTypeError("a size must be greater than zero")
-    return size
-
-
-def _vm_request(args: argparse.Namespace, **values):
-    """The user's VM choices as a validated request (bad values: exit 2, nothing touched)."""
-    from pydantic import ValidationError
-
-    from firstboot.vm import Request
-
-    fields = {"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
-              "disk_format": args.disk_format, "gpu": args.gpu, "vmm": args.vmm, "tpm": args.tpm,
-              "iso": str(args.iso.absolute()) if args.iso else None, "store": str(args.store.absolute()),
-              "serial_log": str(args.serial_log.absolute()) if args.serial_log else None} | values
-    try:
-        return Request(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        raise UserError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
-
-
-def _vm_planned(args: argparse.Namespace, request):
-    from firstboot.checks import Machine
-    from firstboot.osinfo import Catalogue
-    from firstboot.primary import build, host_facts, profile_for
-
-    catalogue = Catalogue()
-    profile_for(catalogue, args.os, request.iso)  # bad input is reported before libvirt is asked anything
-    return build(request, args.os, catalogue=catalogue, host=host_facts(args.uri, args.root),
-                 machine=Machine(args.root))
-
-
-def cmd_vm_os_list(args: argparse.Namespace) -> int:
-    import json
-
-    from firstboot.osinfo import Catalogue
-
-    entries = Catalogue().entries()
-    if args.json:
-        print(json.dumps(entries, indent=2))
-    else:
-        for e in entries:
-            print(f"{e['short_id']:<24} {e['family']:<8} {e['release'] or '-':<10} {e['name']}")
-    return 0
-
-
-def cmd_vm_plan(args: argparse.Namespace) -> int:
-    planned = _vm_planned(args, _vm_request(args))
-    print(planned.xml() if args.xml else planned.to_json() if args.json else planned.render(), end="")
-    if args.json:
-        print()
-    return 0
-
-
-def _vm_create(args: argparse.Namespace, planned, *, dry_run: bool, start: bool) -> int:
-    from firstboot.primary import create
-
-    from .core.runner import SubprocessRunner
-
-    for note in planned.spec.notes:
-        print(f"note: {note}", file=sys.stderr)
-    result = create(planned, args.uri, SubprocessRunner(), dry_run=dry_run, start=start, root=args.root)
-    for step in result.steps:
-        print(f"{planned.spec.name}: {step}")
-    print(f"{planned.spec.name}: " + ("the dry run passed; nothing was created" if dry_run else
-                                      "defined with autostart" + (" and started" if start else "")))
-    return 0
-
-
-def cmd_vm_create(args: argparse.Namespace) -> int:
-    return _vm_create(args, _vm_planned(args, _vm_request(args)), dry_run=args.dry_run, start=args.start)
-
-
 # ---------------------------------------------------------------------------------------------- parsers
 
 
@@ -427,7 +314,8 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
                    help="where the store's filesystem is mounted whole (default: found in /proc/self/mountinfo)")
     p.add_argument("--ask-password", action=argparse.BooleanOptionalAction, default=None,
                    help="ask through systemd-ask-password (default: when systemd runs this, $INVOCATION_ID)")
-    p.add_argument("--tries", type=_positive, default=3, metavar="N", help="wrong tries before giving up (default 3)")
+    p.add_argument("--tries", type=positive_arg, default=3, metavar="N",
+                   help="wrong tries before giving up (default 3)")
     p.set_defaults(handler=cmd_unlock)
 
     p = sub.add_parser("run", parents=[common], help="the whole first boot (the unit runs this)")
@@ -442,9 +330,9 @@ def _vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iso", type=Path, metavar="PATH", help="the installation ISO (the OS is detected from it)")
     p.add_argument("--os", metavar="SHORTID", help="the guest OS as an osinfo short id (vm os-list)")
     p.add_argument("--name", default="desktop", help="the VM's name (default desktop)")
-    p.add_argument("--memory", type=_size_arg, metavar="SIZE", help="guest memory, e.g. 8GiB")
+    p.add_argument("--memory", type=size_arg, metavar="SIZE", help="guest memory, e.g. 8GiB")
     p.add_argument("--cpus", type=int, metavar="N", help="virtual CPUs")
-    p.add_argument("--disk-size", type=_size_arg, metavar="SIZE", help="the guest disk's size, e.g. 128GiB")
+    p.add_argument("--disk-size", type=size_arg, metavar="SIZE", help="the guest disk's size, e.g. 128GiB")
     p.add_argument("--disk-format", choices=["qcow2", "raw"], default="qcow2", help="the guest disk's format")
     p.add_argument("--gpu", choices=["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"],
                    default="auto", help="graphics strategy (default: the checks' recommendation)")

@@ -69,7 +69,8 @@ class Installer:
 
     def sandbox_disk(self) -> Disk:
         """The sandbox's image as a disk, with what it holds (an earlier install): read from the file, read-only."""
-        from storage.probe import Disk, read_image
+        from storage.image import read_image
+        from storage.probe import Disk
 
         assert self.sandbox is not None
         size = int(DISK_SIZE.rstrip("G")) << 30

@@ -49,10 +49,7 @@ class Boot:
 
 
 def read_cmdline(discovery: Discovery) -> str:
-    try:
-        return read_text_bounded(discovery.cmdline, 64 * 1024, errors="replace")
-    except OSError:
-        return ""
+    return discovery.kernel_cmdline()
 
 
 def from_initramfs(boot: Boot) -> Found | None:

@@ -168,11 +168,7 @@ class Discovery:
     def find(self, cli_path: Path | None = None) -> Found | None:
         if cli_path is not None:
             return Found(f"--answers {cli_path}", _read_local(cli_path, "--answers"), str(cli_path))
-        try:
-            cmdline = read_text_bounded(self.cmdline, 64 * 1024, errors="replace")
-        except OSError:
-            cmdline = ""
-        value = kernel_argument(cmdline)
+        value = kernel_argument(self.kernel_cmdline())
         if value is not None:
             return self._from_kernel_argument(value)
         device = self._device_with_label(self.label)
@@ -181,6 +177,13 @@ class Discovery:
             return self._found(source, self._read_from_device(device, "/answers.toml", source))
         log.info("no answer file: --answers not given, no %s= kernel argument, no %s partition", KARG, self.label)
         return None
+
+    def kernel_cmdline(self) -> str:
+        """The kernel command line (bounded; empty when it cannot be read)."""
+        try:
+            return read_text_bounded(self.cmdline, 64 * 1024, errors="replace")
+        except OSError:
+            return ""
 
     def _found(self, source: str, data: bytes, name: str | None = None) -> Found:
         log.info("answer file from %s (%d bytes)", source, len(data))

@@ -87,12 +87,3 @@ def read_text_bounded(path: Path | str, cap: int = DEFAULT_CAP, *, errors: str =
     except UnicodeDecodeError:
         raise BoundedReadError(path, "is not UTF-8 text") from None
 
-
-def is_regular(path: Path | str) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-__all__ = ["DEFAULT_CAP", "BoundedReadError", "is_regular", "read_bounded", "read_text_bounded", "Path"]

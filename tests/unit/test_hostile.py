@@ -19,16 +19,11 @@ from hypothesis import strategies as st
 from phyllome_installer import answers
 from phyllome_installer.cli import install_main
 from phyllome_installer.core import cmdline
+from tests.unit.test_answers import expected
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "answers"
 HOSTILE = sorted((DATA / "hostile").glob("*.toml"))
 EVERY = DATA / "good" / "every-string.toml"
-
-
-def expected(path: Path) -> str:
-    first = path.read_text().splitlines()[0]
-    assert first.startswith("# expect: ")
-    return first[len("# expect: "):]
 
 
 def test_the_hostile_corpus_is_large():

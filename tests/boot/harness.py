@@ -13,6 +13,7 @@ KVM is never used (it does not work on these machines, DESIGN.md section 4).
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import shutil
@@ -114,6 +115,8 @@ class UefiMachine:
 
     def _read(self) -> None:
         assert self._sock is not None
+        # One decoder for the whole stream: a character split between two reads is not lost.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with open(self.serial_log, "a", errors="replace") as out:
             while True:
                 try:
@@ -122,7 +125,7 @@ class UefiMachine:
                     return
                 if not data:
                     return
-                text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+                text = decoder.decode(data).replace("\r\n", "\n")
                 out.write(text)
                 out.flush()
                 with self._lock:
@@ -182,6 +185,33 @@ class UefiMachine:
         if self._sock is None:
             raise RuntimeError("the machine is not started")
         self._sock.sendall(text.encode() + b"\r")
+
+    def type_secret(self, secret: str, timeout: float, stage: str, *, tries: int = 5) -> None:
+        """Type `secret` at a systemd-ask-password prompt and press Enter only once every character was echoed
+        (one star each, wherever other console output falls between them).
+
+        The prompt flushes what was typed before it set the terminal up, and under TCG that moment is late and
+        varies: each try first erases the line (Ctrl+U, which the prompt understands), so a half-flushed try
+        never sends a truncated secret."""
+        if self._sock is None:
+            raise RuntimeError("the machine is not started")
+        for _ in range(tries):
+            start = len(self.console)
+            self._sock.sendall(b"\x15" + secret.encode())
+            deadline = time.monotonic() + timeout / tries
+            while time.monotonic() < deadline:
+                if self.console[start:].count("*") >= len(secret):
+                    self._sock.sendall(b"\r")
+                    self._mark = len(self.console)
+                    self.stages.append((stage, time.monotonic() - self._started))
+                    return
+                if self.process is None or self.process.poll() is not None:
+                    raise StageFailed(stage, "QEMU ended while the secret was typed", self.console)
+                time.sleep(0.2)
+        with self._lock:
+            raw = self._buffer[-300:]
+        raise StageFailed(stage, f"{tries} tries: the prompt never echoed {len(secret)} stars (the console's last "
+                                 f"bytes: {raw!r})", self.console)
 
     def answer(self, prompt_after: str, line: str, timeout: float, stage: str, *, tries: int = 5) -> re.Match:
         """Type `line` until `prompt_after` shows: a getty (agetty) flushes what was typed before it was ready,

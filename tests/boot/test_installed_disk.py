@@ -56,9 +56,9 @@ PASSPHRASE = "boot test passphrase"
 def unlock_and_login(machine) -> None:
     """The VM store's prompt (systemd-ask-password on the console, before libvirt), then the login."""
     machine.expect(r"Passphrase or recovery code for the VM store", 600, "systemd -> the unlock prompt")
-    # systemd-ask-password flushes what was typed before it set the terminal up: type until the stars show (one
-    # per character), then wait for the key derivation (argon2id: minutes under TCG).
-    machine.answer(r"\*" * len(PASSPHRASE), PASSPHRASE, 150, "passphrase typed")
+    # Typed until the prompt echoed every character, then Enter; then the key derivation (argon2id: minutes under
+    # TCG).
+    machine.type_secret(PASSPHRASE, 150, "passphrase typed")
     machine.expect(r"VM store \S+ is unlocked", 900, "unlock")
     login(machine)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +64,24 @@ def test_units_are_enabled_in_usr_and_order_as_the_design_says(tree):
     for line in ("TTYPath=/dev/tty1", "TTYReset=yes", "TTYVHangup=yes", "StandardInput=tty",
                  "Environment=TERM=linux", "Conflicts=getty@tty1.service"):
         assert line in live
+
+
+def _directive(text: str, key: str) -> set[str]:
+    return {word for line in text.splitlines() if line.startswith(f"{key}=") for word in line[len(key) + 1:].split()}
+
+
+def test_the_unlock_prompt_comes_before_systemd_hands_password_requests_to_wall():
+    """Once the units that systemd's wall agent waits for have run, its ExecStartPre stops the console agent: an
+    unlock asked later never shows its prompt, or shows it and reads nothing (seen booting the installed disk).
+    The unlock must be ordered before every unit the wall agent is ordered after, as this system's systemd ships it."""
+    wall = Path("/lib/systemd/system/systemd-ask-password-wall.service")
+    if not wall.exists():
+        pytest.skip("this system's systemd ships no systemd-ask-password-wall.service")
+    text = wall.read_text()
+    assert "systemd-ask-password-console" in text  # the reason: it stops the console agent
+    waits_for = _directive(text, "After")
+    assert waits_for, text
+    assert waits_for <= _directive(units.unit_text("phyllome-unlock.service"), "Before")
 
 
 def test_the_marker_path_in_the_unit_is_the_one_the_code_uses():

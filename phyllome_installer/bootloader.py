@@ -2,9 +2,13 @@
 
 * ``bootupd``: the tree ships ``bootupctl``: ``bootupctl backend install --auto --write-uuid --device DISK ROOT``,
   run inside the deployment (``chroot``), as Fedora's image-based installs do;
-* ``grub-efi``: GRUB for EFI from the live system, ``--removable --no-nvram`` into the ESP (no firmware variable
-  is touched), and a ``grub.cfg`` with one menu entry per ostree BLS entry (this works with any GRUB, with or
-  without Fedora's blscfg patch);
+* ``grub-efi``: GRUB for EFI, ``--removable --no-nvram`` into the ESP (no firmware variable is touched): the
+  payload's own GRUB when the tree ships it (``grub-install`` run inside the deployment, as bootupd prefers the
+  tree's boot loader), else the live system's. The menu follows ostree's deployments: ``/boot/grub/grub.cfg`` is
+  written once and only loads ``/boot/loader/grub.cfg``, which lives beside the BLS entries in ``loader.N/`` and
+  is switched with them atomically. The installer writes the first one (one menu entry per BLS entry); then
+  ``sysroot.bootloader grub2`` makes ostree write it at every deployment change with the deployment's own
+  ``grub-mkconfig`` and ``/etc/grub.d/15_ostree`` (upgrades, rollbacks, kernel arguments);
 * ``none``: the sandbox: ostree's BLS entries only.
 
 The boot loader is written by the last task that changes the disk: until it succeeds, nothing on the disk boots.
@@ -12,6 +16,7 @@ The boot loader is written by the last task that changes the disk: until it succ
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -75,6 +80,37 @@ def grub_cfg(entries: list[BootEntry], boot_uuid: str) -> str:
     return "\n".join(out)
 
 
+def stub_cfg(boot_uuid: str) -> str:
+    """/boot/grub/grub.cfg, written once: the menu is /loader/grub.cfg on the same partition (see the module)."""
+    return "\n".join([
+        "# Written once by phyllome-install. The menu is /loader/grub.cfg on this partition: ostree rewrites it",
+        "# (grub-mkconfig with /etc/grub.d/15_ostree) at every deployment change, beside the BLS entries.",
+        f"search --no-floppy --fs-uuid --set=root {grub_word(boot_uuid)}",
+        "configfile ($root)/loader/grub.cfg", ""])
+
+
+def loader_dir(boot: Path) -> Path:
+    """Where ostree keeps the current BLS entries: /boot/loader is a link to loader.0 or loader.1."""
+    link = boot / "loader"
+    return boot / os.readlink(link) if link.is_symlink() else link
+
+
+PAYLOAD_GRUB = ("usr/sbin/grub-install", "usr/lib/grub/x86_64-efi/linux.mod")
+MKCONFIG = ("usr/sbin/grub-mkconfig", "etc/grub.d/15_ostree", "etc/default/grub")
+"""What a deployment needs so that ostree can write the menu itself (``sysroot.bootloader grub2``)."""
+
+
+def missing_from(deployment: Path, paths: tuple[str, ...]) -> list[str]:
+    """Those of `paths` the deployment lacks (links are not followed: they point inside the deployment)."""
+    return [path for path in paths if not os.path.lexists(deployment / path)]
+
+
+def payload_grub_install_command(deployment: Path) -> list[str]:
+    """The payload's grub-install, inside the deployment (its /dev, /proc, /sys, /boot and ESP bound there)."""
+    return ["chroot", str(deployment), "/usr/sbin/grub-install", "--target=x86_64-efi", "--removable", "--no-nvram",
+            "--efi-directory=/boot/efi", "--boot-directory=/boot", "--bootloader-id=phyllome"]
+
+
 def grub_available(which=shutil.which) -> bool:
     return bool(which("grub2-install") or which("grub-install"))
 
@@ -84,10 +120,11 @@ def choose(deployment: Path, *, sandbox: bool, which=shutil.which) -> str:
         return "none"
     if (deployment / "usr" / "bin" / "bootupctl").exists():
         return "bootupd"
-    if which("grub2-install") or which("grub-install"):
+    if not missing_from(deployment, PAYLOAD_GRUB) or which("grub2-install") or which("grub-install"):
         return "grub-efi"
-    raise UserError("no boot loader can be installed: the tree ships no bootupctl and this live system has no "
-                    "grub-install", hint="install Debian's grub-efi-amd64-bin or Fedora's grub2-efi-x64-modules")
+    raise UserError("no boot loader can be installed: the tree ships neither bootupctl nor GRUB and this live "
+                    "system has no grub-install",
+                    hint="install Debian's grub-efi-amd64-bin or Fedora's grub2-efi-x64-modules")
 
 
 def grub_install_command(esp: Path, boot: Path, which=shutil.which) -> list[str]:

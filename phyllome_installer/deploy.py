@@ -144,12 +144,16 @@ def check_tree(runner: Runner, payload: Payload, *, encrypted_store: bool = Fals
     return missing
 
 
-def ships_bootupd(runner: Runner, payload: Payload) -> bool | None:
-    """Whether a local payload ships bootupctl (None: not known before the pull)."""
+def ships(runner: Runner, payload: Payload, path: str) -> bool | None:
+    """Whether a local payload's tree has `path` (None: not known before the pull)."""
     if not isinstance(payload, LocalPayload):
         return None
-    return runner.run(["ostree", f"--repo={payload.repo}", "ls", payload.ref, "/usr/bin/bootupctl"],
-                      check=False).ok
+    return runner.run(["ostree", f"--repo={payload.repo}", "ls", payload.ref, path], check=False).ok
+
+
+def ships_bootupd(runner: Runner, payload: Payload) -> bool | None:
+    """Whether a local payload ships bootupctl (None: not known before the pull)."""
+    return ships(runner, payload, "/usr/bin/bootupctl")
 
 
 def payload_names(runner: Runner, payload: Payload) -> set[str]:

@@ -58,10 +58,12 @@ def check(ctx: Context) -> None:
                                 "name for the admin user")
     if not ctx.sandbox and not deploy.ships_bootupd(ctx.runner, ctx.config.payload):
         # What the boot loader task will need, checked while nothing is written (bootloader.choose decides then).
-        if not bootloader.grub_available():
-            raise UserError("no boot loader can be installed: the payload ships no bootupctl and this live system "
-                            "has no grub-install", hint="install Debian's grub-efi-amd64-bin or Fedora's "
-                            "grub2-efi-x64-modules on the live system")
+        if not bootloader.grub_available() and not deploy.ships(ctx.runner, ctx.config.payload,
+                                                                  "/" + bootloader.PAYLOAD_GRUB[0]):
+            raise UserError("no boot loader can be installed: the payload ships neither bootupctl nor GRUB, and "
+                            "this live system has no grub-install",
+                            hint="install Debian's grub-efi-amd64-bin or Fedora's grub2-efi-x64-modules on the live "
+                            "system")
         if not ctx.fat_driver:
             raise UserError("GRUB needs the EFI system partition mounted: this kernel has no vfat and there is no "
                             "fusefat")
@@ -187,10 +189,46 @@ def install_bootloader(ctx: Context) -> None:
         if not ctx.fat_driver:
             raise UserError("GRUB needs the EFI system partition mounted: this kernel has no vfat and there is "
                             "no fusefat")
+        install_grub(ctx, boot)
+
+
+def _tree_ships(ctx: Context, paths: tuple[str, ...], what: str) -> bool:
+    """Whether the deployed tree has every one of `paths` (a dry run, which deploys nothing, assumes it does)."""
+    assert ctx.deployment is not None
+    if ctx.files.dry:
+        ctx.files.note(f"if the deployed tree ships {what}: " + ", ".join(f"/{p}" for p in paths))
+        return True
+    missing = bootloader.missing_from(ctx.deployment, paths)
+    if missing:
+        log.warning("the deployed tree lacks %s", ", ".join(f"/{m}" for m in missing))
+    return not missing
+
+
+def install_grub(ctx: Context, boot: Path) -> None:
+    """GRUB for EFI (the payload's when it ships one), its menu, and ostree told to keep the menu up to date."""
+    assert ctx.deployment is not None and ctx.applied is not None and ctx.mounts is not None
+    if _tree_ships(ctx, bootloader.PAYLOAD_GRUB, "GRUB for EFI (else this system's is installed)"):
+        for source in ("/dev", "/proc", "/sys"):
+            ctx.mounts.bind(Path(source), ctx.deployment / source.lstrip("/"))
+        ctx.mounts.bind(boot, ctx.deployment / "boot")
+        ctx.mounts.bind(boot / "efi", ctx.deployment / "boot/efi")
+        ctx.runner.run(bootloader.payload_grub_install_command(ctx.deployment))
+        ctx.progress("bootloader", "GRUB for EFI from the payload installed")
+    else:
         ctx.runner.run(bootloader.grub_install_command(ctx.sysroot / "boot/efi", boot))
-        cfg = bootloader.grub_dir(boot) / "grub.cfg"
-        entries = [] if ctx.files.dry else bootloader.read_bls(boot)
-        ctx.files.write(cfg, bootloader.grub_cfg(entries, ctx.applied.uuids["boot"]))
+        ctx.progress("bootloader", "GRUB for EFI from this live system installed (the payload ships none)")
+    uuid = ctx.applied.uuids["boot"]
+    entries = [] if ctx.files.dry else bootloader.read_bls(boot)
+    ctx.files.write(bootloader.loader_dir(boot) / "grub.cfg", bootloader.grub_cfg(entries, uuid))
+    ctx.files.write(bootloader.grub_dir(boot) / "grub.cfg", bootloader.stub_cfg(uuid))
+    if not _tree_ships(ctx, bootloader.MKCONFIG, "grub-mkconfig with ostree's 15_ostree (else the menu is "
+                                                 "written once)"):
+        ctx.progress("bootloader", "boot menu written once: the payload cannot rewrite it (no grub-mkconfig "
+                                   "with ostree's 15_ostree)")
+        return
+    ctx.runner.run(["ostree", "config", f"--repo={deploy.repo_of(ctx.sysroot)}", "set", "sysroot.bootloader",
+                    "grub2"])
+    ctx.progress("bootloader", "boot menu written; ostree rewrites it at every deployment change")
 
 
 def finish(ctx: Context) -> None:

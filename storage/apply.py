@@ -259,6 +259,16 @@ class TargetMounts:
             else:
                 self.mount(applied.devices[role], spec.mountpoint, *(("umask=0077",) if role == "esp" else ()))
 
+    def bind(self, source: Path, where: Path) -> Path:
+        """Bind ``source`` at ``where`` (inside the root, e.g. /dev into a deployment for a chroot); unmounted
+        with the rest, innermost first, also after a failure or a stop."""
+        where = Path(where).resolve()
+        if not where.is_relative_to(self.root):
+            raise ValueError(f"{where} is outside the target root {self.root}")
+        self.runner.run(["mount", "--bind", str(source), str(where)])
+        self.mounted.append(where)
+        return where
+
     def mount_fuse_fat(self, device: str, mountpoint: str) -> Path:
         """FAT through FUSE. ``fsname`` puts the device in mountinfo, where grub-install looks for it."""
         where = self.root / mountpoint.lstrip("/")

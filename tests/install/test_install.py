@@ -185,10 +185,17 @@ def test_grub_efi_install_on_a_loop_disk(tmp_path):
         boot_uuid = sh("blkid", "-s", "UUID", "-o", "value", device + "p2").strip()
         root_uuid = sh("blkid", "-s", "UUID", "-o", "value", device + "p3").strip()
         with mounted(device + "p2", tmp_path / "boot") as boot:
-            cfg = (boot / "grub" / "grub.cfg").read_text()
-            assert f"search --no-floppy --fs-uuid --set=root {boot_uuid}" in cfg
-            assert f"root=UUID={root_uuid}" in cfg and "linux /ostree/phyllome-" in cfg
+            stub = (boot / "grub" / "grub.cfg").read_text()  # written once: finds /boot, loads the menu there
+            assert f"search --no-floppy --fs-uuid --set=root {boot_uuid}" in stub
+            assert "configfile ($root)/loader/grub.cfg" in stub
+            menu = (boot / "loader" / "grub.cfg").read_text()  # beside the BLS entries, in loader.N/
+            assert (boot / "loader").is_symlink() and (boot / "loader" / "entries").is_dir()
+            assert f"root=UUID={root_uuid}" in menu and "linux /ostree/phyllome-" in menu
             assert (boot / "grub" / "x86_64-efi").is_dir()
+        with mounted(device + "p3", tmp_path / "root") as root:
+            # The demo payload ships no grub-mkconfig: ostree is not told to rewrite the menu it cannot write.
+            config = (root / "ostree/repo/config").read_text()
+            assert "bootloader=none" in config.replace(" ", ""), config
 
 
 def test_install_into_a_disk_image_file(tmp_path):

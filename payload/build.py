@@ -388,8 +388,10 @@ def next_version(payload: Payload) -> str:
         overlay = Path(tmp)
         (overlay / VERSION_FILE).parent.mkdir(parents=True)
         (overlay / VERSION_FILE).write_text("2\n")
+        for path in [overlay, *overlay.rglob("*")]:  # the overlay's directories replace the tree's metadata
+            path.chmod(0o755 if path.is_dir() else 0o644)
         run("ostree", f"--repo={payload.repo}", "commit", f"--branch={NEXT_REF}", f"--parent={payload.commit}",
-            f"--tree=ref={payload.commit}", f"--tree=dir={overlay}",
+            f"--tree=ref={payload.commit}", f"--tree=dir={overlay}", "--owner-uid=0", "--owner-gid=0",
             "--subject=Phyllome OS host payload, second version", "--add-metadata-string=version=2",
             stdout=subprocess.DEVNULL)
     run("ostree", f"--repo={payload.repo}", "summary", "-u")

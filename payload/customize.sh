@@ -29,3 +29,31 @@ kver=$(ls "$root/usr/lib/modules")
 in_root dracut --force --quiet --no-hostonly --kver "$kver" --compress zstd \
     --add-drivers "virtio_blk virtio_pci virtio_scsi virtio_net f2fs ext4 vfat nls_cp437 nls_iso8859_1" \
     "/usr/lib/modules/$kver/initramfs.img"
+
+# 3. What Fedora's host has and Debian lacks: the wheel group that gives an admin sudo (the installer's default
+#    groups are wheel and libvirt, as Anaconda's are).
+in_root groupadd --system wheel
+printf '%s\n' '# Members of wheel may run any command (as on Fedora).' '%wheel ALL=(ALL:ALL) ALL' \
+    > "$root/etc/sudoers.d/wheel"
+chmod 0440 "$root/etc/sudoers.d/wheel"
+
+# 4. GRUB's settings for grub-mkconfig, which ostree runs at every deployment change (sysroot.bootloader grub2,
+#    set by the installer) and whose /etc/grub.d/15_ostree writes one entry per deployment. Debian's grub-efi
+#    package would create this file; the payload ships only GRUB's binaries and grub2-common.
+cat > "$root/etc/default/grub" <<'GRUB'
+# Read by grub-mkconfig when ostree writes the boot menu (/boot/loader/grub.cfg) after a deployment change.
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=3
+GRUB_DISTRIBUTOR="Phyllome OS"
+GRUB_CMDLINE_LINUX=""
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_TERMINAL=console
+GRUB_DISABLE_OS_PROBER=true
+GRUB_DISABLE_RECOVERY=true
+GRUB
+
+# 5. Wired networking by DHCP (systemd-networkd, part of Debian's systemd), so that the host reaches the server
+#    its upgrades come from ([payload] upgrade_url); Fedora's host has NetworkManager for this.
+mkdir -p "$root/etc/systemd/network"
+printf '%s\n' '[Match]' 'Type=ether' '' '[Network]' 'DHCP=yes' > "$root/etc/systemd/network/80-phyllome-wired.network"
+in_root systemctl enable systemd-networkd.service >/dev/null 2>&1

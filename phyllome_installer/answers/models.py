@@ -21,6 +21,7 @@ from .values import (
     StateDir,
     Timezone,
     UserName,
+    at_least,
     control_problems,
     parse_size,
     password_hash_rule,
@@ -241,12 +242,12 @@ class PrimaryVm(Section):
     osinfo-db does not know falls back to the newest of its family (phyllome-firstboot vm os-list)."""
     iso: AbsolutePath | None = None
     """Installation ISO on the host."""
-    memory: Size | None = None
-    """Guest memory; default: the host's memory minus its reserve, never below osinfo's minimum."""
+    memory: Annotated[Size, at_least("256MiB", "a guest's memory")] | None = None
+    """Guest memory (at least 256MiB); default: the host's memory minus its reserve, never below osinfo's minimum."""
     vcpus: int | None = Field(default=None, ge=1, le=512)
     """Virtual CPUs; default: the host's CPUs minus one core, never below osinfo's minimum."""
-    disk_size: Size | None = None
-    """Size of the guest's disk in the encrypted VM store; default: osinfo's recommendation."""
+    disk_size: Annotated[Size, at_least("1GiB", "a guest's disk")] | None = None
+    """Size of the guest's disk (at least 1GiB) in the encrypted VM store; default: osinfo's recommendation."""
     disk_format: Literal["qcow2", "raw"] = "qcow2"
     """Format of the guest's disk."""
     gpu: Literal["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"] = "auto"

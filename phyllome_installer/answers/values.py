@@ -53,6 +53,18 @@ def size_value(value: Any) -> Any:
 
 Size = Annotated[str, BeforeValidator(size_value)]
 
+
+def at_least(minimum: str, what: str) -> AfterValidator:
+    """A size no smaller than `minimum`: a value that validates must work where it is used."""
+    floor = parse_size(minimum)
+
+    def check(value: str) -> str:
+        if parse_size(value) < floor:
+            raise ValueError(f"{shown(value)} is too small for {what}: at least {minimum}")
+        return value
+
+    return AfterValidator(check)
+
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE | re.ASCII)
 
 

@@ -36,6 +36,16 @@ def nested_options(cpu_vendor: str) -> str:
     return "".join(f"options {module} nested=1\n" for module in modules)
 
 
+def hosts_text(existing: str, hostname: str) -> str:
+    """The payload's /etc/hosts with the hostname on 127.0.1.1 (Debian's convention; Fedora resolves it through
+    nss-myhostname): without it, sudo and anything else that resolves the host's own name waits and complains."""
+    names = hostname if "." not in hostname else f"{hostname} {hostname.split('.', 1)[0]}"
+    kept = [line for line in existing.splitlines() if not line.split("#", 1)[0].split()[:1] == ["127.0.1.1"]]
+    if not any(line.split("#", 1)[0].split()[:1] == ["127.0.0.1"] for line in kept):
+        kept.insert(0, "127.0.0.1\tlocalhost")
+    return "\n".join([*kept[:1], f"127.0.1.1\t{names}", *kept[1:]]) + "\n"
+
+
 class HostConfig:
     """Writes the configuration of one deployment. ``root`` is the deployment directory."""
 
@@ -53,6 +63,11 @@ class HostConfig:
 
     def system_files(self, host: Host, *, cpu_vendor: str, fstab_text: str) -> None:
         self._write("etc/hostname", host.hostname + "\n")
+        try:
+            existing = (self.root / "etc/hosts").read_text()
+        except OSError:
+            existing = ""
+        self._write("etc/hosts", hosts_text(existing, host.hostname))
         self._write("etc/vconsole.conf", f"KEYMAP={host.keyboard}\n")
         self._write("etc/locale.conf", f'LANG="{host.locale}"\n')
         self.files.symlink(self.root / "etc" / "localtime", f"../usr/share/zoneinfo/{host.timezone}")

@@ -95,3 +95,14 @@ def test_the_tui_plans_without_wipe_consent_an_answer_file_does_not(tmp_path):
     assert tui.plan(config, PROFILE).context.disk.path == "/dev/sda"
     with pytest.raises(TargetError, match="does not name the chosen disk"):
         Installer(RecordingRunner()).plan(config, PROFILE)  # unattended: wipe must name it
+
+
+def test_the_hostname_resolves_through_etc_hosts():
+    from phyllome_installer.hostconfig import hosts_text
+
+    payload = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost\n127.0.1.1\told-name\n"
+    text = hosts_text(payload, "desk.example.org")
+    assert text.splitlines() == ["127.0.0.1\tlocalhost", "127.0.1.1\tdesk.example.org desk",
+                                 "::1\t\tlocalhost ip6-localhost"]
+    assert hosts_text("", "desk").splitlines() == ["127.0.0.1\tlocalhost", "127.0.1.1\tdesk"]
+    assert hosts_text(text, "desk.example.org") == text  # a second run changes nothing

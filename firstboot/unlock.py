@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from phyllome_installer.core import mountinfo as core_mountinfo
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.runner import Runner
 from phyllome_installer.core.secrets import REDACTOR, Redactor
@@ -52,11 +53,8 @@ def store_mountpoint(store: Path, mountinfo: Path = Path("/proc/self/mountinfo")
     """
     dev = os.stat(store).st_dev
     want = f"{os.major(dev)}:{os.minor(dev)}"
-    found: list[tuple[str, str]] = []
-    for line in Path(mountinfo).read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 4 and fields[2] == want:
-            found.append((fields[3], fields[4].replace("\\040", " ")))
+    found = [(mount.root, mount.point) for mount in core_mountinfo.parse(Path(mountinfo).read_text())
+             if mount.device == want]
     # fscrypt's own choice of the filesystem's "main" mount: one that is not below another mount of the same
     # filesystem (on an ostree host that is "/", the deployment, with /sysroot and /var below it: the payload's
     # /.fscrypt -> sysroot/.fscrypt link lets fscrypt find the metadata there); among several, the whole one.

@@ -15,40 +15,26 @@ import os
 import time
 from pathlib import Path
 
+from .core import mountinfo
 from .core.errors import UserError
 from .core.runner import Runner
 
 log = logging.getLogger("phyllome.leftovers")
 
 
-def _unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def mounts(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[tuple[str, str, str]]:
+def mounts(path: Path = mountinfo.MOUNTINFO) -> list[tuple[str, str, str]]:
     """``(major:minor, mount point, source)`` of every mount, in mount order."""
-    out = []
-    try:
-        text = mountinfo.read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 10 or "-" not in fields:
-            continue
-        dash = fields.index("-")
-        out.append((fields[2], _unescape(fields[4]), _unescape(fields[dash + 2]) if len(fields) > dash + 2 else ""))
-    return out
+    return [(m.device, m.point, m.source) for m in mountinfo.read(path)]
 
 
 def _under(path: str, root: Path) -> bool:
     return path == str(root) or path.startswith(str(root).rstrip("/") + "/")
 
 
-def clean_mounts(runner: Runner, sysroot: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+def clean_mounts(runner: Runner, sysroot: Path, table_path: Path = mountinfo.MOUNTINFO) -> list[str]:
     """Unmount everything at or under ``sysroot``, innermost first; stop the processes using those mounts."""
     sysroot = Path(sysroot).resolve()
-    found = [where for _, where, _ in mounts(mountinfo) if _under(where, sysroot)]
+    found = [where for _, where, _ in mounts(table_path) if _under(where, sysroot)]
     done = []
     for where in reversed(found):
         # -M: only if it is a mount point (never "the filesystem containing it", which could be /).
@@ -96,11 +82,11 @@ def _devices(name: str, sys_root: Path) -> dict[str, str]:
 
 
 def image_in_use(image: Path, sysroot: Path, sys_root: Path = Path("/sys"),
-                 mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+                 table_path: Path = mountinfo.MOUNTINFO) -> list[str]:
     """Mounts of the image's partitions, through any loop device, outside ``sysroot`` (not ours to undo)."""
     sysroot = Path(sysroot).resolve()
     busy = []
-    table = mounts(mountinfo)
+    table = mounts(table_path)
     for loop in loop_devices_of(image, sys_root):
         devices = _devices(loop, sys_root)
         for number, where, _ in table:
@@ -110,9 +96,9 @@ def image_in_use(image: Path, sysroot: Path, sys_root: Path = Path("/sys"),
 
 
 def clean_image(runner: Runner, image: Path, sysroot: Path, *, detach, sys_root: Path = Path("/sys"),
-                mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+                table_path: Path = mountinfo.MOUNTINFO) -> list[str]:
     """Release loop devices left on the sandbox image; refuse when the image is in use elsewhere."""
-    busy = image_in_use(image, sysroot, sys_root, mountinfo)
+    busy = image_in_use(image, sysroot, sys_root, table_path)
     if busy:
         raise UserError(f"the sandbox image {image} is in use: " + "; ".join(busy),
                         hint="unmount it (and detach its loop device with losetup -d) before installing onto it")

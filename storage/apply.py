@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from phyllome_installer.core import mountinfo
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.progress import NullSink, Sink, TaskProgress
 from phyllome_installer.core.runner import Runner
@@ -208,13 +209,8 @@ def _zombie(entry: Path) -> bool:
         return True
 
 
-def mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> set[str]:
-    points = set()
-    for line in mountinfo.read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 4:
-            points.add(fields[4].replace("\\040", " "))
-    return points
+def mount_points(path: Path = mountinfo.MOUNTINFO) -> set[str]:
+    return {mount.point for mount in mountinfo.read(path)}
 
 
 class TargetMounts:

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from phyllome_installer.core import mountinfo
 from phyllome_installer.core.facts import cpu_vendor
 from phyllome_installer.core.runner import Runner
 
@@ -340,10 +341,9 @@ class Prober:
     def _mounts(self) -> dict[str, str]:
         """major:minor -> mount point (the first one) of every mounted block device."""
         mounts: dict[str, str] = {}
-        for line in _read(self.proc / "self" / "mountinfo").splitlines():
-            fields = line.split()
-            if len(fields) > 4 and not fields[2].startswith("0:"):
-                mounts.setdefault(fields[2], fields[4].replace("\\040", " "))
+        for mount in mountinfo.parse(_read(self.proc / "self" / "mountinfo")):
+            if not mount.device.startswith("0:"):
+                mounts.setdefault(mount.device, mount.point)
         return mounts
 
     def _swaps(self) -> set[str]:

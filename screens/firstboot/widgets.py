@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, RadioButton, Static
+from textual.widgets import Footer, RadioButton, Static
+
+from ..widgets import ConfirmQuit as InstallerConfirmQuit
 
 STEPS = ("Unlock", "Hardware checks", "Graphics", "Primary VM", "Review", "Creating", "Done")
 
@@ -45,37 +47,17 @@ class Choice(RadioButton):
         super().watch_value()
 
 
-class ConfirmQuit(ModalScreen[bool]):
-    """Quit? Focus starts on Stay, so Enter after Ctrl+Q stays."""
+class ConfirmQuit(InstallerConfirmQuit):
+    """Quit? The installer's dialog (focus on Stay, so Enter after Ctrl+Q stays) in the first boot's words:
+    "idle" or "writing" (the VM is being created)."""
 
-    BINDINGS = [Binding("escape,n", "answer(False)", "Stay"), Binding("y", "answer(True)", "Quit")]
-
-    def __init__(self, busy: bool) -> None:
-        super().__init__()
-        self.busy = busy
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static("Quit the first boot?", classes="dialog-title")
-            if self.busy:
-                yield Static("WARNING: the VM is being created. Quitting stops before its next step; whatever "
-                             "was done is undone where it can be. The first boot runs again at the next start.",
-                             classes="warning")
-            else:
-                yield Static("Nothing is lost: the first boot opens again at the next start. Your VMs can also "
-                             "be set up later with phyllome-firstboot.")
-            with Horizontal(classes="buttons"):
-                yield Button("Stay (n)", id="no", variant="primary")
-                yield Button("Quit (y)", id="yes", variant="error")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
+    WORDING = {
+        "idle": ("Quit the first boot?", "Nothing is lost: the first boot opens again at the next start. Your VMs "
+                 "can also be set up later with phyllome-firstboot.", "Quit (y)", "Stay (n)"),
+        "writing": ("Quit the first boot?", "WARNING: the VM is being created. Quitting stops before its next step; "
+                    "whatever was done is undone where it can be. The first boot runs again at the next start.",
+                    "Quit (y)", "Stay (n)"),
+    }
 
 
 class TextViewer(ModalScreen[None]):

@@ -125,6 +125,8 @@ async def test_quit_defaults_to_staying(tmp_path):
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmQuit)
+        words = " ".join(str(w.render()) for w in app.screen.query("Static"))
+        assert "Quit the first boot?" in words and "opens again at the next start" in words
         await pilot.press("enter")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmQuit) and app.is_running
@@ -142,7 +144,10 @@ async def test_quitting_while_busy_exits_non_zero(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.busy = True
-        await pilot.press("ctrl+q", "y")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert "the VM is being created" in " ".join(str(w.render()) for w in app.screen.query("Static"))
+        await pilot.press("y")
         await pilot.pause()
     assert app.return_code == 130 and app.stop.requested
 

@@ -383,7 +383,11 @@ def next_version(payload: Payload) -> str:
     the changed file and its directories are new objects). Idempotent."""
     existing = rev_parse(payload.repo, NEXT_REF)
     if existing:
-        return existing
+        bindings = subprocess.run(["ostree", f"--repo={payload.repo}", "show", existing,
+                                   "--print-metadata-key=ostree.ref-binding"], capture_output=True, text=True,
+                                  check=False).stdout
+        if f"'{REF}'" in bindings:
+            return existing
     with tempfile.TemporaryDirectory() as tmp:
         overlay = Path(tmp)
         (overlay / VERSION_FILE).parent.mkdir(parents=True)
@@ -391,6 +395,8 @@ def next_version(payload: Payload) -> str:
         for path in [overlay, *overlay.rglob("*")]:  # the overlay's directories replace the tree's metadata
             path.chmod(0o755 if path.is_dir() else 0o644)
         run("ostree", f"--repo={payload.repo}", "commit", f"--branch={NEXT_REF}", f"--parent={payload.commit}",
+            # Bound to REF as well: it is published there (a pull of REF checks the commit's ref bindings).
+            f"--bind-ref={REF}",
             f"--tree=ref={payload.commit}", f"--tree=dir={overlay}", "--owner-uid=0", "--owner-gid=0",
             "--subject=Phyllome OS host payload, second version", "--add-metadata-string=version=2",
             stdout=subprocess.DEVNULL)

@@ -214,8 +214,8 @@ class UefiMachine:
                                  f"bytes: {raw!r})", self.console)
 
     def answer(self, prompt_after: str, line: str, timeout: float, stage: str, *, tries: int = 5) -> re.Match:
-        """Type `line` until `prompt_after` shows: a getty (agetty) flushes what was typed before it was ready,
-        so the first line typed at a fresh prompt can be lost."""
+        """Type `line` until `prompt_after` shows: a getty (agetty) or a password prompt flushes what was typed
+        before it was ready, so the first line typed at a fresh prompt can be lost."""
         for attempt in range(1, tries + 1):
             self.send_line(line)
             try:

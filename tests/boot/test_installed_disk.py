@@ -1,18 +1,26 @@
-"""The real chain, first attempt: the payload built by payload/build.py, installed by the installer's own engine onto
-a loop disk (ext4 root: this machine's kernel has no F2FS), then the disk booted by itself under OVMF:
-firmware -> GRUB -> kernel -> initramfs (dracut, ostree-prepare-root) -> systemd -> login on the serial console.
+"""The real chain: the payload built by payload/build.py, installed by the real command
+(`phyllome-install install --answers FILE --target-image disk.img`; ext4 root: this machine's kernel has no F2FS),
+then the disk booted by itself under OVMF: firmware -> GRUB -> kernel -> initramfs (dracut, ostree-prepare-root)
+-> systemd -> the VM store's unlock prompt -> the unattended first boot -> login on the serial console; then an
+upgrade from the host's remote, a reboot into the new deployment, a rollback and a reboot into the old one, each
+proven from inside the guest (`/proc/cmdline`'s ostree= and the deployment it points at).
 
-Each stage is named; a stage that does not come shows the end of the serial console. The installer is driven through
-its Python API (plan.build + engine.run, as tests/install does) because `phyllome-install install` cannot yet target
-a loop device or an image file (issue 13: `--target-image`).
+Each stage is named; a stage that does not come shows the end of the serial console. The F2FS root (the real one)
+is installed inside the VM tier's guest and booted at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import os
+import re
+import shlex
 import shutil
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,17 +36,19 @@ pytestmark = [
 ]
 
 PASSWORD = "boot test password"
+PASSPHRASE = "boot test passphrase"
 ANSWERS = """version = 1
 [storage]
 disk = "{disk}"
 wipe = "{disk}"
-root_fs = "ext4"
+root_fs = "{root_fs}"
 [storage.encryption]
 passphrase = "boot test passphrase"
 [payload]
 kind = "local"
 repo = "{repo}"
 ref = "{ref}"
+{upgrade}
 [host]
 hostname = "phyllome-boot"
 kernel_args = ["console=ttyS0,115200"]
@@ -50,17 +60,49 @@ unattended = true
 [post]
 action = "none"
 """
-PASSPHRASE = "boot test passphrase"
+GUEST_HOST = "10.0.2.2"
+"""This machine as QEMU's user network shows it to the guest (its 127.0.0.1)."""
+WHERE = ("o=$(sed -n 's/.* ostree=\\([^ ]*\\).*/\\1/p' /proc/cmdline); "
+         "echo BOOTED=$o DEPLOY=$(basename $(readlink -f /sysroot$o)) VERSION=$(cat /usr/lib/phyllome/payload-version)")
+"""Which deployment booted: the kernel's ostree= argument, the deployment it points at, the payload's version."""
 
 
-def unlock_and_login(machine) -> None:
-    """The VM store's prompt (systemd-ask-password on the console, before libvirt), then the login."""
+ROLLBACK = "; ".join([
+    "import gi", "gi.require_version('OSTree', '1.0')", "from gi.repository import OSTree",
+    # /sysroot is read-only on a booted host (sysroot.readonly): in a private mount namespace the lock remounts it
+    # writable; then load, the order the ostree command uses.
+    "sysroot = OSTree.Sysroot.new_default()", "sysroot.initialize_with_mount_namespace(None)",
+    "sysroot.lock()", "sysroot.load(None)",
+    "deployments = sysroot.get_deployments()",
+    "assert len(deployments) == 2 and deployments[0].equal(sysroot.get_booted_deployment())",
+    "sysroot.write_deployments([deployments[1], deployments[0]], None)",
+    "print('default:', deployments[1].get_csum())"])
+"""The previous deployment made the default, both kept: what `rpm-ostree rollback` does, through libostree
+(its Python bindings are in the payload)."""
+
+
+def as_root(command: str) -> str:
+    """A shell line that runs `command` as root through the admin's sudo (group wheel) and echoes its exit code."""
+    return f"echo {shlex.quote(PASSWORD)} | sudo -S -p '' sh -c {shlex.quote(command)}; echo RC=$?"
+
+
+def booted(machine, stage: str) -> re.Match:
+    machine.send_line(WHERE)
+    return machine.expect(r"BOOTED=(/ostree/\S+) DEPLOY=([0-9a-f]{64})\.\d+ VERSION=(\d+)", 60, stage)
+
+
+def unlock(machine) -> None:
+    """The VM store's prompt (systemd-ask-password on the console, before logins are permitted), answered."""
     machine.expect(r"Passphrase or recovery code for the VM store", 600, "systemd -> the unlock prompt")
-    # Typed until the prompt echoed every character, then Enter; then the key derivation (argon2id: minutes under
-    # TCG).
     machine.type_secret(PASSPHRASE, 150, "passphrase typed")
-    machine.expect(r"VM store \S+ is unlocked", 900, "unlock")
-    login(machine)
+    machine.expect(r"VM store \S+ is unlocked", 900, "unlock (key derivation)")
+
+
+def skip_unlock(machine) -> None:
+    """Later boots: an empty answer skips it (the VMs stay unavailable; the boot goes on). Not Ctrl+D: the
+    console agent takes that as "not me" and asks again."""
+    machine.expect(r"Passphrase or recovery code for the VM store", 600, "systemd -> the unlock prompt")
+    machine.answer(r"Skipped\.", "\x15", 100, "unlock skipped")  # Ctrl+U (an empty line), then Enter
 
 
 def login(machine) -> None:
@@ -70,39 +112,60 @@ def login(machine) -> None:
     machine.send_line(PASSWORD)
     machine.expect(r"\$ ", 120, "shell")
     machine.send_line("echo MARKER=$(test -e /etc/phyllome/firstboot && echo kept || echo removed) "
-                      "STORE=$(sudo -n true 2>/dev/null; ls /var/lib/libvirt/images >/dev/null 2>&1 && echo ok || "
-                      "echo no) RESULT=$(test -s /var/lib/phyllome/firstboot.json && echo saved || echo none)")
-    found = machine.expect(r"MARKER=(\w+) STORE=\w+ RESULT=(\w+)", 60, "first boot done")
+                      "RESULT=$(test -s /var/lib/phyllome/firstboot.json && echo saved || echo none)")
+    found = machine.expect(r"MARKER=(\w+) RESULT=(\w+)", 60, "first boot done")
     assert found.group(1) == "removed" and found.group(2) == "saved", found.group(0)
 
 
+def reboot(machine, stage: str) -> None:
+    machine.send_line(as_root("systemctl reboot"))
+    machine.wait_exit(300, stage)  # -no-reboot: QEMU ends where the machine would restart
+
+
 @contextlib.contextmanager
-def attached(image: Path) -> Iterator[str]:
-    from phyllome_installer.core.runner import SubprocessRunner
-    from phyllome_installer.sandbox import detach
+def boot_again(image: Path, workdir: Path, stages: list, stage: str) -> Iterator[tuple[UefiMachine, re.Match]]:
+    """A later boot of the installed disk: the unlock skipped, the admin logged in, which deployment booted."""
+    with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True) as machine:
+        stages.append(machine)
+        skip_unlock(machine)
+        login(machine)
+        yield machine, booted(machine, stage)
 
-    device = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True,
-                            check=True).stdout.strip()
+
+@contextlib.contextmanager
+def upgrade_server(repo: Path, ref: str, commit: str, served: Path) -> Iterator[int]:
+    """The payload's archive repository over HTTP on 127.0.0.1 with `ref` moved to `commit` (the second version):
+    its objects are the payload's (a link), its refs its own. Yields the port."""
+    served.mkdir(parents=True)
+    shutil.copy(repo / "config", served / "config")
+    (served / "objects").symlink_to(repo / "objects")
+    head = served / "refs" / "heads" / ref
+    head.parent.mkdir(parents=True)
+    head.write_text(commit + "\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        yield device
+        yield server.server_address[1]
     finally:
-        detach(SubprocessRunner(), device)
+        server.shutdown()
+        server.server_close()
 
 
-def install(image: Path, workdir: Path, repo: Path, ref: str) -> None:
-    from phyllome_installer import answers, engine
-    from phyllome_installer.core.runner import SubprocessRunner
-    from phyllome_installer.plan import build
-    from storage.probe import Prober
-
-    with attached(image) as device:
-        answers_file = workdir / "answers.toml"
-        answers_file.write_text(ANSWERS.format(disk=device, repo=repo, ref=ref, password=PASSWORD))
-        runner = SubprocessRunner()
-        plan = build(answers.load_config(answers_file), Prober(runner, include_loop=True, only=[device]).profile(),
-                     runner, sysroot=workdir / "sysroot", include_loop=True, log_path=workdir / "install.log")
-        result = engine.run(plan)
-        assert result.ok, f"{result}\n{(workdir / 'install.log').read_text()[-4000:]}"
+def install_image(image: Path, workdir: Path, answers: str) -> None:
+    """The real command: `phyllome-install install --answers FILE --target-image IMAGE --image-size 12GiB`."""
+    answers_file = workdir / "answers.toml"
+    answers_file.write_text(answers)
+    run = subprocess.run([sys.executable, "-m", "phyllome_installer.cli", "install", "--answers", str(answers_file),
+                          "--target-image", str(image), "--image-size", "12GiB", "--log", str(workdir / "install.log")],
+                         capture_output=True, text=True, check=False, timeout=1800)
+    assert run.returncode == 0, f"{run.stderr[-3000:]}\n{(workdir / 'install.log').read_text()[-3000:]}"
 
 
 @pytest.fixture
@@ -113,36 +176,53 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_the_installed_disk_boots_to_a_login(workdir):
+def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
     from payload import build as payload_build
 
     payload = payload_build.build()
     print(payload.describe())
+    second = payload_build.next_version(payload)
     image = workdir / "disk.img"
-    with open(image, "wb") as handle:
-        handle.truncate(12 << 30)
-    install(image, workdir, payload.repo, payload_build.REF)
-
-    with UefiMachine(image, workdir / "vm", memory_mib=2048) as machine:
+    with upgrade_server(payload.repo, payload_build.REF, second, workdir / "served") as port:
+        upgrade = f'upgrade_url = "http://{GUEST_HOST}:{port}"\ngpg_verify = false'
+        install_image(image, workdir, ANSWERS.format(disk="/dev/vda", root_fs="ext4", repo=payload.repo,
+                                                     ref=payload_build.REF, upgrade=upgrade, password=PASSWORD))
+        stages = []
         try:
-            machine.expect(r"Linux version 6\.", 300, "firmware -> GRUB -> kernel")
-            machine.expect(r"dracut-|Initramfs", 300, "kernel -> initramfs")
-            machine.expect(r"ostree-prepare-root|OSTree", 300, "initramfs -> ostree-prepare-root")
-            machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
-            unlock_and_login(machine)
-            machine.send_line("echo CMDLINE=$(cat /proc/cmdline) VERSION=$(cat /usr/lib/phyllome/payload-version)")
-            found = machine.expect(r"CMDLINE=(.*ostree=\S+.*) VERSION=(\d+)", 60, "ostree deployment booted")
-            print("booted:", found.group(0))
+            with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True) as machine:
+                stages.append(machine)
+                machine.expect(r"Linux version 6\.", 300, "firmware -> GRUB -> kernel")
+                machine.expect(r"dracut-|Initramfs", 300, "kernel -> initramfs")
+                machine.expect(r"ostree-prepare-root|OSTree", 300, "initramfs -> ostree-prepare-root")
+                machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
+                unlock(machine)
+                login(machine)
+                first = booted(machine, "first deployment booted")
+                assert first.group(3) == "1" and first.group(2).startswith(payload.commit), first.group(0)
+                # The upgrade from the host's remote (the network may still be coming up: a few tries).
+                machine.send_line(as_root("ok=no; for i in 1 2 3 4 5 6; do ostree admin upgrade && { ok=yes; break; }; "
+                                          "sleep 10; done; ostree admin status; "
+                                          "echo UPGRADE=$ok MENU=$(grep -c ostree= /boot/loader/grub.cfg)"))
+                found = machine.expect(r"UPGRADE=(\w+) MENU=(\d+)", 900, "ostree admin upgrade")
+                # Both deployments in the menu that ostree wrote (grub-mkconfig with 15_ostree).
+                assert found.group(1) == "yes" and found.group(2) == "2", machine.console[-3000:]
+                reboot(machine, "reboot after the upgrade")
+            with boot_again(image, workdir, stages, "new deployment booted") as (machine, new):
+                assert new.group(3) == "2" and new.group(2).startswith(second), new.group(0)
+                # The rollback, as rpm-ostree rollback does it: both deployments kept, the previous one made the
+                # default (libostree's write_deployments; plain ostree 2022.7 has no rollback command).
+                machine.send_line(as_root(f"python3 -c {shlex.quote(ROLLBACK)} && ostree admin status"))
+                found = machine.expect(r"RC=(\d+)", 600, "rollback (the previous deployment made the default)")
+                assert found.group(1) == "0", machine.console[-3000:]
+                reboot(machine, "reboot after the rollback")
+            with boot_again(image, workdir, stages, "old deployment booted again") as (machine, old):
+                assert old.group(3) == "1" and old.group(2) == first.group(2), old.group(0)
         finally:
-            print("stages:", machine.timings())
-    assert found.group(2) == "1"
+            for number, machine in enumerate(stages, 1):
+                print(f"boot {number} stages:", machine.timings())
 
 
-# The F2FS disk's VM store is not encrypted: with it encrypted, the unlock unit of the booted F2FS host never
-# showed its prompt (the boot stopped there; open in issue 13, docs/install.md). The ext4 test boots through the
-# unlock prompt.
-F2FS_ANSWERS = ANSWERS.replace('root_fs = "ext4"', 'root_fs = "f2fs"').replace(
-    '[storage.encryption]\npassphrase = "boot test passphrase"\n', "")
+F2FS_ANSWERS = ANSWERS.replace("{root_fs}", "f2fs").replace("{upgrade}\n", "")
 
 
 def f2fs_installed_disk(workdir: Path, tmp_path: Path) -> Path:
@@ -155,8 +235,6 @@ def f2fs_installed_disk(workdir: Path, tmp_path: Path) -> Path:
     """
     import hashlib
     import json
-    import shlex
-    import sys
 
     from payload import build as payload_build
     from tests.boot.smoke_disk import CACHE
@@ -165,6 +243,7 @@ def f2fs_installed_disk(workdir: Path, tmp_path: Path) -> Path:
     payload = payload_build.build()
     kernel = harness.fetch_kernel()
     answers = F2FS_ANSWERS.format(disk="/dev/vda", repo=payload.repo, ref=payload_build.REF, password=PASSWORD)
+    assert "passphrase" in answers and 'root_fs = "f2fs"' in answers
     root = Path(__file__).resolve().parents[2]
     key = hashlib.sha256("\0".join([payload.commit, kernel.version, answers]).encode()
                          + (root / "tests/vm/guest_install.py").read_bytes() + (root / "tests/vm/init").read_bytes()
@@ -205,6 +284,7 @@ def test_an_f2fs_install_made_in_the_vm_tier_boots(workdir, tmp_path):
             machine.expect(r"Linux version 6\.", 300, "firmware -> GRUB -> kernel")
             machine.expect(r"OSTree Prepare OS", 300, "initramfs -> ostree-prepare-root")
             machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
+            unlock(machine)
             login(machine)
             machine.send_line("echo ROOTFS=$(findmnt -n -o FSTYPE /sysroot) CMDLINE=$(cat /proc/cmdline)")
             found = machine.expect(r"ROOTFS=(\w+) CMDLINE=(.*ostree=\S+.*)", 60, "ostree deployment on F2FS")

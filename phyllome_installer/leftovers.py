@@ -34,11 +34,18 @@ def _under(path: str, root: Path) -> bool:
 def clean_mounts(runner: Runner, sysroot: Path, table_path: Path = mountinfo.MOUNTINFO) -> list[str]:
     """Unmount everything at or under ``sysroot``, innermost first; stop the processes using those mounts."""
     sysroot = Path(sysroot).resolve()
-    found = [where for _, where, _ in mounts(table_path) if _under(where, sysroot)]
+    table = mounts(table_path)
+    found = [(device, where) for device, where, _ in table if _under(where, sysroot)]
+    # A filesystem also mounted outside the sysroot is the running system's (the /dev, /proc and /sys bound into
+    # the deployment for grub-install): its users are every process here, so they are never stopped.
+    shared = {device for device, where, _ in table if not _under(where, sysroot)}
     done = []
-    for where in reversed(found):
-        # -M: only if it is a mount point (never "the filesystem containing it", which could be /).
-        runner.run(["fuser", "--kill", "--ismountpoint", "--mount", where], check=False)
+    for device, where in reversed(found):
+        if device in shared:
+            log.debug("%s is a bind of the running system's %s filesystem: unmounted, nobody stopped", where, device)
+        else:
+            # -M: only if it is a mount point (never "the filesystem containing it", which could be /).
+            runner.run(["fuser", "--kill", "--ismountpoint", "--mount", where], check=False)
         if not runner.run(["umount", where], check=False).ok:
             runner.run(["umount", "--lazy", where], check=False)
         done.append(f"unmounted {where}, left mounted by an earlier install")

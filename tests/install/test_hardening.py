@@ -134,6 +134,27 @@ def test_two_installs_at_once_the_second_is_refused_naming_the_first(tmp_path):
     assert first.returncode == 0
 
 
+def _ensure_free_loop_devices_below(limit: int, wanted: int) -> None:
+    """At least `wanted` unattached loop devices numbered below `limit` (created with LOOP_CTL_ADD if missing)."""
+    import fcntl
+    import os
+
+    loop_ctl_add = 0x4C80
+    free = [n for n in range(limit) if Path(f"/sys/block/loop{n}").exists()
+            and not Path(f"/sys/block/loop{n}/loop").exists()]
+    control = os.open("/dev/loop-control", os.O_RDWR)
+    try:
+        for number in range(limit):
+            if len(free) >= wanted:
+                return
+            if not Path(f"/sys/block/loop{number}").exists():
+                fcntl.ioctl(control, loop_ctl_add, number)
+                free.append(number)
+    finally:
+        os.close(control)
+    assert len(free) >= wanted, f"fewer than {wanted} free loop devices below loop{limit}"
+
+
 def test_a_stale_partitioned_loop_device_neither_breaks_the_install_nor_gets_io(tmp_path):
     """A loop device detached with its partitions still registered (loopNp1 under an empty loopN)."""
     stale = tmp_path / "stale.img"
@@ -146,6 +167,10 @@ def test_a_stale_partitioned_loop_device_neither_breaks_the_install_nor_gets_io(
     sh("partx", "-a", device)
     sh("losetup", "-d", device)
     name = Path(device).name
+    # A detached loop device is free to the kernel: `losetup --find` hands out the lowest free one, and would give
+    # this one as soon as every lower loop device is taken (by leaked devices of killed test runs, say). Free ones
+    # below it are made sure of, so that what this test measures is the install, not the numbering.
+    _ensure_free_loop_devices_below(int(name.removeprefix("loop")), 8)
     try:
         assert Path(f"/sys/block/{name}/{name}p1").exists()  # the stale partition is there
         before = Path(f"/sys/block/{name}/stat").read_text().split()

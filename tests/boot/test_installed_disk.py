@@ -168,6 +168,32 @@ def install_image(image: Path, workdir: Path, answers: str) -> None:
     assert run.returncode == 0, f"{run.stderr[-3000:]}\n{(workdir / 'install.log').read_text()[-3000:]}"
 
 
+def read_from_disk(image: Path, workdir: Path) -> tuple[dict, str]:
+    """After the machine is off: the first boot's saved result (the stateroot's /var) and the boot menu that ostree
+    wrote last, read from the disk itself (read-only loop device; ext4 is mountable here)."""
+    import json
+
+    from phyllome_installer.core.runner import SubprocessRunner
+    from phyllome_installer.sandbox import detach
+
+    device = subprocess.run(["losetup", "--find", "--show", "--read-only", "--partscan", str(image)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        subprocess.run(["partx", "-a", device], capture_output=True, check=False)  # when --partscan raced udev
+        found = {}
+        for number, rel in ((3, "ostree/deploy/phyllome/var/lib/phyllome/firstboot.json"), (2, "loader/grub.cfg")):
+            where = workdir / f"p{number}"
+            where.mkdir(exist_ok=True)
+            subprocess.run(["mount", "-o", "ro,noload", f"{device}p{number}", str(where)], check=True)
+            try:
+                found[number] = (where / rel).read_text()
+            finally:
+                subprocess.run(["umount", str(where)], check=False)
+        return json.loads(found[3]), found[2]
+    finally:
+        detach(SubprocessRunner(), device)
+
+
 @pytest.fixture
 def workdir():
     path = Path("/var/tmp") / f"phyllome-boot-{os.getpid()}"
@@ -217,9 +243,17 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
                 reboot(machine, "reboot after the rollback")
             with boot_again(image, workdir, stages, "old deployment booted again") as (machine, old):
                 assert old.group(3) == "1" and old.group(2) == first.group(2), old.group(0)
+                reboot(machine, "shut down")
         finally:
             for number, machine in enumerate(stages, 1):
                 print(f"boot {number} stages:", machine.timings())
+    # From the disk itself: the first boot's result, and the menu ostree wrote at the rollback (old one first).
+    result, menu = read_from_disk(image, workdir)
+    assert result["ok"] is True, result
+    # Written by 15_ostree: one entry per deployment, the default first; only the first version's commit carries a
+    # "1.<key>" version, which its title shows.
+    titles = re.findall(r"menuentry '([^']*\(ostree:\d\))'", menu)
+    assert len(titles) == 2 and ") 1." in titles[0] and ") 1." not in titles[1], menu
 
 
 F2FS_ANSWERS = ANSWERS.replace("{root_fs}", "f2fs").replace("{upgrade}\n", "")

@@ -6,29 +6,12 @@ import shutil
 from pathlib import Path
 
 from firstboot.session import Session
-from firstboot.unlock import Unlocker
 from phyllome_installer.answers import FirstBoot
 from phyllome_installer.core.runner import RecordingRunner
 from screens.firstboot.app import create_firstboot_app
+from tests.unlockers import ScriptedUnlocker
 
 MACHINES = Path(__file__).resolve().parents[1] / "data" / "machines"
-
-
-class ScriptedUnlocker(Unlocker):
-    """A locked store that opens with ``right`` (the real fscrypt unlock: tests/storage/test_unlock.py)."""
-
-    def __init__(self, right: str = "right passphrase", state: str = "locked") -> None:
-        super().__init__(RecordingRunner(), store=Path("/nonexistent"), mountpoint=Path("/"))
-        self._state, self.right, self.tried = state, right, []
-
-    def state(self) -> str:
-        return self._state
-
-    def try_secret(self, secret: str) -> bool:
-        self.tried.append(secret)
-        if secret == self.right:
-            self._state = "unlocked"
-        return secret == self.right
 
 
 def machine_copy(tmp_path: Path, name: str = "iommu-firmware-not-kernel") -> Path:

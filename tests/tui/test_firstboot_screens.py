@@ -152,14 +152,18 @@ async def test_quitting_while_busy_exits_non_zero(tmp_path):
     assert app.return_code == 130 and app.stop.requested
 
 
+async def to_vm_screen(app, pilot) -> None:
+    """From the checks (once they are read) past graphics to the primary VM's screen, with Next twice."""
+    await app.workers.wait_for_complete()
+    for _ in range(2):
+        app.screen.query_one("#next", Button).press()
+        await pilot.pause()
+
+
 async def test_a_partial_firstboot_prefills_the_vm_screen(tmp_path):
     app = make_app(tmp_path, firstboot={"vm": {"name": "work", "memory": "8GiB"}, "unattended": False})
     async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        app.screen.query_one("#next", Button).press()
-        await pilot.pause()
-        app.screen.query_one("#next", Button).press()
-        await pilot.pause()
+        await to_vm_screen(app, pilot)
         values = {k: app.screen.query_one(f"#{k}", Input).value for k in ("os", "name", "memory", "cpus")}
         assert values == {"os": "", "name": "work", "memory": "8GiB", "cpus": ""}  # only the OS is asked
 
@@ -167,11 +171,7 @@ async def test_a_partial_firstboot_prefills_the_vm_screen(tmp_path):
 async def test_every_vm_field_error_is_shown_at_once_next_to_its_field(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        app.screen.query_one("#next", Button).press()
-        await pilot.pause()
-        app.screen.query_one("#next", Button).press()
-        await pilot.pause()
+        await to_vm_screen(app, pilot)
         screen = app.screen
         screen.query_one("#memory", Input).value = "lots"
         screen.query_one("#cpus", Input).value = "0"

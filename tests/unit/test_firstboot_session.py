@@ -11,12 +11,13 @@ import pytest
 
 from firstboot import session as fs
 from firstboot.checks import Check
-from firstboot.unlock import Unlocker, as_recovery_code, store_mountpoint
+from firstboot.unlock import as_recovery_code, store_mountpoint
 from phyllome_installer.answers import FirstBoot
 from phyllome_installer.cli_firstboot import load_firstboot
 from phyllome_installer.core.errors import UserError
 from phyllome_installer.core.runner import RecordingRunner
 from phyllome_installer.hostconfig import HostConfig
+from tests.unlockers import ScriptedUnlocker
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -119,21 +120,6 @@ def test_on_a_booted_ostree_host_the_mount_point_is_fscrypts_main_mount(tmp_path
     assert store_mountpoint(tmp_path, info, exists=lambda path: path == "/.fscrypt") == Path("/")
     with pytest.raises(UserError):  # a payload without the link
         store_mountpoint(tmp_path, info, exists=lambda path: False)
-
-
-class ScriptedUnlocker(Unlocker):
-    """The loop's rules with the store's state and the right secret given (fscrypt itself: the storage tier)."""
-
-    def __init__(self, state: str, right: str) -> None:
-        super().__init__(RecordingRunner(), store=Path("/nonexistent"), mountpoint=Path("/"))
-        self._state, self.right, self.tried = state, right, []
-
-    def state(self) -> str:
-        return self._state
-
-    def try_secret(self, secret: str) -> bool:
-        self.tried.append(secret)
-        return secret == self.right
 
 
 def _answers(*values):

@@ -39,9 +39,12 @@ def nested_options(cpu_vendor: str) -> str:
 def hosts_text(existing: str, hostname: str) -> str:
     """The payload's /etc/hosts with the hostname on 127.0.1.1 (Debian's convention; Fedora resolves it through
     nss-myhostname): without it, sudo and anything else that resolves the host's own name waits and complains."""
+    def address(line: str) -> str:
+        return next(iter(line.split("#", 1)[0].split()), "")
+
     names = hostname if "." not in hostname else f"{hostname} {hostname.split('.', 1)[0]}"
-    kept = [line for line in existing.splitlines() if not line.split("#", 1)[0].split()[:1] == ["127.0.1.1"]]
-    if not any(line.split("#", 1)[0].split()[:1] == ["127.0.0.1"] for line in kept):
+    kept = [line for line in existing.splitlines() if address(line) != "127.0.1.1"]
+    if not any(address(line) == "127.0.0.1" for line in kept):
         kept.insert(0, "127.0.0.1\tlocalhost")
     return "\n".join([*kept[:1], f"127.0.1.1\t{names}", *kept[1:]]) + "\n"
 

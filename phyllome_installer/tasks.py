@@ -58,8 +58,8 @@ def check(ctx: Context) -> None:
                                 "name for the admin user")
     if not ctx.sandbox and not deploy.ships_bootupd(ctx.runner, ctx.config.payload):
         # What the boot loader task will need, checked while nothing is written (bootloader.choose decides then).
-        if not bootloader.grub_available() and not deploy.ships(ctx.runner, ctx.config.payload,
-                                                                  "/" + bootloader.PAYLOAD_GRUB[0]):
+        if not bootloader.grub_available() and not all(  # the payload's GRUB: what the boot loader task looks for
+                deploy.ships(ctx.runner, ctx.config.payload, "/" + path) for path in bootloader.PAYLOAD_GRUB):
             raise UserError("no boot loader can be installed: the payload ships neither bootupctl nor GRUB, and "
                             "this live system has no grub-install",
                             hint="install Debian's grub-efi-amd64-bin or Fedora's grub2-efi-x64-modules on the live "

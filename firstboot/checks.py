@@ -13,6 +13,7 @@ import json
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,9 @@ from typing import Literal
 from phyllome_installer.core import facts
 from phyllome_installer.core.facts import cpu_vendor
 from phyllome_installer.core.files import BoundedReadError, read_bounded
+from phyllome_installer.core.runner import SubprocessRunner
+
+from . import kvm
 
 Status = Literal["PASS", "WARN", "FAIL", "NOTE"]
 GiB = 1 << 30
@@ -51,9 +55,12 @@ class Check:
 class Machine:
     """Files of a machine below ``root``; on the live root, the syscalls a saved tree can only record."""
 
-    def __init__(self, root: Path = Path("/")) -> None:
+    def __init__(self, root: Path = Path("/"), kvm_probe: Callable[[Path], kvm.Verdict] | None = None) -> None:
+        """``kvm_probe``: runs a guest under KVM (default: :func:`firstboot.kvm.probe_once` with QEMU); live root
+        only, a saved tree records its verdict."""
         self.root = Path(root)
         self.live = self.root == Path("/")
+        self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev))
         self.unreadable: dict[str, str] = {}
         """Files that exist but could not be read (a FIFO, a device, a symlink loop, too large): reported."""
         self.capture: dict = {}
@@ -107,7 +114,8 @@ class Machine:
         return self.read("proc/cmdline").split()
 
     def kvm(self) -> dict:
-        """``{"exists", "api_version", "create_vm", "error"}`` for /dev/kvm."""
+        """``{"exists", "api_version", "create_vm", "error", "runs", "smm", "run_error"}`` for /dev/kvm: ``runs``
+        only from a guest that really ran (the same verdict that chooses the VM's domain type)."""
         if not self.live:
             return self._captured("kvm", dict, {"exists": self.exists("dev/kvm")})
         info: dict = {"exists": self.exists("dev/kvm")}
@@ -130,6 +138,9 @@ class Machine:
             info["error"] = f"KVM_GET_API_VERSION failed: {exc.strerror}"
         finally:
             os.close(fd)
+        if info.get("create_vm"):
+            verdict = self.kvm_probe(self.path("dev/kvm"))
+            info |= {"runs": verdict.runs, "smm": verdict.smm, "run_error": verdict.reason}
         return info
 
     def store_free(self) -> int | None:
@@ -183,7 +194,17 @@ def kvm_device(m: Machine) -> Check:
         found = info.get("error") or f"KVM API version {info.get('api_version')}"
         return Check("kvm", title, "FAIL", found,
                      "KVM cannot create a VM here: enable virtualization in the firmware, check dmesg for kvm errors")
-    return Check("kvm", title, "PASS", "KVM API 12, KVM_CREATE_VM works")
+    if info.get("runs") is False:
+        return Check("kvm", title, "FAIL", info.get("run_error") or "a test guest did not run under KVM",
+                     "KVM opens but cannot run a guest here (typically a nested host whose hypervisor does not "
+                     "pass virtualization through): VMs would run emulated, very slowly. Install on the machine "
+                     "itself, or enable nested virtualization in the outer hypervisor")
+    if info.get("smm") is False:
+        return Check("kvm", title, "WARN", "KVM runs guests but cannot give them SMM",
+                     "Secure Boot guests (Windows 11) need SMM: install on the machine itself, or let the outer "
+                     "hypervisor expose SMM")
+    ran = "; a test guest ran under KVM" if info.get("runs") else ""
+    return Check("kvm", title, "PASS", f"KVM API 12, KVM_CREATE_VM works{ran}")
 
 
 def _present(m: Machine, check_id: str, title: str, rel: str, missing: Status, remedy: str) -> Check:

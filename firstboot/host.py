@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 
 from pydantic import BaseModel, ConfigDict
 
+from . import kvm
+
 GiB = 1 << 30
 VIRTIO_WIN = ("usr/share/virtio-win/virtio-win.iso", "usr/share/virtio-win/virtio-win-latest.iso")
 
@@ -39,6 +41,11 @@ class HostFacts(BaseModel):
     """The virtio-win driver ISO, where the host has it."""
     network: bool = True
     """libvirt has a network driver (``qemu:///embed`` has none: the guest then gets user-mode networking)."""
+    smm: bool = True
+    """The domain type can give a guest SMM, which Secure Boot firmware needs (TCG always can; KVM on some nested
+    hosts cannot)."""
+    accelerator_note: str = ""
+    """Why KVM is not used, or what it lacks, in words (empty when KVM runs guests with everything)."""
 
 
 def _enum(node: ET.Element | None, name: str) -> list[str]:
@@ -59,8 +66,20 @@ def domain_types(capabilities_xml: str, arch: str = "x86_64") -> list[str]:
     return types
 
 
+def accelerator(types: list[str], verdict: kvm.Verdict | None) -> tuple[str, bool, str]:
+    """(domain type, SMM, note) from the domain types libvirt offers and the KVM probe's verdict: kvm only when a
+    guest really ran under it; else TCG (``qemu``), which is slow but always has SMM."""
+    if verdict is not None and verdict.runs:
+        return "kvm", verdict.smm, verdict.reason
+    fallback = "qemu" if "qemu" in types else types[0]
+    if verdict is None:
+        return fallback, fallback == "qemu", "libvirt offers no KVM here"
+    return fallback, fallback == "qemu", f"KVM is not used: {verdict.reason}"
+
+
 def parse(capabilities_xml: str, domcaps_xml: str, *, libvirt_version: int, domain_type: str,
-          virtio_win: str | None = None, network: bool = True) -> HostFacts:
+          virtio_win: str | None = None, network: bool = True, smm: bool = True,
+          accelerator_note: str = "") -> HostFacts:
     caps = ET.fromstring(capabilities_xml)
     dom = ET.fromstring(domcaps_xml)
     memory = sum(int(c.findtext("memory", "0")) * 1024 for c in caps.findall("host/topology/cells/cell"))
@@ -77,7 +96,8 @@ def parse(capabilities_xml: str, domcaps_xml: str, *, libvirt_version: int, doma
         memfd="memfd" in _enum(dom.find("memoryBacking"), "sourceType"),
         efi="efi" in _enum(dom.find("os"), "firmware"), secure_boot="yes" in _enum(loader, "secure"),
         tpm_models=_enum(dom.find("devices/tpm"), "model"), graphics=_enum(dom.find("devices/graphics"), "type"),
-        video=_enum(dom.find("devices/video"), "modelType"), virtio_win=virtio_win, network=network)
+        video=_enum(dom.find("devices/video"), "modelType"), virtio_win=virtio_win, network=network,
+        smm=smm, accelerator_note=accelerator_note)
 
 
 def reserve(host: HostFacts) -> tuple[int, int]:

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.interrupt import deferred
-from phyllome_installer.core.runner import Runner
+from phyllome_installer.core.runner import Runner, SubprocessRunner
 
 from . import host as hostfacts
+from . import kvm
 from .vm import VmSpec, domain_xml
 
 log = logging.getLogger("phyllome.vm")
@@ -150,31 +151,23 @@ def require_store(store: Path) -> StoreState:
 # ---------------------------------------------------------------------------------------------- the host
 
 
-def _kvm_works(conn, emulator_types: list[str]) -> bool:
-    """A transient, paused KVM domain: /dev/kvm alone proves nothing (KVM aborts at once on some nested hosts)."""
-    if "kvm" not in emulator_types:
-        return False
-    libvirt = _libvirt()
-    xml = (f"<domain type='kvm'><name>phyllome-kvm-probe-{os.getpid()}</name><memory unit='MiB'>64</memory>"
-           "<os><type arch='x86_64' machine='q35'>hvm</type></os><cpu mode='host-passthrough'/>"
-           "<devices><memballoon model='none'/></devices></domain>")
-    try:
-        dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
-    except libvirt.libvirtError as exc:
-        log.debug("KVM probe failed: %s", exc.get_error_message())
-        return False
-    dom.destroy()
-    return True
+def _emulator(capabilities_xml: str, arch: str = "x86_64") -> str:
+    node = ET.fromstring(capabilities_xml).find(f"guest/arch[@name='{arch}']/emulator")
+    return node.text if node is not None and node.text else "qemu-system-x86_64"
 
 
-def probe(conn, root: Path = Path("/")) -> hostfacts.HostFacts:
-    """The host's facts from its libvirt: the domain type (kvm where it works), domain capabilities, drivers."""
+def probe(conn, root: Path = Path("/"), runner: Runner | None = None) -> hostfacts.HostFacts:
+    """The host's facts from its libvirt: the domain type (kvm where a guest really runs under it, the same verdict
+    as the hardware checks), domain capabilities, drivers."""
     libvirt = _libvirt()
     caps = conn.getCapabilities()
     types = hostfacts.domain_types(caps)
     if not types:
         raise InstallFailure("libvirt offers no x86_64 hvm guests", hint="install qemu-system-x86")
-    domain_type = "kvm" if _kvm_works(conn, types) else ("qemu" if "qemu" in types else types[0])
+    verdict = None
+    if "kvm" in types:
+        verdict = kvm.probe_once(runner or SubprocessRunner(), emulator=_emulator(caps), dev=Path(root) / "dev/kvm")
+    domain_type, smm, note = hostfacts.accelerator(types, verdict)
     domcaps = conn.getDomainCapabilities(None, "x86_64", "q35", domain_type, 0)
     try:
         conn.listAllNetworks()
@@ -185,7 +178,7 @@ def probe(conn, root: Path = Path("/")) -> hostfacts.HostFacts:
         network = False
     virtio_win = next((str(Path("/") / p) for p in hostfacts.VIRTIO_WIN if (Path(root) / p).is_file()), None)
     return hostfacts.parse(caps, domcaps, libvirt_version=conn.getLibVersion(), domain_type=domain_type,
-                           virtio_win=virtio_win, network=network)
+                           virtio_win=virtio_win, network=network, smm=smm, accelerator_note=note)
 
 
 # ---------------------------------------------------------------------------------------------- creating

@@ -228,6 +228,12 @@ def plan(request: Request, profile: OsProfile, host: HostFacts, gpus: list[Gpu] 
     sources["firmware"] = ("osinfo: UEFI required" if profile.efi_required else
                            "UEFI where osinfo allows it" if firmware == "efi" else "osinfo: no UEFI support")
     secure_boot = firmware == "efi" and windows and host.secure_boot
+    if secure_boot and not host.smm:
+        raise UserError(f"{what} needs Secure Boot, and Secure Boot firmware needs SMM, which this machine's "
+                        f"{host.domain_type.upper()} cannot give a guest ({host.accelerator_note or 'no SMM'}): "
+                        "nothing was created",
+                        hint="run Phyllome OS on the machine itself, not nested in another hypervisor; or, where "
+                             "it must be nested, let the outer hypervisor expose SMM")
     if request.tpm is not None:
         tpm, sources["tpm"] = request.tpm, "user"
         if modern_windows and not tpm:

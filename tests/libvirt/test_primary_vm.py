@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from firstboot import kvm
 from firstboot import libvirt_backend as lb
-from firstboot.checks import Machine
+from firstboot.checks import Machine, kvm_device
 from firstboot.osinfo import Catalogue
 from firstboot.primary import Planned, build, create
 from firstboot.vm import Request, VmSpec
@@ -54,7 +55,13 @@ def test_the_domain_type_comes_from_the_host_capabilities(libvirt_conn, catalogu
     host = lb.probe(libvirt_conn)
     offered = domain_types(libvirt_conn.getCapabilities())
     assert host.domain_type in offered
-    assert host.domain_type == ("kvm" if lb._kvm_works(libvirt_conn, offered) else "qemu")
+    # the same verdict as the hardware checks: kvm only where a guest really ran under it (the probe's firmware)
+    verdict = kvm.probe_once(SubprocessRunner(), emulator=lb._emulator(libvirt_conn.getCapabilities()),
+                             dev=Path("/dev/kvm")) if "kvm" in offered else None
+    assert host.domain_type == ("kvm" if verdict and verdict.runs else "qemu")
+    if verdict is not None:
+        check = kvm_device(Machine(Path("/")))
+        assert (check.status != "FAIL") == verdict.runs, check
     assert not host.network  # the embedded driver has no network driver: the guest gets user networking
     planned = _planned(libvirt_conn, catalogue, store, "fedora37", memory=GiB)
     assert f"<domain type=\"{host.domain_type}\">" in planned.xml()

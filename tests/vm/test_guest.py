@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from firstboot import kvm
+from phyllome_installer.core.runner import SubprocessRunner
+from tests.vm import harness
+
 pytestmark = [pytest.mark.vm, pytest.mark.root]
+
+
+def test_the_products_kvm_verdict_agrees_with_a_kernel_booted_under_kvm():
+    """The probe guest of firstboot/kvm.py (what the checks and the VM's domain type use) against the harness's
+    proof, a real kernel reaching its init under KVM: on each kind of machine (no /dev/kvm, a working KVM, a KVM
+    that cannot run a vCPU) they must agree."""
+    kernel = harness.fetch_kernel()
+    booted = harness.boots_under_kvm(kernel, harness.build_initramfs(kernel))
+    verdict = kvm.probe(SubprocessRunner())
+    assert verdict.runs == booted, verdict
 
 
 def explain(run) -> str:

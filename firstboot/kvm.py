@@ -1,0 +1,108 @@
+"""Whether KVM really runs a guest on this machine, and whether it can give the guest SMM (Secure Boot needs it).
+
+A device node proves nothing, nor does a paused domain: on some nested hosts /dev/kvm opens, ``KVM_CREATE_VM``
+works and libvirt starts a domain paused, yet QEMU aborts as soon as it sets the vCPU's MSRs, refuses SMM ("System
+Management Mode not supported by this hypervisor"), or its vCPU never leaves real mode. So the probe runs a guest:
+a 64 KiB firmware (built below, byte by byte) that switches to 32-bit protected mode, writes and reads back a word
+of RAM and reports through QEMU's ``isa-debug-exit`` port, with the CPU model and machine the primary VM uses
+(host-passthrough, q35, SMM on for Secure Boot). A guest that reports within the deadline proves KVM; anything
+else is a reason, in words. The same verdict drives the hardware checks and the VM's domain type, so they agree.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from phyllome_installer.core.runner import Runner
+
+DEADLINE = 5.0
+"""A real vCPU runs the firmware in milliseconds; a vCPU that cannot run hangs until this."""
+_REPORTED = (0x2A << 1) | 1
+"""QEMU's exit status when the guest writes 0x2a to isa-debug-exit: ``(value << 1) | 1``."""
+_SMM_REFUSED = "System Management Mode not supported"
+
+
+def firmware() -> bytes:
+    """The probe guest: reset vector -> protected mode -> RAM write/read -> ``out 0xf4`` (0x2a ok, 0x15 not)."""
+    rom = bytearray(b"\xf4" * 0x10000)  # hlt everywhere else
+    code = {
+        # 16-bit, CS base 0xffff0000: cli; o32 lgdt [cs:0xa0]; cr0.PE = 1; jmp far dword 0x08:0xffff0020
+        0x00: "fa 2e 66 0f 01 16 a0 00 0f 20 c0 0c 01 0f 22 c0 66 ea 20 00 ff ff 08 00",
+        # 32-bit: ds = ss = 0x10; [0x1000] = 0x12345678; read back; compare; out 0x2a (or 0x15); hlt
+        0x20: "66 b8 10 00 8e d8 8e d0 c7 05 00 10 00 00 78 56 34 12 a1 00 10 00 00 3d 78 56 34 12 75 05"
+              " b0 2a e6 f4 f4 b0 15 e6 f4 f4",
+        # the GDT: null, flat 4 GiB code (0x08), flat 4 GiB data (0x10); its pointer (limit 23, base 0xffff0080)
+        0x80: "0000000000000000 ffff0000009acf00 ffff00000092cf00",
+        0xA0: "1700 8000ffff",
+        0xFFF0: "e9 0d 00",  # the reset vector: jmp near 0x0000
+    }
+    for offset, text in code.items():
+        data = bytes.fromhex(text.replace(" ", ""))
+        rom[offset:offset + len(data)] = data
+    return bytes(rom)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    runs: bool
+    """A guest ran under the accelerator (protected mode, RAM) and reported back."""
+    smm: bool
+    """It also ran with SMM on (what Secure Boot firmware needs)."""
+    reason: str = ""
+    """Why not, in words (empty when both hold)."""
+
+    def to_dict(self) -> dict:
+        return {"runs": self.runs, "smm": self.smm, "reason": self.reason}
+
+
+def _run(runner: Runner, emulator: str, image: Path, *, accel: str, cpu: str, smm: bool,
+         timeout: float) -> tuple[bool, str]:
+    argv = [emulator, "-accel", accel, "-cpu", cpu, "-machine", f"q35,smm={'on' if smm else 'off'}", "-m", "16",
+            "-nodefaults", "-display", "none", "-no-reboot", "-bios", str(image),
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01"]
+    result = runner.run(argv, check=False, timeout=timeout)
+    if result.returncode == _REPORTED:
+        return True, ""
+    if result.returncode == 124:
+        return False, f"a test guest did not run within {timeout:g} s under {accel} (its vCPU never ran)"
+    lines = [line.strip() for line in result.stderr.splitlines()
+             if line.strip() and "warning:" not in line and not line.startswith("timed out")]
+    detail = lines[0] if lines else f"exit status {result.returncode}"
+    return False, f"a test guest failed under {accel}: {detail.removeprefix(emulator + ': ')}"
+
+
+def probe(runner: Runner, *, emulator: str = "qemu-system-x86_64", dev: Path = Path("/dev/kvm"),
+          accel: str = "kvm", cpu: str = "host", timeout: float = DEADLINE) -> Verdict:
+    """Run the probe guest under ``accel``: first with SMM, then (when SMM alone was refused) without."""
+    if accel == "kvm":
+        if not dev.exists():
+            return Verdict(False, False, f"{dev} is missing")
+        try:
+            dev.open("rb+").close()
+        except OSError as exc:
+            return Verdict(False, False, f"cannot open {dev}: {exc.strerror}")
+    with tempfile.TemporaryDirectory(prefix="phyllome-kvm-") as tmp:
+        image = Path(tmp) / "probe.rom"
+        image.write_bytes(firmware())
+        runs, reason = _run(runner, emulator, image, accel=accel, cpu=cpu, smm=True, timeout=timeout)
+        if runs:
+            return Verdict(True, True)
+        if _SMM_REFUSED not in reason:
+            return Verdict(False, False, reason)
+        runs, plain = _run(runner, emulator, image, accel=accel, cpu=cpu, smm=False, timeout=timeout)
+        if runs:
+            return Verdict(True, False, f"{accel} runs guests but cannot give them SMM, which Secure Boot needs")
+        return Verdict(False, False, plain)
+
+
+_verdicts: dict[tuple, Verdict] = {}
+
+
+def probe_once(runner: Runner, **kwargs) -> Verdict:
+    """:func:`probe`, run once per process for the same arguments (the checks and the VM plan ask in turn)."""
+    key = tuple(sorted((k, str(v)) for k, v in kwargs.items()))
+    if key not in _verdicts:
+        _verdicts[key] = probe(runner, **kwargs)
+    return _verdicts[key]

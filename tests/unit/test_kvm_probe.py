@@ -1,0 +1,154 @@
+"""Whether KVM runs a guest: the probe guest run by real QEMU, and the one verdict behind the checks and the VM.
+
+The three kinds of machine this suite runs on (/dev/kvm absent; present and working; present and unable to run a
+vCPU) are each decided here. This machine cannot run KVM guests, so a working accelerator is stood for by TCG,
+which runs the same firmware in the same QEMU (the test names say so); SMM refused by the hypervisor is stood for
+by a wrapper around the real QEMU that refuses it with QEMU's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from firstboot import host as hostfacts
+from firstboot import kvm
+from firstboot.checks import Machine, kvm_device
+from firstboot.osinfo import Catalogue
+from firstboot.vm import Request, plan
+from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.runner import RecordingRunner, SubprocessRunner
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+GiB = 1 << 30
+
+
+def _run_rom(tmp_path: Path, rom: bytes, timeout: float = 5.0) -> tuple[bool, str]:
+    image = tmp_path / "rom"
+    image.write_bytes(rom)
+    return kvm._run(SubprocessRunner(), "qemu-system-x86_64", image, accel="tcg", cpu="max", smm=False,
+                    timeout=timeout)
+
+
+def test_the_probe_guest_runs_and_reports_under_tcg_standing_in_for_a_working_kvm():
+    verdict = kvm.probe(SubprocessRunner(), accel="tcg", cpu="max")
+    assert verdict == kvm.Verdict(True, True, "")
+
+
+def test_a_guest_that_never_reports_is_a_vcpu_that_does_not_run(tmp_path):
+    runs, reason = _run_rom(tmp_path, b"\xf4" * 0x10000, timeout=1)  # halts at the reset vector, as a stuck vCPU
+    assert not runs and "did not run within 1 s" in reason
+
+
+def test_a_guest_whose_ram_check_fails_is_no_proof(tmp_path):
+    rom = bytearray(kvm.firmware())
+    rom[0x3E + 1] = 0x15  # report 0x15 (the failure value) on the success path
+    runs, reason = _run_rom(tmp_path, bytes(rom))
+    assert not runs and "exit status 43" in reason
+
+
+def test_the_firmware_is_64_kib_with_the_reset_vector_in_its_last_16_bytes():
+    rom = kvm.firmware()
+    assert len(rom) == 0x10000 and rom[0xFFF0:0xFFF3] == bytes.fromhex("e90d00")
+
+
+def test_an_absent_dev_kvm_runs_nothing(tmp_path):
+    runner = RecordingRunner()
+    verdict = kvm.probe(runner, dev=tmp_path / "kvm")
+    assert not verdict.runs and "is missing" in verdict.reason and runner.argvs == []
+
+
+def test_a_dev_kvm_that_cannot_be_opened_runs_nothing(tmp_path):
+    (tmp_path / "dir").mkdir()  # a node that is there but cannot be opened as a device
+    runner = RecordingRunner()
+    verdict = kvm.probe(runner, dev=tmp_path / "dir")
+    assert not verdict.runs and verdict.reason.startswith("cannot open") and runner.argvs == []
+
+
+def _smm_refusing_qemu(tmp_path: Path) -> str:
+    """The real QEMU, except that SMM is refused with the message QEMU prints on such nested KVM hosts."""
+    wrapper = tmp_path / "qemu-without-smm"
+    wrapper.write_text('#!/bin/sh\ncase "$*" in *smm=on*) echo "qemu-system-x86_64: System Management Mode not '
+                       'supported by this hypervisor." >&2; exit 1;; esac\nexec qemu-system-x86_64 "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_smm_refused_by_an_emulated_hypervisor_is_runs_without_smm(tmp_path):
+    verdict = kvm.probe(SubprocessRunner(), emulator=_smm_refusing_qemu(tmp_path), accel="tcg", cpu="max")
+    assert verdict.runs and not verdict.smm and "SMM" in verdict.reason
+
+
+def test_a_missing_qemu_is_a_reason_not_a_crash(tmp_path):
+    verdict = kvm.probe(SubprocessRunner(), emulator=str(tmp_path / "no-qemu"), accel="tcg")
+    assert not verdict.runs and "cannot run" in verdict.reason
+
+
+@pytest.mark.parametrize(("types", "verdict", "expected"), [
+    (["qemu"], None, ("qemu", True)),                                              # /dev/kvm absent
+    (["qemu", "kvm"], kvm.Verdict(True, True), ("kvm", True)),                     # KVM works
+    (["qemu", "kvm"], kvm.Verdict(False, False, "vCPU never ran"), ("qemu", True)),  # present, cannot run
+    (["qemu", "kvm"], kvm.Verdict(True, False, "no SMM"), ("kvm", False)),         # runs, without SMM
+])
+def test_the_domain_type_follows_the_verdict_on_each_kind_of_machine(types, verdict, expected):
+    domain_type, smm, note = hostfacts.accelerator(types, verdict)
+    assert (domain_type, smm) == expected
+    assert bool(note) == (verdict is None or not (verdict.runs and verdict.smm))
+
+
+def _host(domain_type: str, smm: bool) -> hostfacts.HostFacts:
+    domcaps = (DATA / "libvirt/domcaps-qemu-q35.xml").read_text()
+    facts = hostfacts.parse((DATA / "libvirt/capabilities.xml").read_text(), domcaps, libvirt_version=9000000,
+                            domain_type=ET.fromstring(domcaps).findtext("domain"))
+    return facts.model_copy(update={"memory": 32 * GiB, "cpus": 8, "domain_type": domain_type, "smm": smm,
+                                    "accelerator_note": "" if smm else "kvm runs guests but cannot give them SMM"})
+
+
+def test_a_secure_boot_plan_on_kvm_without_smm_is_refused_with_the_reason(tmp_path):
+    catalogue = Catalogue()
+    request = Request(store=str(tmp_path), iso="/srv/win11.iso")
+    with pytest.raises(UserError, match="needs SMM.*cannot give them SMM.*nothing was created"):
+        plan(request, catalogue.lookup("win11"), _host("kvm", smm=False))
+    assert plan(request, catalogue.lookup("win11"), _host("kvm", smm=True)).secure_boot
+    # a guest without Secure Boot does not need SMM
+    assert not plan(request, catalogue.lookup("fedora37"), _host("kvm", smm=False)).secure_boot
+
+
+def _tree(tmp_path: Path, kvm_capture: dict) -> Machine:
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev/kvm").touch()
+    (tmp_path / "phyllome-capture.json").write_text(json.dumps({"kvm": kvm_capture}))
+    return Machine(tmp_path)
+
+
+@pytest.mark.parametrize(("capture", "status"), [
+    ({"exists": True, "api_version": 12, "create_vm": True, "runs": False, "smm": False,
+      "run_error": "a test guest did not run within 5 s under kvm"}, "FAIL"),
+    ({"exists": True, "api_version": 12, "create_vm": True, "runs": True, "smm": False}, "WARN"),
+    ({"exists": True, "api_version": 12, "create_vm": True, "runs": True, "smm": True}, "PASS"),
+])
+def test_the_kvm_check_says_what_the_probe_guest_showed(tmp_path, capture, status):
+    check = kvm_device(_tree(tmp_path, capture))
+    assert check.status == status
+    if status == "FAIL":
+        assert "did not run" in check.found
+
+
+def test_the_live_check_and_the_vm_ask_the_same_probe(monkeypatch):
+    """On the live root the check runs the injected probe (here: one that says the vCPU never ran)."""
+    if not os.path.exists("/dev/kvm") or not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("this machine has no usable /dev/kvm node to open")
+    asked = []
+
+    def never_runs(dev: Path) -> kvm.Verdict:
+        asked.append(dev)
+        return kvm.Verdict(False, False, "a test guest did not run within 5 s under kvm")
+
+    info = Machine(Path("/"), kvm_probe=never_runs).kvm()
+    if not info.get("create_vm"):
+        pytest.skip("KVM_CREATE_VM fails here: the check fails before any guest is run")
+    assert asked == [Path("/dev/kvm")] and info["runs"] is False

@@ -59,6 +59,10 @@ def resolve_target(storage: Storage, profile: MachineProfile, *, unattended: boo
         matched = storage.match is not None and wipe == "matched"
         if not matched and not wipe_names_disk(wipe, disk.path, serial=disk.serial or None, by_id=disk.by_id):
             raise TargetError("storage.wipe", f"wipe = {wipe!r} does not name the chosen disk {disk.describe()}")
+        twins = [d.path for d in profile.disks if d.path != disk.path and d.serial and d.serial == wipe.strip()]
+        if twins and not matched:
+            raise TargetError("storage.wipe", f"wipe = {wipe!r} is the serial of {disk.path} and of "
+                                              f"{', '.join(twins)} too: name the disk by its by-id name or its path")
     return disk
 
 

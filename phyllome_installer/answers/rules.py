@@ -122,7 +122,7 @@ def wipe_conflicts(wipe: str, disk: str) -> bool:
     """Offline: whether the consent provably names another disk than the target.
 
     A serial cannot be checked without the machine (that happens before anything is written, against the
-    probed disk); two names of the same kind (kernel names, or by-id names) can.
+    probed disk, and only a whole serial counts); two names of the same kind (kernel names, or by-id names) can.
     """
     wipe = wipe.strip()
     if not wipe:
@@ -133,8 +133,22 @@ def wipe_conflicts(wipe: str, disk: str) -> bool:
     if kind(wipe) == kind(disk) != "other":
         return True
     if kind(disk) == "by-id" and kind(wipe) == "other" and not os.path.basename(disk).startswith("wwn-"):
-        return True  # by-id names other than wwn- end in the serial; wipe_names_disk checked that
+        return wipe not in _serials_of_by_id(os.path.basename(disk))
     return False
+
+
+def _serials_of_by_id(name: str) -> set[str]:
+    """The serial a by-id name ends in (``ata-MODEL_SERIAL``, ``nvme-MODEL_SERIAL`` or ``..._SERIAL_NSID``,
+    ``usb-..._SERIAL-0:0``, ``virtio-SERIAL``): the last whole field before an NVMe namespace or a USB LUN.
+    Never a part of a field. Offline only: consent itself is the probed disk's whole serial."""
+    bus, _, rest = name.partition("-")
+    if bus == "virtio":
+        return {rest}
+    if bus == "usb":
+        rest = re.sub(r"-\d+:\d+$", "", rest)
+    if bus == "nvme":
+        rest = re.sub(r"_\d{1,4}$", "", rest)  # the namespace id (udev's nvme-MODEL_SERIAL_NSID)
+    return {rest.rpartition("_")[2]} if "_" in rest else set()
 
 
 def name_kind(name: str) -> str:
@@ -148,17 +162,11 @@ def name_kind(name: str) -> str:
 
 
 def wipe_names_disk(wipe: str, disk: str, *, serial: str | None = None, by_id: Iterable[str] = ()) -> bool:
-    """Whether the consent string names the disk: its path, its by-id name, or its serial.
-
-    Offline (no ``serial`` known) a serial is accepted when the target is a by-id name that ends in it.
-    """
+    """Whether the consent string names the disk, whole: its path, its kernel name, a whole by-id name, or its
+    whole serial (known only on the machine). Never a suffix or a fragment: ``1`` is not consent for an NVMe
+    disk whose by-id name ends in ``_1`` (its namespace)."""
     wipe = wipe.strip()
     if not wipe:
         return False
     names = {disk, os.path.basename(disk), *by_id, *(os.path.basename(b) for b in by_id)}
-    if wipe in names or (serial and wipe == serial):
-        return True
-    if "/by-id/" in disk or any("/by-id/" in b for b in by_id):
-        ids = [os.path.basename(b) for b in (disk, *by_id) if "/by-id/" in b]
-        return any(i.endswith(("_" + wipe, "-" + wipe)) for i in ids)
-    return False
+    return wipe in names or bool(serial and wipe == serial)

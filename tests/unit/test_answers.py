@@ -100,7 +100,8 @@ def test_interactive_mode_does_not_need_wipe_consent():
 @pytest.mark.parametrize(("wipe", "disk", "ok"), [
     ("/dev/vda", "/dev/vda", True),
     ("vda", "/dev/vda", True),
-    ("S64ANS0T123456", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456", True),
+    # offline, a serial is not consent: only the probed disk's whole serial is (tests/unit/test_consent_names.py)
+    ("S64ANS0T123456", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456", False),
     ("nvme-Samsung_SSD_980_1TB_S64ANS0T123456", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456", True),
     ("123456", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456", False),
     ("S64ANS0T123456", "/dev/nvme0n1", False),
@@ -119,6 +120,12 @@ def test_wipe_consent(wipe, disk, ok):
     ("456", "/dev/disk/by-id/ata-X_123", True),
     ("123", "/dev/disk/by-id/ata-X_123", False),
     ("S1", "/dev/disk/by-id/wwn-0x5002538e", False),  # wwn names carry no serial
+    ("1", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456_1", True),  # the namespace, not a serial
+    ("S64ANS0T123456", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456_1", False),
+    ("3456", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456_1", True),  # a fragment
+    ("0:0", "/dev/disk/by-id/usb-Kingston_DT_E0D55EA574E1-0:0", True),
+    ("E0D55EA574E1", "/dev/disk/by-id/usb-Kingston_DT_E0D55EA574E1-0:0", False),
+    ("QM00001", "/dev/disk/by-id/virtio-QM00001", False),
 ])
 def test_offline_wipe_conflicts(wipe, disk, conflict):
     assert answers.wipe_conflicts(wipe, disk) is conflict

@@ -29,6 +29,48 @@ def test_by_id_and_serial_consent():
     assert resolve_target(storage(disk="/dev/nvme0n1", wipe="S64ANS0T123456"), PROFILE).name == "nvme0n1"
 
 
+NVME_1 = "/dev/disk/by-id/nvme-WD_BLACK_SN850X_2TB_23211Z800123_1"
+NVME_2 = "/dev/disk/by-id/nvme-Samsung_SSD_990_PRO_2TB_S6Z2NF0W123456_1"
+NVMES = MachineProfile(cpu_vendor="amd", firmware="uefi", ram_bytes=32 * GiB, disks=[
+    Disk(path="/dev/nvme0n1", name="nvme0n1", by_id=[NVME_1, NVME_1.removesuffix("_1")], model="WD_BLACK SN850X",
+         serial="23211Z800123", size=2000 * GiB, transport="nvme"),
+    Disk(path="/dev/nvme1n1", name="nvme1n1", by_id=[NVME_2, NVME_2.removesuffix("_1")], model="Samsung SSD 990",
+         serial="S6Z2NF0W123456", size=2000 * GiB, transport="nvme"),
+    Disk(path="/dev/sda", name="sda", by_id=["/dev/disk/by-id/usb-JMicron_Generic_0123456789AB-0:0"],
+         model="Generic", serial="0123456789AB", size=500 * GiB, transport="usb"),
+    Disk(path="/dev/sdb", name="sdb", by_id=["/dev/disk/by-id/usb-JMicron_Generic_0123456789AB-0:1"],
+         model="Generic", serial="0123456789AB", size=500 * GiB, transport="usb"),
+])
+
+
+@pytest.mark.parametrize("wipe", [
+    "1", "_1", "123", "S6Z2", "nvme", "n1", "0n1", "nvme0", "Samsung_SSD_990_PRO_2TB_S6Z2NF0W123456", "S6Z2NF0W",
+    "23211Z800123_1", "0:0", "2TB", "*", "S6Z2NF0W12345", " s6z2nf0w123456", "/dev/nvme1",
+])
+def test_a_fragment_of_a_name_is_never_consent(wipe):
+    """Hostile: with match rules that pick an NVMe disk, a suffix, prefix or piece of its names erases nothing."""
+    config = storage(match={"transport": "nvme", "pick": "largest"}, wipe=wipe)
+    with pytest.raises(TargetError) as info:
+        resolve_target(config, NVMES)
+    assert info.value.key == "storage.wipe"
+
+
+@pytest.mark.parametrize("wipe", ["S6Z2NF0W123456", NVME_2, NVME_2.removesuffix("_1"), "/dev/nvme1n1", "nvme1n1",
+                                  "nvme-Samsung_SSD_990_PRO_2TB_S6Z2NF0W123456_1"])
+def test_a_whole_name_of_the_chosen_disk_is_consent(wipe):
+    config = storage(match={"model": "Samsung*", "transport": "nvme"}, wipe=wipe)
+    assert resolve_target(config, NVMES).path == "/dev/nvme1n1"
+
+
+def test_a_serial_two_disks_share_is_no_consent_for_either():
+    """Two disks in one USB enclosure often report one serial: it names neither of them."""
+    with pytest.raises(TargetError, match="serial of /dev/sda and of /dev/sdb too"):
+        resolve_target(storage(disk="/dev/sda", wipe="0123456789AB"), NVMES)
+    assert resolve_target(storage(disk="/dev/sda", wipe="sda"), NVMES).path == "/dev/sda"
+    assert resolve_target(storage(disk="/dev/sdb", wipe="usb-JMicron_Generic_0123456789AB-0:1"), NVMES).path \
+        == "/dev/sdb"
+
+
 def test_consent_naming_another_disk_is_refused():
     with pytest.raises(TargetError, match="does not name the chosen disk /dev/nvme0n1") as info:
         resolve_target(storage(disk="/dev/nvme0n1", wipe="S5Y1NX0R"), PROFILE)

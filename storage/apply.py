@@ -106,7 +106,10 @@ class BlivetApplier:
             if "message" in event:
                 self._progress(event["message"], event.get("fraction"))
 
-        self.runner.run([sys.executable, "-m", "storage.blivet_worker"], stdin=json.dumps(request), on_line=on_line)
+        # -I: isolated (no current directory, PYTHONPATH or user site on the import path: a storage/ folder where
+        # the installer was started must never run as root in its place), from a fixed working directory.
+        self.runner.run([sys.executable, "-I", "-m", "storage.blivet_worker"], stdin=json.dumps(request),
+                        on_line=on_line, cwd="/")
 
     # ------------------------------------------------------------------ post-fixes and checks
     def _fix_types(self, layout: Layout) -> None:

@@ -100,18 +100,23 @@ def validate_data(data: dict[str, Any], path: str = "<interactive>", *, unattend
     return LoadResult(config, [], warnings_of(config, path, where))
 
 
-def register_raw_secrets(data: dict[str, Any], redactor: Redactor | None) -> None:
-    """Even an invalid file's secrets must not reach a log."""
+SECRET_KEYS = frozenset({"passphrase", "password", "password_hash"})
+
+
+def register_raw_secrets(data: Any, redactor: Redactor | None) -> None:
+    """Even an invalid file's secrets must not reach a log: every string under a secret's key, wherever it is
+    and whatever shape the rest of the file has (``users = 5`` is a type error to report, not a crash)."""
     if redactor is None:
         return
-    encryption = (data.get("storage") or {}).get("encryption") if isinstance(data.get("storage"), dict) else None
-    if isinstance(encryption, dict) and isinstance(encryption.get("passphrase"), str):
-        redactor.add(encryption["passphrase"])
-    for user in data.get("users") or []:
-        if isinstance(user, dict):
-            for key in ("password", "password_hash"):
-                if isinstance(user.get(key), str):
-                    redactor.add(user[key])
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if key in SECRET_KEYS and isinstance(value, str):
+                redactor.add(value)
+            elif isinstance(value, dict | list):
+                stack.append(value)
 
 
 def warnings_of(config: InstallConfig, path: str, where: dict) -> list[Problem]:

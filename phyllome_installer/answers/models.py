@@ -88,9 +88,8 @@ class Encryption(Section):
     passphrase_file: AbsolutePath | None = None
     """Read the passphrase from this file at install time instead (first line; at least 8 characters)."""
     protect: list[StateDir] = Field(default_factory=lambda: list(DEFAULT_PROTECT))
-    """Directories of the installed system to encrypt: below /var, the only writable, persistent place of an
-    ostree host, and not the host's own state such as /var/log or /var/home (e.g. "/var/lib/libvirt/images",
-    "/var/vms")."""
+    """Directories of the installed system to encrypt. In this version only the VM store, "/var/lib/libvirt/images":
+    the directory the unlock at every boot opens and the first boot puts the VM disks in."""
     recovery_key: bool = True
     """Also add a generated recovery protector; its code is shown once at the end of the install."""
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from .base import DEFAULT_PROTECT, MIN_PASSPHRASE, Problems, str_value
-from .values import parse_size
+from .values import absolute, parse_size, state_dir
 
 # Each takes plain values (a model's or the raw TOML's) and tolerates wrong types, which field validation
 # reports on its own; so the rules can run on raw data too when a section has field errors.
@@ -45,12 +45,26 @@ def encryption_rules(d: dict) -> Problems:
     if isinstance(protect, list) and all(isinstance(p, str) for p in protect):
         normal = [str(PurePosixPath(p)) for p in protect]
         for index, path in enumerate(normal):
-            if path in normal[:index]:
+            if path not in DEFAULT_PROTECT and _valid_state_dir(protect[index]):
+                out.append((("protect", index), f"only {', '.join(DEFAULT_PROTECT)} can be protected in this "
+                                                "version: it is the directory the unlock at every boot opens and "
+                                                "the first boot puts the VM disks in; another one would stay "
+                                                "locked and unused"))
+            elif path in normal[:index]:
                 out.append((("protect", index), "this directory is listed twice"))
             elif any(path.startswith(other + "/") or other.startswith(path + "/") for other in normal[:index]):
                 out.append((("protect", index), "this directory is inside another protected directory, or "
                                                 "holds one: each directory is encrypted on its own"))
     return out
+
+
+def _valid_state_dir(value: str) -> bool:
+    """Whether the directory passes the key's own checks (whose message is then the only one)."""
+    try:
+        state_dir(absolute(value))
+    except ValueError:
+        return False
+    return True
 
 
 def storage_rules(d: dict, unattended: bool) -> Problems:

@@ -131,8 +131,12 @@ def kernel_arg(value: str) -> str:
     if not cmdline.is_one_word(value):
         raise ValueError(f"{value!r} is more than one kernel argument: give each as its own list item (spaces "
                          "belong inside double quotes, as in dyndbg=\"file drivers/usb/* +p\")")
-    if value.startswith(("root=", '"root=')):
-        raise ValueError("root= is set by the installer from the partition it creates")
+    name = value.strip('"').split("=", 1)[0]
+    if name in ("root", "rootfstype", "ostree"):
+        raise ValueError(f"{name}= is set by the installer from the partition and the deployment it creates")
+    if name in ("ro", "rw"):
+        raise ValueError(f"{name}: the installer mounts the root read-write at boot (ostree keeps /usr read-only); "
+                         "a later ro or rw would override it")
     return value
 
 
@@ -194,8 +198,8 @@ def state_dir(value: str) -> str:
     for system in SYSTEM_STATE:
         if normal == system or (system in ("/var/log", "/var/home", "/var/roothome", "/var/tmp")
                                 and normal.startswith(system + "/")):
-            raise ValueError(f"{value!r} is the host's own state ({system}): encrypt a directory of your own, such "
-                             "as \"/var/lib/libvirt/images\" or \"/var/vms\"")
+            raise ValueError(f"{value!r} is the host's own state ({system}): the VM store to encrypt is "
+                             "\"/var/lib/libvirt/images\"")
     return normal
 
 

@@ -167,3 +167,37 @@ def test_quoted_kernel_arguments_reach_grub_as_one_word_each(tmp_path):
     path = tmp_path / "grub.cfg"
     path.write_text(cfg)
     assert subprocess.run([checker, str(path)], capture_output=True, text=True, check=False).returncode == 0
+
+
+# ------------------------------------------------------------------------------ property: values of the wrong type
+
+def _keys(data: dict, path: tuple = ()) -> list[tuple]:
+    out = []
+    for key, value in data.items():
+        out.append(path + (key,))
+        if isinstance(value, dict):
+            out += _keys(value, path + (key,))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            out += _keys(value[0], path + (key, 0))
+    return out
+
+
+WRONG = [5, True, "x", [1], [[1]], {"a": 1}, [{"a": 1}], 1.5]
+
+
+@pytest.mark.parametrize("key", _keys(tomllib.loads((DATA / "good" / "reference.toml").read_text())),
+                         ids=lambda k: ".".join(map(str, k)))
+def test_a_value_of_the_wrong_type_at_any_key_is_a_problem_not_a_crash(key):
+    """Every key of the reference file, top-level tables and arrays of tables included, set to each wrong type:
+    validate reports it as a problem at a line, never as an internal error."""
+    for wrong in WRONG:
+        data = tomllib.loads((DATA / "good" / "reference.toml").read_text())
+        node = data
+        for part in key[:-1]:
+            node = node[part]
+        if isinstance(node[key[-1]], type(wrong)) and not isinstance(wrong, bool | list | dict):
+            continue  # a value of the right type is no hostile case
+        node[key[-1]] = wrong
+        result = answers.parse(_toml(data), "f.toml", redactor=None)
+        if not result.ok:
+            assert result.problems and all(p.line >= 1 for p in result.problems)

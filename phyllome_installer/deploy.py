@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from .answers import ContainerPayload, LocalPayload, UrlPayload
+from .core.confined import Root
 from .core.errors import InstallFailure, UserError
 from .core.runner import Runner
 from .core.targetfs import TargetFiles
@@ -181,26 +181,27 @@ def stateroot_var(sysroot: Path) -> Path:
 
 
 def copy_ostree_boot(deployment: Path, boot: Path, files: TargetFiles | None = None) -> list[str]:
-    """Copy ``usr/lib/ostree-boot`` (EFI binaries, GRUB files the tree ships) into /boot; never overwrite."""
+    """Copy ``usr/lib/ostree-boot`` (EFI binaries, GRUB files the tree ships) into /boot; never overwrite.
+
+    Both sides resolve inside their own root (a link in the payload to /etc/shadow reads the deployment's
+    /etc/shadow, never the live system's); only regular files and directories are copied: links, devices and
+    FIFOs in the payload are left out, with a warning."""
     files = files or TargetFiles()
     source = deployment / "usr" / "lib" / "ostree-boot"
-    copied: list[str] = []
     if files.dry:
         files.note(f"copy {source} to {boot} (where the tree has it)")
-        return copied
-    if not source.is_dir():
-        return copied
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source)
-        if rel.parts[0].startswith(("vmlinuz", "initramfs")):
-            continue  # ostree manages the kernels itself
-        target = boot / rel
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-            copied.append(str(rel))
+        return []
+    tree = Root(deployment)
+    if not tree.exists("usr/lib/ostree-boot"):
+        return []
+    try:
+        copied, skipped = Root(boot).copy_tree_from(
+            tree, "usr/lib/ostree-boot", skip=lambda rel: rel.split("/", 1)[0].startswith(("vmlinuz", "initramfs")))
+    except NotADirectoryError:
+        log.warning("the payload's /usr/lib/ostree-boot is not a directory: nothing copied to /boot")
+        return []
+    for rel in skipped:
+        log.warning("not copied to /boot: /usr/lib/ostree-boot/%s is a link or a special file", rel)
     return copied
 
 

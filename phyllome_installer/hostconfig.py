@@ -49,6 +49,16 @@ def hosts_text(existing: str, hostname: str) -> str:
     return "\n".join([*kept[:1], f"127.0.1.1\t{names}", *kept[1:]]) + "\n"
 
 
+def _unprivileged_group(line: str) -> bool:
+    """A group line of /usr/lib/group that may be copied: four fields, a numeric gid that is not 0 (a payload's
+    "libvirt:x:0:" would make the admin a member of root's group)."""
+    fields = line.split(":")
+    ok = len(fields) == 4 and fields[2].isdigit() and int(fields[2]) > 0
+    if not ok:
+        log.warning("group line %r of /usr/lib/group is not copied: not name:x:GID:members with GID > 0", line[:80])
+    return ok
+
+
 class HostConfig:
     """Writes the configuration of one deployment. ``root`` is the deployment directory."""
 
@@ -57,23 +67,20 @@ class HostConfig:
         self.runner = runner
         self.root = Path(root)
         self.redactor = redactor
-        self.files = files or TargetFiles()
+        self.files = (files or TargetFiles()).within(self.root)
+        """Every read and write resolves inside the deployment: a payload's links never reach the live system."""
 
     def _write(self, rel: str, text: str, mode: int = 0o644) -> Path:
-        path = self.files.write(self.root / rel, text, mode)
+        path = self.files.write(rel, text, mode)
         log.debug("wrote /%s", rel)
         return path
 
     def system_files(self, host: Host, *, cpu_vendor: str, fstab_text: str) -> None:
         self._write("etc/hostname", host.hostname + "\n")
-        try:
-            existing = (self.root / "etc/hosts").read_text()
-        except OSError:
-            existing = ""
-        self._write("etc/hosts", hosts_text(existing, host.hostname))
+        self._write("etc/hosts", hosts_text(self.files.read_text("etc/hosts"), host.hostname))
         self._write("etc/vconsole.conf", f"KEYMAP={host.keyboard}\n")
         self._write("etc/locale.conf", f'LANG="{host.locale}"\n')
-        self.files.symlink(self.root / "etc" / "localtime", f"../usr/share/zoneinfo/{host.timezone}")
+        self.files.symlink("etc/localtime", f"../usr/share/zoneinfo/{host.timezone}")
         log.debug("linked /etc/localtime to %s", host.timezone)
         self._write("etc/fstab", fstab_text)
         self._write("etc/modprobe.d/phyllome-kvm.conf", nested_options(cpu_vendor))
@@ -85,17 +92,14 @@ class HostConfig:
         if answers.enabled:
             self._write(FIRSTBOOT_MARKER, f"installed-by=phyllome-install {version}\n")
             # The payload ships and enables the units in /usr (phyllome_installer/units.py says why).
-            if not self.files.dry and not (self.root / "usr/lib/systemd/system/phyllome-firstboot.service").exists():
+            if not self.files.dry and not self.files.exists("usr/lib/systemd/system/phyllome-firstboot.service"):
                 log.warning("the payload has no phyllome-firstboot.service: the first boot will not start by itself "
                             "(run phyllome-firstboot on the installed system)")
         else:
             log.debug("[firstboot] enabled = false: no first-boot marker")
 
     def _group_lines(self, rel: str) -> dict[str, str]:
-        try:
-            text = (self.root / rel).read_text()
-        except OSError:
-            return {}
+        text = self.files.read_text(rel)
         return {line.split(":", 1)[0]: line for line in text.splitlines() if line and ":" in line}
 
     def _groups(self, wanted: list[str]) -> set[str]:
@@ -108,24 +112,25 @@ class HostConfig:
             return set(wanted)
         etc = self._group_lines("etc/group")
         lib = self._group_lines("usr/lib/group")
-        copied = [lib[g] for g in wanted if g not in etc and g in lib]
+        copied = [lib[g] for g in wanted if g not in etc and g in lib and _unprivileged_group(lib[g])]
         if copied:
-            text = (self.root / "etc" / "group").read_text() if (self.root / "etc" / "group").exists() else ""
+            text = self.files.read_text("etc/group")
             self._write("etc/group", text + ("" if text.endswith("\n") or not text else "\n")
                         + "".join(line + "\n" for line in copied))
-            gshadow = self.root / "etc" / "gshadow"
-            if gshadow.exists():
-                mode = gshadow.stat().st_mode & 0o777
-                current = gshadow.read_text()
-                self._write("etc/gshadow", current + "".join(f"{line.split(':', 1)[0]}:!::\n" for line in copied),
-                            mode)
+            if self.files.exists("etc/gshadow"):
+                current = self.files.read_text("etc/gshadow")
+                have = {line.split(":", 1)[0] for line in current.splitlines()}
+                added = "".join(f"{name}:!::\n" for name in (line.split(":", 1)[0] for line in copied)
+                                if name not in have)  # rpm-ostree trees may already have the entry
+                self._write("etc/gshadow", current + ("" if current.endswith("\n") or not current else "\n")
+                            + added, self.files.mode("etc/gshadow"))
             log.debug("copied groups %s from /usr/lib/group to /etc/group", [line.split(":")[0] for line in copied])
         return set(etc) | {line.split(":", 1)[0] for line in copied}
 
     def _ids(self, name: str) -> tuple[int, int]:
-        for line in (self.root / "etc" / "passwd").read_text().splitlines():
+        for line in self.files.read_text("etc/passwd").splitlines():
             fields = line.split(":")
-            if fields[0] == name:
+            if fields[0] == name and len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
                 return int(fields[2]), int(fields[3])
         raise KeyError(name)
 
@@ -134,7 +139,7 @@ class HostConfig:
         groups = [g for g in user.groups if g in existing]
         for missing in sorted(set(user.groups) - existing):
             log.warning("group %s does not exist in the installed system; %s is not added to it", missing, user.name)
-        self.files.mkdir(self.root / "var" / "home")
+        self.files.mkdir("var/home")
         argv = ["useradd", "--root", str(self.root), "--create-home", "--home-dir", f"/var/home/{user.name}",
                 "--shell", "/bin/bash", "--comment", user.full_name]
         if groups:
@@ -157,13 +162,13 @@ class HostConfig:
             self._ssh_keys(user)
 
     def _ssh_keys(self, user: User) -> None:
-        ssh = self.root / "var" / "home" / user.name / ".ssh"
-        keys = ssh / "authorized_keys"
+        ssh = f"var/home/{user.name}/.ssh"
+        keys = f"{ssh}/authorized_keys"
         self.files.mkdir(ssh, 0o700)
         self.files.write(keys, "".join(key + "\n" for key in user.ssh_keys), 0o600)
         if self.files.dry:
             return
-        ssh.chmod(0o700)
+        self.files.chmod(ssh, 0o700)
         uid, gid = self._ids(user.name)
         for path in (ssh, keys):
             self.files.chown(path, uid, gid)

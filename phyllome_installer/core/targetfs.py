@@ -13,6 +13,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from .confined import Root
+from .errors import InstallFailure
+
 
 class TargetFiles:
     """Writes into the target, or, when ``dry``, reports each write through ``show`` ("would write ...")."""
@@ -66,3 +69,74 @@ class TargetFiles:
         """A step that is neither a command nor a write (shown in a dry run only)."""
         if self.dry:
             self.show(what)
+
+    def within(self, root: Path) -> ConfinedFiles:
+        """The same writes, with paths relative to ``root`` and resolved inside it (a payload's links included)."""
+        return ConfinedFiles(self, Root(root))
+
+
+class ConfinedFiles:
+    """:class:`TargetFiles` below one root: every read and write resolves inside it (core/confined.py)."""
+
+    def __init__(self, files: TargetFiles, root: Root) -> None:
+        self.files = files
+        self.root = root
+        self.dry = files.dry
+
+    def path(self, rel: str) -> Path:
+        return self.root.path / rel.lstrip("/")
+
+    def _failed(self, what: str, rel: str, exc: OSError) -> InstallFailure:
+        return InstallFailure(f"cannot {what} /{rel.lstrip('/')} in {self.root.path}: {exc.strerror}",
+                              hint="the payload's tree has a link or a special file there; links resolve inside "
+                                   "the installed system, never outside it")
+
+    def write(self, rel: str, text: str | bytes, mode: int = 0o644) -> Path:
+        if self.dry:
+            self.files.show(f"write {self.path(rel)} (mode {mode:04o})")
+            return self.path(rel)
+        try:
+            self.root.write(rel, text.encode() if isinstance(text, str) else text, mode)
+        except OSError as exc:
+            raise self._failed("write", rel, exc) from None
+        return self.path(rel)
+
+    def mkdir(self, rel: str, mode: int = 0o755) -> Path:
+        if self.dry:
+            self.files.show(f"create the directory {self.path(rel)}")
+            return self.path(rel)
+        try:
+            self.root.mkdir(rel, mode)
+        except OSError as exc:
+            raise self._failed("create the directory", rel, exc) from None
+        return self.path(rel)
+
+    def symlink(self, rel: str, target: str) -> None:
+        if self.dry:
+            self.files.show(f"link {self.path(rel)} -> {target}")
+        else:
+            self.root.symlink(rel, target)
+
+    def chown(self, rel: str, uid: int, gid: int) -> None:
+        if not self.dry:
+            self.root.chown(rel, uid, gid)
+
+    def chmod(self, rel: str, mode: int) -> None:
+        if not self.dry:
+            self.root.chmod(rel, mode)
+
+    def read_text(self, rel: str, default: str = "") -> str:
+        """A regular file of the root, or ``default`` when there is none (a link out of it reads inside it)."""
+        try:
+            return self.root.read_text(rel)
+        except FileNotFoundError:
+            return default
+        except OSError as exc:
+            raise InstallFailure(f"cannot read /{rel.lstrip('/')} of the payload ({self.root.path}): "
+                                 f"{exc.strerror}") from None
+
+    def exists(self, rel: str) -> bool:
+        return self.root.exists(rel)
+
+    def mode(self, rel: str) -> int:
+        return self.root.mode(rel)

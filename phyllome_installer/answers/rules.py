@@ -100,8 +100,50 @@ def user_rules(d: dict) -> Problems:
     return out
 
 
-def config_rules(d: dict) -> Problems:
+SECRET_KEYS = ("passphrase", "password")
+
+
+def _strings(node, loc: tuple = ()) -> list[tuple[tuple, str]]:
+    """Every string value with its location, secrets and password hashes left out."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    out: list[tuple[tuple, str]] = []
+    for key, value in items:
+        if key in (*SECRET_KEYS, "password_hash"):
+            continue
+        if isinstance(value, str):
+            out.append((loc + (key,), value))
+        elif isinstance(value, dict | list):
+            out += _strings(value, loc + (key,))
+    return out
+
+
+def secret_rules(d: dict) -> Problems:
+    """A passphrase or password that is part of another value of the file (a user name, a full name, the
+    hostname, a path, the ref) would show on command lines and in logs, where no mask can hide it without
+    showing where it was: such a file is refused here, at the secret's line, never at install time."""
+    secrets: list[tuple[tuple, str, str]] = []
+    encryption = d.get("storage", {}).get("encryption") if isinstance(d.get("storage"), dict) else None
+    if isinstance(encryption, dict) and isinstance(encryption.get("passphrase"), str):
+        secrets.append((("storage", "encryption", "passphrase"), encryption["passphrase"], "passphrase"))
+    users = d.get("users")
+    for index, user in enumerate(users if isinstance(users, list) else []):
+        if isinstance(user, dict) and isinstance(user.get("password"), str):
+            secrets.append((("users", index, "password"), user["password"], "password"))
     out: Problems = []
+    values = _strings(d)
+    for loc, secret, what in secrets:
+        if not secret:
+            continue
+        where = next((other for other, value in values if secret in value), None)
+        if where is not None:
+            shown = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in where).replace(".[", "[")
+            out.append((loc, f"the {what} is part of {shown}, which shows on command lines and in logs: "
+                             f"choose a {what} that is not part of another value"))
+    return out
+
+
+def config_rules(d: dict) -> Problems:
+    out: Problems = secret_rules(d)
     users = d.get("users")
     if not isinstance(users, list):
         return out

@@ -34,6 +34,15 @@ class Redactor:
     def __len__(self) -> int:
         return len(self._secrets)
 
+    def carries(self, arg: str) -> bool:
+        """Whether a command-line argument passes a secret: the secret itself, or after ``=`` or ``:`` (the ways
+        a secret is put on a command line by mistake). A secret that merely occurs inside another value (a
+        passphrase "phyllome" in a path /var/log/phyllome) is not one: the answer file's rules refuse secrets that
+        are part of its other values, and a guard that fired on them failed valid installs."""
+        with self._lock:
+            secrets = tuple(self._secrets)
+        return any(arg == secret or arg.endswith(("=" + secret, ":" + secret)) for secret in secrets)
+
     def redact(self, text: str) -> str:
         with self._lock:
             secrets = sorted(self._secrets, key=len, reverse=True)

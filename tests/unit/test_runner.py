@@ -68,6 +68,21 @@ def test_a_secret_on_argv_is_refused_before_running(tmp_path, redactor):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("arg", ["hunter2-secret", "--passphrase=hunter2-secret", "admin:hunter2-secret"])
+def test_every_way_of_passing_a_secret_on_argv_is_refused(tmp_path, redactor, arg):
+    redactor.add("hunter2-secret")
+    with pytest.raises(ValueError, match="secret on the command line"):
+        SubprocessRunner(redactor).run(["true", arg])
+
+
+def test_a_secret_that_merely_occurs_inside_another_argument_runs(tmp_path, redactor):
+    """passphrase "phyllome" and the path /var/log/phyllome/x: the guard fired on it and failed valid installs."""
+    redactor.add("phyllome")
+    directory = tmp_path / "phyllome" / "sub"
+    SubprocessRunner(redactor).run(["mkdir", "-p", str(directory)])
+    assert directory.is_dir()
+
+
 def test_a_string_command_is_refused(redactor):
     with pytest.raises(TypeError):
         SubprocessRunner(redactor).run("echo hi")  # type: ignore[arg-type]

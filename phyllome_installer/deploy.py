@@ -156,15 +156,33 @@ def ships_bootupd(runner: Runner, payload: Payload) -> bool | None:
     return ships(runner, payload, "/usr/bin/bootupctl")
 
 
+ACCOUNT_FIELDS = {"passwd": 7, "group": 4}
+
+
 def payload_names(runner: Runner, payload: Payload) -> set[str]:
-    """User and group names the payload already has (local payloads; others are known only after the pull)."""
+    """User and group names the payload already has (local payloads; others are known only after the pull).
+
+    Their files are also what host-config reads and useradd edits after the disk is erased, so a line that is not
+    ``name:x:ID:...`` with numeric ids is refused here, while nothing is written."""
     if not isinstance(payload, LocalPayload):
         return set()
     names: set[str] = set()
     for path in ("/usr/etc/passwd", "/usr/etc/group", "/usr/lib/passwd", "/usr/lib/group"):
         result = runner.run(["ostree", f"--repo={payload.repo}", "cat", payload.ref, path], check=False)
-        if result.ok:
-            names |= {line.split(":", 1)[0] for line in result.stdout.splitlines() if ":" in line}
+        if not result.ok:
+            continue
+        kind = path.rsplit("/", 1)[1]
+        for number, line in enumerate(result.stdout.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split(":")
+            ids = fields[2:4] if kind == "passwd" else fields[2:3]
+            if len(fields) != ACCOUNT_FIELDS[kind] or not fields[0] or not all(i.isdigit() for i in ids):
+                raise UserError(f"payload: line {number} of {path} is not a {kind} entry (expected "
+                                f"{ACCOUNT_FIELDS[kind]} fields separated by ':', numeric ids): adding the admin "
+                                "user would fail after the disk was erased; nothing was written",
+                                hint="fix the payload's account files and build it again")
+            names.add(fields[0])
     return names
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from phyllome_installer import answers, engine
+from phyllome_installer.core.errors import UserError
 from phyllome_installer.core.runner import SubprocessRunner
+from phyllome_installer.deploy import payload_names
 from phyllome_installer.plan import build
 from storage.probe import Prober
 from tests.loopdev import sh
@@ -56,3 +58,21 @@ def test_a_commit_that_cannot_boot_is_refused_before_writing(tmp_path, files, di
         assert not result.touched and image.stat().st_blocks == 0
     finally:
         subprocess.run(["losetup", "-d", device], check=False)
+
+
+BOOTABLE = {"usr/lib/os-release": "ID=x\n", "usr/lib/modules/6.1/vmlinuz": "k",
+            "usr/lib/modules/6.1/initramfs.img": "i"}
+
+
+@pytest.mark.parametrize(("path", "text"), [
+    ("usr/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbroken line without colons\n"),
+    ("usr/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbin:x:one:1:bin:/bin:/sbin/nologin\n"),
+    ("usr/lib/group", "root:x:0:\nlibvirt:x::\n"),
+    ("usr/etc/group", "root:x:0:\nwheel:x:10\n"),
+])
+def test_account_files_host_config_cannot_read_are_refused_before_writing(tmp_path, path, text):
+    repo = tmp_path / "repo"
+    commit(repo, tmp_path / "tree", {**BOOTABLE, path: text}, ("var", "sysroot"))
+    with pytest.raises(UserError, match=f"line 2 of /{path} is not a .* entry.*nothing was written"):
+        payload_names(SubprocessRunner(), answers.LocalPayload(kind="local", repo=str(repo),
+                                                               ref="test/x86_64/broken"))

@@ -62,14 +62,39 @@ def _is_log(path: Path) -> bool:
 
 
 class _FileHandler(logging.StreamHandler):
-    """A log file opened by :func:`open_log` (never reopened by name), flushed after every record."""
+    """A log file opened by :func:`open_log` (never reopened by name), flushed after every record.
+
+    When the file cannot be written (its filesystem is full, the disk went away), the run goes on: the failure is
+    said once on the console, the rest of the run is not logged, and closing never fails the command."""
+
+    broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            self.stream.flush()
+        except OSError as exc:
+            self.broken = True
+            logging.getLogger(LOGGER_NAME).warning(
+                "the log file can no longer be written (%s): the rest of this run is not logged", exc.strerror)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                super().flush()
+            except OSError:
+                self.broken = True
 
     def close(self) -> None:
         try:
             self.flush()
             self.stream.close()
+        except OSError:
+            pass  # what could not be written is lost either way; the command's result stands
         finally:
-            super().close()
+            logging.Handler.close(self)
 
 
 def _private_dir(directory: Path) -> None:

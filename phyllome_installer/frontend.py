@@ -86,6 +86,15 @@ class Installer:
         size = image.stat().st_size if image.is_file() else image_bytes(self.image_size or "0")
         return Disk(path=str(image), name=image.name, model="Disk image", size=size, transport="loop")
 
+    def check_image(self, config: InstallConfig) -> int:
+        """What the real run refuses about ``--target-image`` before creating or writing anything (the dry run
+        asks the same)."""
+        from .image_target import check
+
+        assert self.target_image is not None
+        return check(Path(self.target_image), image_bytes(self.image_size) if self.image_size else None,
+                     config.payload)
+
     def readiness(self) -> list[str]:
         return readiness(self.proc, self.sys_root)
 
@@ -109,6 +118,8 @@ class Installer:
 
     def plan(self, config: InstallConfig, machine: MachineProfile | None = None) -> InstallPlan:
         """The plan to show; touches nothing."""
+        if self.target_image is not None:
+            self.check_image(config)
         return self._build(config, machine or self.machine())
 
     def install(self, config: InstallConfig, sink: Sink | None = None, consent: str | None = None) -> engine.Result:
@@ -123,7 +134,7 @@ class Installer:
         if self.target_image is not None:
             from .sandbox import attached_image
 
-            size = str(image_bytes(self.image_size)) if self.image_size else None
+            size = self.check_image(config)
             with attached_image(self.runner, Path(self.target_image).resolve(), self.sysroot or DEFAULT_SYSROOT,
                                 size, stop=self.stop, found=self.notices) as device:
                 machine = Prober(self.runner, include_loop=True, only=[device]).profile()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import leftovers
+from . import image_target, leftovers
 from .core.errors import UserError
 from .core.interrupt import Stop
 from .core.lock import flock_file
@@ -153,7 +153,8 @@ class Sandbox:
         except (FileExistsError, NotADirectoryError):
             raise UserError(f"the sandbox directory {self.base} is not a directory") from None
         self.leftovers = []
-        with attached_image(runner, self.image, self.sysroot, size, stop=stop, found=self.leftovers,
+        with attached_image(runner, self.image, self.sysroot, int(size.rstrip("G")) << 30, stop=stop,
+                            found=self.leftovers,
                             what="the sandbox image") as device:
             yield device
 
@@ -164,7 +165,7 @@ class Sandbox:
 
 
 @contextlib.contextmanager
-def attached_image(runner: Runner, image: Path, sysroot: Path, size: str | None, *, stop: Stop | None = None,
+def attached_image(runner: Runner, image: Path, sysroot: Path, size: int | None, *, stop: Stop | None = None,
                    found: list[str] | None = None, what: str = "the disk image") -> Iterator[str]:
     """A disk image attached to a loop device for the duration of the block (the sandbox, ``--target-image``).
 
@@ -180,7 +181,7 @@ def attached_image(runner: Runner, image: Path, sysroot: Path, size: str | None,
             if size is None:
                 raise UserError(f"{image} does not exist: give its size (--image-size) to create it")
             image.parent.mkdir(parents=True, exist_ok=True)
-            runner.run(["truncate", "-s", size, str(image)])
+            image_target.create(image, size)
         elif not image.is_file():
             raise UserError(f"{what} {image} is not a regular file")
         lock = flock_file(image, what)
@@ -191,6 +192,7 @@ def attached_image(runner: Runner, image: Path, sysroot: Path, size: str | None,
             device = runner.run(["losetup", "--find", "--show", str(image)]).stdout.strip()
             if not device.startswith("/dev/loop"):
                 raise UserError(f"could not attach {what} {image} to a loop device")
+            leftovers.record_loop(device, image)  # what a later run may release if this one is killed
             # Partitions the kernel may still hold for this loop number from an earlier image (after a crash):
             runner.run(["partx", "-d", device], check=False)
             runner.run(["partx", "-u", device], check=False)
@@ -199,6 +201,7 @@ def attached_image(runner: Runner, image: Path, sysroot: Path, size: str | None,
         finally:
             with stop.shielded():
                 detach(runner, device)
+                leftovers.forget_loop(device)
     finally:
         os.close(lock)
 

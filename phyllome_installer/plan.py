@@ -63,6 +63,13 @@ class Context:
     """Writes into the target; in a dry run, shows them instead."""
     can_mount: Callable[[str], bool] = kernel_can_mount
     """Whether the running kernel mounts a filesystem type (injected so that plans do not depend on this host)."""
+    query: Runner | None = None
+    """Runs the read-only questions the check task asks (ostree rev-parse, ls, cat): the install's own runner,
+    and in a dry run still the real one, so that a dry run refuses what the install would refuse."""
+
+    @property
+    def asks(self) -> Runner:
+        return self.query or self.runner
 
     def progress(self, task: str, message: str, fraction: float | None = None) -> None:
         log.debug("%s", message)  # the progress event reaches the console; the log file keeps this line
@@ -121,7 +128,8 @@ class InstallPlan:
         instead of written. A task that would fail shows why (and the dry run goes on, to show the whole plan).
         Nothing is written anywhere and no command runs."""
         runner = DryRunRunner(echo=False)
-        ctx = replace(self.context, runner=runner, files=TargetFiles(dry=True, show=runner.note), sink=NullSink(),
+        ctx = replace(self.context, runner=runner, query=self.context.asks,
+                      files=TargetFiles(dry=True, show=runner.note), sink=NullSink(),
                       stop=Stop(), applied=None, mounts=None, deployment=None, protected={},
                       passphrase=self.context.passphrase or "<passphrase>")
         out = []

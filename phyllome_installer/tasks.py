@@ -45,21 +45,21 @@ def check(ctx: Context) -> None:
     if ctx.files.dry and ctx.sandbox:
         ctx.files.note("build the sandbox payload (once) and check it")
     else:
-        deploy.check_payload(ctx.runner, ctx.config.payload)
-        missing = deploy.check_tree(ctx.runner, ctx.config.payload,
+        deploy.check_payload(ctx.asks, ctx.config.payload)
+        missing = deploy.check_tree(ctx.asks, ctx.config.payload,
                                     encrypted_store=ctx.config.storage.encryption.enabled)
         if missing:
             raise UserError(f"payload: {deploy.refspec(ctx.config.payload)} is not a bootable ostree tree: it has no "
                             + ", ".join(missing), hint="build the payload with the ostree layout (docs/install.md)")
-        taken = deploy.payload_names(ctx.runner, ctx.config.payload)
+        taken = deploy.payload_names(ctx.asks, ctx.config.payload)
         for user in ctx.config.users:
             if user.name in taken:
                 raise UserError(f"users: {user.name!r} is already a user or group of the payload; choose another "
                                 "name for the admin user")
-    if not ctx.sandbox and not deploy.ships_bootupd(ctx.runner, ctx.config.payload):
+    if not ctx.sandbox and not deploy.ships_bootupd(ctx.asks, ctx.config.payload):
         # What the boot loader task will need, checked while nothing is written (bootloader.choose decides then).
         if not bootloader.grub_available() and not all(  # the payload's GRUB: what the boot loader task looks for
-                deploy.ships(ctx.runner, ctx.config.payload, "/" + path) for path in bootloader.PAYLOAD_GRUB):
+                deploy.ships(ctx.asks, ctx.config.payload, "/" + path) for path in bootloader.PAYLOAD_GRUB):
             raise UserError("no boot loader can be installed: the payload ships neither bootupctl nor GRUB, and "
                             "this live system has no grub-install",
                             hint="install Debian's grub-efi-amd64-bin or Fedora's grub2-efi-x64-modules on the live "

@@ -128,7 +128,7 @@ class InstallPlan:
         instead of written. A task that would fail shows why (and the dry run goes on, to show the whole plan).
         Nothing is written anywhere and no command runs."""
         runner = DryRunRunner(echo=False)
-        ctx = replace(self.context, runner=runner, query=self.context.asks,
+        ctx = replace(self.context, runner=runner, query=runner.asking(self.context.asks),
                       files=TargetFiles(dry=True, show=runner.note), sink=NullSink(),
                       stop=Stop(), applied=None, mounts=None, deployment=None, protected={},
                       passphrase=self.context.passphrase or "<passphrase>")

@@ -292,6 +292,18 @@ class DryRunRunner(_LoggingRunner):
         self._show(f"would run: {display(args, self.redactor)}{note}")
         return CommandResult(args, 0, self.SECRET_OUTPUT if secret_output else "")
 
+    def asking(self, real: Runner) -> Runner:
+        """A runner for read-only questions (``ostree ls``): shown like every command, and run for real by
+        ``real``, so that a dry run refuses what the install would refuse."""
+        dry = self
+
+        class Asking:
+            def run(self, argv: Sequence[str], **kwargs) -> CommandResult:
+                dry.run(argv, stdin=kwargs.get("stdin"), env=kwargs.get("env"), cwd=kwargs.get("cwd"))
+                return real.run(argv, **kwargs)
+
+        return Asking()
+
 
 @dataclass
 class Rule:

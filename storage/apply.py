@@ -139,7 +139,7 @@ class BlivetApplier:
             if part is None:
                 problems.append(f"partition {spec.number} ({spec.role}) is missing")
                 continue
-            problems += _compare(spec, part)
+            problems += _compare(spec, part, int(table.get("sectorsize", SECTOR)))
             device = partition_path(layout.disk, spec.number)
             info = _export(self.runner.run(["blkid", "-p", "-o", "export", device], check=False).stdout)
             if info.get("TYPE") != spec.fstype:
@@ -162,11 +162,12 @@ def _number(node: str) -> int:
     return int(digits)
 
 
-def _compare(spec: PartitionSpec, part: dict) -> list[str]:
+def _compare(spec: PartitionSpec, part: dict, sector: int = SECTOR) -> list[str]:
+    """``sector``: the disk's logical sector size, the unit of sfdisk's starts and sizes (4096 on 4Kn disks)."""
     problems = []
-    if part["start"] * SECTOR != spec.start or part["size"] * SECTOR != spec.size:
-        problems.append(f"partition {spec.number}: {part['start']}+{part['size']} sectors, expected "
-                        f"{spec.start // SECTOR}+{spec.size // SECTOR}")
+    if part["start"] * sector != spec.start or part["size"] * sector != spec.size:
+        problems.append(f"partition {spec.number}: {part['start']}+{part['size']} sectors of {sector} bytes, "
+                        f"expected {spec.start // sector}+{spec.size // sector}")
     if part.get("type", "").upper() != spec.type_guid:
         problems.append(f"partition {spec.number}: type {part.get('type')}, expected {spec.type_guid}")
     if part.get("name", "") != spec.name:

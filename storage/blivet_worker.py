@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 SECTOR = 512
 
@@ -38,6 +39,14 @@ def confine_to(name: str) -> None:
     udev.get_devices = target_only
 
 
+def logical_sector_size(name: str, sys_root: Path = Path("/sys")) -> int:
+    """The disk's logical sector size: blivet and parted count partitions in it (4096 on 4Kn disks)."""
+    try:
+        return int((sys_root / "block" / name / "queue" / "logical_block_size").read_text())
+    except (OSError, ValueError):
+        return SECTOR
+
+
 def apply(request: dict) -> None:
     import blivet
     from blivet.callbacks import create_new_callbacks_register
@@ -58,8 +67,9 @@ def apply(request: dict) -> None:
     if disk.children or disk.format.type is not None:
         storage.recursive_remove(disk)
     storage.format_device(disk, get_format("disklabel", device=disk.path, label_type="gpt"))
+    sector = logical_sector_size(name)
     for spec in request["partitions"]:
-        part = storage.new_partition(start=spec["start"] // SECTOR, end=spec["end"] // SECTOR - 1, parents=[disk],
+        part = storage.new_partition(start=spec["start"] // sector, end=spec["end"] // sector - 1, parents=[disk],
                                      fmt_type=spec["fmt_type"], mountpoint=spec["mountpoint"],
                                      fmt_args={"label": spec["label"], "create_options": spec["options"] or None})
         storage.create_device(part)

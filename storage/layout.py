@@ -19,7 +19,9 @@ ALIGN = MiB
 ESP_SIZE = 600 * MiB
 BOOT_SIZE = 1 * GiB
 MIN_ROOT = 8 * GiB
-GPT_TAIL = 33 * 512  # the backup GPT at the end of the disk
+GPT_TAIL = 16 * 1024 + 4096
+"""The backup GPT at the end of the disk: its 16 KiB partition array and one header sector, reserved for the
+largest logical sector (4096 bytes, "4Kn" disks), so one layout fits 512-byte and 4Kn disks alike."""
 
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_DATA_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"

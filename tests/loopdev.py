@@ -14,12 +14,15 @@ def sh(*argv: str, stdin: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def loop_image(path: Path, size: str = "64M", sfdisk_script: str | None = None) -> Iterator[str]:
-    """A sparse image at ``path`` attached as a loop device (``losetup -P``); detached on exit, whatever happens."""
+def loop_image(path: Path, size: str = "64M", sfdisk_script: str | None = None,
+               sector_size: int | None = None) -> Iterator[str]:
+    """A sparse image at ``path`` attached as a loop device (``losetup -P``); detached on exit, whatever happens.
+    ``sector_size``: the device's logical sector size (4096: a "4Kn" disk)."""
     sh("truncate", "-s", size, str(path))
     if sfdisk_script is not None:
         sh("sfdisk", "--quiet", str(path), stdin=sfdisk_script)
-    device = sh("losetup", "--find", "--show", "--partscan", str(path)).strip()
+    sectors = ("--sector-size", str(sector_size)) if sector_size else ()
+    device = sh("losetup", "--find", "--show", "--partscan", *sectors, str(path)).strip()
     try:
         subprocess.run(["partx", "-d", device], check=False)  # stale partitions of this loop number (a crash)
         if sfdisk_script is not None:

@@ -198,6 +198,32 @@ def test_grub_efi_install_on_a_loop_disk(tmp_path):
             assert "bootloader=none" in config.replace(" ", ""), config
 
 
+def test_a_4kn_disk_installs_and_every_partition_passes_fsck(tmp_path):
+    """A disk with 4096-byte logical sectors (losetup --sector-size 4096): blivet, sfdisk and the checks count in
+    its sectors, the backup GPT fits, and every filesystem is clean."""
+    answers_file, _, _ = canary_answers(tmp_path)
+    sandbox = Sandbox(tmp_path / "sandbox")
+    sandbox.ensure_payload(SubprocessRunner())
+    with loop_image(tmp_path / "4kn.img", "12G", sector_size=4096) as device:
+        assert sh("blockdev", "--getss", device).strip() == "4096"
+        config = for_sandbox(answers.load_config(answers_file), sandbox, device)
+        runner = SubprocessRunner()
+        plan = build(config, Prober(runner, include_loop=True, only=[device]).profile(), runner,
+                     sysroot=tmp_path / "sysroot", include_loop=True)
+        result = engine.run(plan)
+        assert result.ok, result
+        table = json.loads(sh("sfdisk", "-J", device))["partitiontable"]
+        assert table["sectorsize"] == 4096
+        assert [(p["start"] * 4096, p["size"] * 4096) for p in table["partitions"]] == \
+            [(p.start, p.size) for p in plan.context.layout.partitions]
+        assert "PMBR" not in subprocess.run(["sfdisk", "--verify", device], capture_output=True, text=True,
+                                            check=False).stdout
+        sh("fsck.vfat", "-n", device + "p1")
+        sh("e2fsck", "-fn", device + "p2")
+        root_fs = plan.context.layout.root_fs
+        sh(*(("fsck.f2fs", device + "p3") if root_fs == "f2fs" else ("e2fsck", "-fn", device + "p3")))
+
+
 def test_install_into_a_disk_image_file(tmp_path):
     """``--target-image``: the real install (GRUB for EFI, not the sandbox's none) into an image file through a loop
     device that the install attaches and releases itself."""

@@ -17,12 +17,12 @@ from pathlib import Path
 from .answers import ContainerPayload, LocalPayload, UrlPayload
 from .core.confined import Root
 from .core.errors import InstallFailure, UserError
+from .core.facts import OSNAME
 from .core.runner import Runner
 from .core.targetfs import TargetFiles
 
 log = logging.getLogger("phyllome.deploy")
 
-OSNAME = "phyllome"
 VIRT_KARGS = {
     "intel": ["intel_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"],
     "amd": ["amd_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"],

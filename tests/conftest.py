@@ -9,7 +9,7 @@ import pytest
 
 from phyllome_installer.core.logs import setup_logging
 from phyllome_installer.core.progress import ListSink
-from phyllome_installer.core.secrets import Redactor
+from phyllome_installer.core.secrets import REDACTOR, Redactor
 from tests.loopdev import loop_image, sh, sha256
 
 
@@ -20,6 +20,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _process_redactor_per_test():
+    """The process-wide redactor learns the secrets of every file a test validates in-process; each test starts
+    with the secrets it had before, so one test's secret never masks another test's output."""
+    with REDACTOR._lock:
+        before = set(REDACTOR._secrets)
+    yield
+    with REDACTOR._lock:
+        REDACTOR._secrets = before
 
 
 @pytest.fixture

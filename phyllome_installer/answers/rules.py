@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
+from ..core.facts import COMMAND_WORDS
 from .base import DEFAULT_PROTECT, MIN_PASSPHRASE, Problems, str_value
 from .values import absolute, parse_size, state_dir
 
@@ -133,6 +134,10 @@ def secret_rules(d: dict) -> Problems:
     values = _strings(d)
     for loc, secret, what in secrets:
         if not secret:
+            continue
+        if secret in COMMAND_WORDS:
+            out.append((loc, f"the {what} is a word the install itself passes on its command lines (the OS "
+                             f"name, a partition name): choose another {what}"))
             continue
         where = next((other for other, value in values if secret in value), None)
         if where is not None:

@@ -18,6 +18,11 @@ VM_STORE = "/var/lib/libvirt/images"
 MIN_PASSPHRASE = 8
 #: The shortest admin password (the answer file and the screens alike).
 MIN_PASSWORD = 8
+#: The ostree OS name (stateroot) of the installed host; also an argument of the install's commands.
+OSNAME = "phyllome"
+#: Words the install itself passes as whole command-line arguments that are long enough to be a passphrase or a
+#: password: a secret equal to one of them would be refused on the command line, so the answer file refuses it.
+COMMAND_WORDS = frozenset({OSNAME, "EFI System", "x86_64-efi", "--removable", "--no-nvram"})
 
 CpuVendor = Literal["intel", "amd", "other"]
 

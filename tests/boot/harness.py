@@ -25,6 +25,10 @@ from pathlib import Path
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+OVMF_CODE_SB = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+"""Secure Boot enforced, with Microsoft's keys enrolled in OVMF_VARS_4M.ms.fd (as on most PCs): shim, signed by
+Microsoft's UEFI CA, boots; an unsigned GRUB is refused. Needs SMM, as real firmware with Secure Boot does."""
+OVMF_VARS_SB = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 TAIL = 4000
 """Characters of the serial console shown with a failed stage."""
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
@@ -43,8 +47,10 @@ class UefiMachine:
     """One QEMU process booting `disk` through OVMF. Use as a context manager: QEMU is always killed at the end."""
 
     def __init__(self, disk: Path, workdir: Path, *, memory_mib: int = 2048, cpus: int = 2, net: bool = False,
-                 snapshot: bool = False, disk_format: str = "raw", extra: tuple[str, ...] = ()) -> None:
+                 snapshot: bool = False, disk_format: str = "raw", extra: tuple[str, ...] = (),
+                 secure_boot: bool = False) -> None:
         self.disk = disk
+        self.secure_boot = secure_boot
         self.workdir = workdir
         self.memory_mib = memory_mib
         self.cpus = cpus
@@ -70,9 +76,12 @@ class UefiMachine:
         drive = f"file={self.disk},if=virtio,format={self.disk_format},cache=unsafe,discard=unmap"
         if self.snapshot:
             drive += ",snapshot=on"
-        argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", str(self.cpus),
+        code = OVMF_CODE_SB if self.secure_boot else OVMF_CODE
+        machine = ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"] \
+            if self.secure_boot else ["-machine", "q35"]
+        argv = ["qemu-system-x86_64", *machine, "-accel", "tcg", "-cpu", "max", "-smp", str(self.cpus),
                 "-m", str(self.memory_mib), "-nodefaults", "-display", "none", "-no-reboot",
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
                 "-drive", drive,
                 "-chardev", f"socket,id=ser0,path={socket_path},server=on,wait=on",
@@ -86,7 +95,7 @@ class UefiMachine:
         self.workdir.mkdir(parents=True, exist_ok=True)
         vars_copy = self.workdir / "OVMF_VARS.fd"
         if not vars_copy.exists():
-            shutil.copyfile(OVMF_VARS, vars_copy)
+            shutil.copyfile(OVMF_VARS_SB if self.secure_boot else OVMF_VARS, vars_copy)
         # A short path: UNIX socket paths are limited to 108 bytes, pytest's tmp paths can be longer.
         self._sockdir = Path(os.path.realpath("/tmp")) / f"pb-{os.getpid()}-{id(self) & 0xffff:x}"
         self._sockdir.mkdir(mode=0o700, exist_ok=True)

@@ -40,3 +40,11 @@ def test_a_stage_that_never_comes_fails_with_the_end_of_the_console(tmp_path):
     message = str(failed.value)
     assert "boot stage 'never' failed" in message
     assert PROMPT in message  # the end of the serial console is shown
+
+
+def test_secure_boot_firmware_refuses_an_unsigned_grub(tmp_path):
+    """The check behind the Secure Boot boots is real: the same firmware and keys refuse the smoke disk's unsigned
+    GRUB (it never prints its marker, and OVMF says why)."""
+    with UefiMachine(smoke_disk(), tmp_path, memory_mib=512, snapshot=True, secure_boot=True) as machine:
+        machine.expect(r"failed to load Boot\d+ .*: Access Denied", 240, "the firmware refuses GRUB")
+    assert "PHYLLOME-SMOKE-GRUB" not in (tmp_path / "serial.log").read_text()

@@ -105,9 +105,17 @@ def missing_from(deployment: Path, paths: tuple[str, ...]) -> list[str]:
     return [path for path in paths if not os.path.lexists(deployment / path)]
 
 
-def payload_grub_install_command(deployment: Path) -> list[str]:
-    """The payload's grub-install, inside the deployment (its /dev, /proc, /sys, /boot and ESP bound there)."""
+SIGNED_CHAIN = ("usr/lib/shim/shimx64.efi.signed", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")
+"""Debian's shim (signed by Microsoft's UEFI CA) and GRUB (signed by Debian, trusted by shim): with both, the
+payload's grub-install --uefi-secure-boot puts shim at the removable path and the signed GRUB beside it."""
+
+
+def payload_grub_install_command(deployment: Path, *, secure_boot: bool = False) -> list[str]:
+    """The payload's grub-install, inside the deployment (its /dev, /proc, /sys, /boot and ESP bound there).
+    ``secure_boot``: the signed chain (shim -> signed GRUB), else an unsigned GRUB (Secure Boot must be off);
+    said explicitly, since grub-install otherwise follows how the live system itself was booted."""
     return ["chroot", str(deployment), "/usr/sbin/grub-install", "--target=x86_64-efi", "--removable", "--no-nvram",
+            "--uefi-secure-boot" if secure_boot else "--no-uefi-secure-boot",
             "--efi-directory=/boot/efi", "--boot-directory=/boot", "--bootloader-id=phyllome"]
 
 

@@ -212,8 +212,12 @@ def install_grub(ctx: Context, boot: Path) -> None:
             ctx.mounts.bind(Path(source), ctx.deployment / source.lstrip("/"))
         ctx.mounts.bind(boot, ctx.deployment / "boot")
         ctx.mounts.bind(boot / "efi", ctx.deployment / "boot/efi")
-        ctx.runner.run(bootloader.payload_grub_install_command(ctx.deployment))
-        ctx.progress("bootloader", "GRUB for EFI from the payload installed")
+        signed = _tree_ships(ctx, bootloader.SIGNED_CHAIN, "shim and a signed GRUB: the Secure Boot chain (else "
+                                                           "an unsigned GRUB, which boots only with Secure Boot off)")
+        ctx.runner.run(bootloader.payload_grub_install_command(ctx.deployment, secure_boot=signed))
+        ctx.progress("bootloader", "the Secure Boot chain from the payload installed: shim -> signed GRUB -> "
+                                   "signed kernel" if signed else
+                                   "GRUB for EFI from the payload installed, unsigned: Secure Boot must be off")
     else:
         ctx.runner.run(bootloader.grub_install_command(ctx.sysroot / "boot/efi", boot))
         ctx.progress("bootloader", "GRUB for EFI from this live system installed (the payload ships none)")

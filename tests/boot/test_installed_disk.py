@@ -125,7 +125,7 @@ def reboot(machine, stage: str) -> None:
 @contextlib.contextmanager
 def boot_again(image: Path, workdir: Path, stages: list, stage: str) -> Iterator[tuple[UefiMachine, re.Match]]:
     """A later boot of the installed disk: the unlock skipped, the admin logged in, which deployment booted."""
-    with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True) as machine:
+    with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True, secure_boot=True) as machine:
         stages.append(machine)
         skip_unlock(machine)
         login(machine)
@@ -215,9 +215,11 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
                                                      ref=payload_build.REF, upgrade=upgrade, password=PASSWORD))
         stages = []
         try:
-            with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True) as machine:
+            # Secure Boot enforced, Microsoft's keys enrolled: shim -> signed GRUB -> signed kernel (the same firmware
+            # refuses an unsigned GRUB: tests/boot/test_smoke.py).
+            with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True, secure_boot=True) as machine:
                 stages.append(machine)
-                machine.expect(r"Linux version 6\.", 300, "firmware -> GRUB -> kernel")
+                machine.expect(r"Linux version 6\.", 300, "firmware -> shim -> signed GRUB -> kernel")
                 machine.expect(r"dracut-|Initramfs", 300, "kernel -> initramfs")
                 machine.expect(r"ostree-prepare-root|OSTree", 300, "initramfs -> ostree-prepare-root")
                 machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
@@ -225,6 +227,9 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
                 login(machine)
                 first = booted(machine, "first deployment booted")
                 assert first.group(3) == "1" and first.group(2).startswith(payload.commit), first.group(0)
+                machine.send_line("mokutil --sb-state; echo SB-STATE-DONE")
+                state = machine.expect(r"SecureBoot (\w+)[\s\S]*SB-STATE-DONE", 60, "Secure Boot state from inside")
+                assert state.group(1) == "enabled", state.group(0)
                 # The upgrade from the host's remote (the network may still be coming up: a few tries).
                 machine.send_line(as_root("ok=no; for i in 1 2 3 4 5 6; do ostree admin upgrade && { ok=yes; break; }; "
                                           "sleep 10; done; ostree admin status; "

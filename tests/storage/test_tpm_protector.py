@@ -1,0 +1,111 @@
+"""The TPM protector on a real fscrypt store (ext4 -O encrypt on a loop device), with systemd-creds sealing.
+
+This machine has no TPM: the sealing is systemd-creds' host key here (``--with-key=host``, the names say so), the
+same command and credential format; the TPM itself (swtpm, PCR 7, Secure Boot on and off) is proven by the boot
+tier. What is real here: the raw_key protector, the policy it is added to, the unlock through the pipe, the
+refusals, the removal, and that the key is found nowhere but in the sealed credential.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from firstboot.tpm import CREDENTIAL, Tpm, present
+from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.runner import RecordingRunner, SubprocessRunner
+from phyllome_installer.core.secrets import Redactor
+from storage.fscrypt import RECOVERY_HASH_COSTS, Fscrypt
+from tests.loopdev import loop_image, mounted, sh
+
+pytestmark = pytest.mark.root
+PASSPHRASE = "canary-pass-tpm-7Kd2"
+HOST_KEY = ("--with-key=host",)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with loop_image(tmp_path / "fs.img", "64M") as device:
+        sh("mkfs.ext4", "-q", "-O", "encrypt", device)
+        with mounted(device, tmp_path / "root") as root:
+            tool = Fscrypt(SubprocessRunner(Redactor()), root / "etc/fscrypt.conf", redactor=Redactor())
+            tool.write_config(RECOVERY_HASH_COSTS)  # cheap derivations: this is not what is tested here
+            tool.setup(root)
+            directory = root / "var/lib/libvirt/images"
+            protected = tool.encrypt(directory, root, PASSPHRASE)
+            (directory / "disk.img").write_text("guest disk")
+            yield tool, root, directory, protected
+
+
+def _tpm(tool, root, directory, runner=None) -> Tpm:
+    return Tpm(runner or SubprocessRunner(), store=directory, mountpoint=root, fscrypt_conf=tool.config, root=root,
+               seal=HOST_KEY)
+
+
+def test_enrolled_with_the_host_key_standing_in_for_the_tpm_it_unlocks_without_a_passphrase(store):
+    tool, root, directory, protected = store
+    recorder = RecordingRunner(delegate=SubprocessRunner())
+    tpm = _tpm(tool, root, directory, recorder)
+    protector = tpm.enrol(PASSPHRASE, protected.protector)
+    assert tpm.status().enrolled and tpm.status().protector == protector
+    assert oct((root / CREDENTIAL).stat().st_mode & 0o777) == "0o600"
+    tool.lock(directory)
+    assert not tool.status(directory).unlocked
+    assert tpm.unlock() is None
+    assert (directory / "disk.img").read_text() == "guest disk"
+    # The passphrase still unlocks, and the recovery code; the key went through no argv and no file left behind.
+    tool.lock(directory)
+    tool.unlock(directory, root, PASSPHRASE, protector=protected.protector)
+    tool.lock(directory)
+    tool.unlock(directory, root, protected.recovery_code, protector=protected.recovery_protector)
+    assert all(PASSPHRASE not in " ".join(argv) for argv in recorder.argvs)
+    assert not any(p.is_file() for p in Path("/run/phyllome").glob("tpm-*/**/*"))
+    assert not [m for m in Path("/proc/mounts").read_text().splitlines() if "/run/phyllome/tpm-" in m]
+
+
+def test_a_damaged_or_foreign_credential_falls_back_and_leaves_the_store_locked(store, tmp_path):
+    tool, root, directory, protected = store
+    tpm = _tpm(tool, root, directory)
+    tpm.enrol(PASSPHRASE, protected.protector)
+    tool.lock(directory)
+    sealed = (root / CREDENTIAL).read_bytes()
+    (root / CREDENTIAL).write_bytes(sealed[:40] + bytes(b ^ 0xFF for b in sealed[40:80]) + sealed[80:])
+    assert "did not release" in (tpm.unlock() or "")
+    assert not tool.status(directory).unlocked
+    # Another machine's credential (sealed with another key, for the same name): refused the same way.
+    other = tmp_path / "other.key"
+    other.write_bytes(os.urandom(32))
+    sh("systemd-creds", "encrypt", "--with-key=host", "--name=other-purpose", str(other), str(root / CREDENTIAL))
+    assert "did not release" in (tpm.unlock() or "")
+    assert not tool.status(directory).unlocked
+    (root / CREDENTIAL).unlink()
+    assert tpm.unlock() == "the VM store has no TPM protector"
+
+
+def test_enrolling_with_a_wrong_secret_leaves_no_protector_and_no_credential(store):
+    tool, root, directory, protected = store
+    tpm = _tpm(tool, root, directory)
+    with pytest.raises(Exception):  # noqa: B017 - fscrypt's refusal, as a command failure
+        tpm.enrol("not the passphrase", protected.protector)
+    assert not tpm.status().protector and not (root / CREDENTIAL).exists()
+
+
+def test_re_enrolling_replaces_and_remove_takes_everything_back(store):
+    tool, root, directory, protected = store
+    tpm = _tpm(tool, root, directory)
+    first = tpm.enrol(PASSPHRASE, protected.protector)
+    second = tpm.enrol(protected.recovery_code, protected.recovery_protector)
+    assert first != second and tpm.status().protector == second
+    tpm.remove()
+    assert not tpm.status().protector and not (root / CREDENTIAL).exists()
+    assert set(tool.status(directory).protectors.values()) == {"vmstore", "recovery"}
+
+
+def test_without_a_tpm_enrolment_is_refused_with_what_to_do(store, tmp_path):
+    tool, root, directory, protected = store
+    tpm = Tpm(SubprocessRunner(), store=directory, mountpoint=root, fscrypt_conf=tool.config, root=tmp_path)
+    assert present(tmp_path) == "this machine has no TPM 2.0 (/dev/tpmrm0 is missing)"
+    with pytest.raises(UserError, match="no TPM 2.0"):
+        tpm.enrol(PASSPHRASE, protected.protector)

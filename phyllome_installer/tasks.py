@@ -216,7 +216,8 @@ def install_grub(ctx: Context, boot: Path) -> None:
                                                            "an unsigned GRUB, which boots only with Secure Boot off)")
         ctx.runner.run(bootloader.payload_grub_install_command(ctx.deployment, secure_boot=signed))
         if signed:  # the signed image reads its config beside itself ($cmdpath): the stub that finds /boot
-            ctx.files.write(ctx.sysroot / "boot/efi/EFI/BOOT/grub.cfg", bootloader.stub_cfg(ctx.applied.uuids["boot"]))
+            ctx.files.write(ctx.sysroot / "boot/efi/EFI/BOOT/grub.cfg", bootloader.stub_cfg(ctx.applied.uuids["boot"]),
+                            mode=None)  # FAT: no modes
         ctx.progress("bootloader", "the Secure Boot chain from the payload installed: shim -> signed GRUB -> "
                                    "signed kernel" if signed else
                                    "GRUB for EFI from the payload installed, unsigned: Secure Boot must be off")

@@ -24,17 +24,19 @@ class TargetFiles:
         self.dry = dry
         self.show = show or (lambda line: None)
 
-    def write(self, path: Path, text: str | bytes, mode: int = 0o644) -> Path:
+    def write(self, path: Path, text: str | bytes, mode: int | None = 0o644) -> Path:
+        """``mode`` None: a filesystem without modes (the ESP's FAT, through FUSE where chmod is not implemented)."""
         path = Path(path)
         if self.dry:
-            self.show(f"write {path} (mode {mode:04o})")
+            self.show(f"write {path}" + (f" (mode {mode:04o})" if mode is not None else ""))
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, mode)
+        fd = os.open(path, flags, 0o644 if mode is None else mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode() if isinstance(text, str) else text)
-        os.chmod(path, mode)
+        if mode is not None:
+            os.chmod(path, mode)
         return path
 
     def mkdir(self, path: Path, mode: int = 0o755) -> Path:

@@ -269,6 +269,10 @@ class FirstBoot(Section):
     first-boot screens open on tty1, prefilled from [firstboot.vm], asking only what it leaves out."""
     vm: PrimaryVm | None = None
     """Pre-seed the primary VM; without it the wizard asks."""
+    tpm_unlock: bool = False
+    """Let the TPM 2.0 unlock the VM store at boot while the boot chain is unchanged (sealed to Secure Boot's
+    state, PCR 7): enrolled at the first real boot, right after the passphrase unlocked the store. The passphrase
+    and the recovery code keep working; when the TPM refuses, the passphrase is asked."""
 
     def describe(self) -> str:
         """In words, for the installer's summary."""
@@ -276,9 +280,10 @@ class FirstBoot(Section):
             return "off (no first-boot screens; the host starts to its login prompt)"
         vm = self.vm
         what = f"the VM {vm.name}" + (f" ({vm.os})" if vm and vm.os else "") if vm else "the primary VM"
+        tpm = "; the TPM unlocks the VM store from then on" if self.tpm_unlock else ""
         if self.unattended:
-            return f"unattended: hardware checks, then {what} from [firstboot.vm]"
-        return f"on tty1 at the first start: unlock, hardware checks, then {what}"
+            return f"unattended: hardware checks, then {what} from [firstboot.vm]{tpm}"
+        return f"on tty1 at the first start: unlock, hardware checks, then {what}{tpm}"
 
     def to_toml(self) -> str:
         """This section alone as TOML (it holds no secret): what the installer saves into the target."""

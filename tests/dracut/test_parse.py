@@ -39,10 +39,8 @@ info() { echo "INFO $*"; }
 # warn and info echo, as dracut's own do: a backslash in a message would be interpreted by dash's echo.
 
 FIELDS = ("KIND", "WHERE", "PATH", "URL", "SHOWN", "SHA256", "INSECURE", "ERROR", "WARNING")
-REPORT = """
-phyllome_parse
-for v in %s; do eval "printf '%%s=%%s\\036' $v \\"\\$PHYLLOME_$v\\""; done
-""" % " ".join(FIELDS)
+REPORT = ("phyllome_parse\nfor v in " + " ".join(FIELDS)
+          + """; do eval "printf '%s=%s\\036' $v \\"\\$PHYLLOME_$v\\""; done\n""")
 
 @pytest.fixture(scope="module")
 def testdir(tmp_path_factory) -> Path:

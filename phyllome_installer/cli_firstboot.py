@@ -14,9 +14,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from .core.errors import EXIT_FAILED, PhyllomeError, UserError
+from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, PhyllomeError, UserError
 from .core.facts import VM_STORE
-from .core.files import BoundedReadError, read_bounded
+from .core.files import BoundedReadError, check_writable_target, read_bounded
 
 log = logging.getLogger("phyllome.firstboot")
 
@@ -199,16 +199,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if not args.root.is_dir():
         raise UserError(f"--root {args.root}: no such directory (a saved machine tree, or / for this machine)")
+    if args.save is not None:
+        try:
+            check_writable_target(args.save)  # before anything runs; written like the install log
+        except BoundedReadError as exc:
+            raise UserError(f"--save {exc}") from None
     machine = Machine(args.root)
     checks = run_checks(machine)
     gpus = analyse(machine, args.guest)
     result = {"guest": args.guest, "checks": [c.to_dict() for c in checks], "gpus": [g.to_dict() for g in gpus]}
     save = args.save if args.save is not None else (Path("/") / PROFILE if machine.live else None)
+    refused = None
     if save is not None:
         try:
             save_profile(result, save)
         except OSError as exc:
-            print(f"phyllome-firstboot: warning: cannot save {save}: {exc.strerror}", file=sys.stderr)
+            refused = f"cannot save {save}: {exc.strerror or exc}"
+            print(f"phyllome-firstboot: {'error' if args.save else 'warning'}: {refused}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -225,6 +232,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {mark} {strategy.name:<14} {strategy.reason}")
         if not gpus:
             print("\nNo GPU found: guests get 2D virtio-gpu.")
+    if refused and args.save is not None:
+        return EXIT_BAD_INPUT
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 

@@ -100,10 +100,10 @@ def check_writable_target(path: Path | str) -> None:
     """Refuse a path a command was told to write when it is not (or would not be) a plain file of its own: a
     symlink, a directory, a FIFO, a device, a socket, a file with other hard links, or anything under /proc, /sys
     or /dev. Raises :class:`BoundedReadError` (an OSError) with the reason."""
-    real = os.path.realpath(path)
-    if any(real == top or real.startswith(top + "/") for top in PSEUDO):
-        raise BoundedReadError(path, f"is in {'/' + real.split('/')[1]} (it resolves to {real}): not a file a "
-                                     "command may write")
+    for where in (os.path.abspath(path), os.path.realpath(path)):
+        if any(where == top or where.startswith(top + "/") for top in PSEUDO):
+            raise BoundedReadError(path, f"is in /{where.split('/')[1]} (as {where}): not a file a command may "
+                                         "write")
     try:
         info = os.lstat(path)
     except FileNotFoundError:

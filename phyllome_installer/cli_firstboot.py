@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import stat
 import sys
 import tomllib
 from pathlib import Path
 
-from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, PhyllomeError, UserError
+from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, InstallFailure, PhyllomeError, UserError
 from .core.facts import VM_STORE
-from .core.files import BoundedReadError, check_writable_target, read_bounded
+from .core.files import BoundedReadError, check_writable_target, file_kind, read_bounded
 
 log = logging.getLogger("phyllome.firstboot")
 
@@ -28,23 +30,49 @@ def load_firstboot(path: Path | None, root: Path):
 
     from firstboot.state import ANSWERS
 
-    from .answers import FirstBoot, load_config
+    from .answers import FirstBoot
 
     if path is None:
         path = Path(root) / ANSWERS
         if not path.exists():
             return FirstBoot()
     try:
-        data = tomllib.loads(read_bounded(path, 1 << 20).decode())
+        data = tomllib.loads(read_bounded(path, 1 << 20).decode("utf-8-sig"))
     except (BoundedReadError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UserError(f"{path}: cannot read [firstboot]: {exc}") from exc
-    if "storage" in data or "version" in data:
-        return load_config(path).firstboot
+    # Only [firstboot]: a whole answer file's install sections were the installer's business (a passphrase file
+    # or a disk named there need not exist on the installed host).
+    section = data.get("firstboot", {})
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: firstboot: expected a table ([firstboot])")
     try:
-        return FirstBoot.model_validate(data.get("firstboot", {}))
+        return FirstBoot.model_validate(section)
     except ValidationError as exc:
         raise UserError("; ".join(f"{path}: firstboot.{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                   for e in exc.errors())) from exc
+
+
+def iso_file(path: str | Path | None) -> str | None:
+    """The installation ISO as an absolute path (``..`` resolved, so a relative path works), refused unless it is
+    a regular file: a directory, a FIFO (which would block), /dev/null or another device is not an ISO."""
+    if path is None:
+        return None
+    absolute = os.path.abspath(path)
+    try:
+        mode = os.stat(absolute).st_mode
+    except OSError as exc:
+        raise UserError(f"--iso {path}: {exc.strerror.lower() if exc.strerror else exc}") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"--iso {path}: {file_kind(mode)}, not an ISO file")
+    return absolute
+
+
+def store_dir(path: str | Path) -> str:
+    """The VM store as an absolute path; refused when it exists and is not a directory (plan and create alike)."""
+    absolute = os.path.abspath(path)
+    if os.path.lexists(absolute) and not os.path.isdir(absolute):
+        raise UserError(f"--store {path}: not a directory")
+    return absolute
 
 
 def vm_request(vm, store: Path):
@@ -57,7 +85,7 @@ def vm_request(vm, store: Path):
 
     fields = {"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
               "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
-              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": vm.iso, "store": str(Path(store).absolute())}
+              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": iso_file(vm.iso), "store": store_dir(store)}
     try:
         return Request(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
@@ -119,13 +147,21 @@ def run_unattended(session, config, result, out=print) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: unattended when asked (or when [firstboot] says so), else the first-boot screens."""
     from firstboot.session import Result, finish
+    from firstboot.state import not_a_host
 
+    problem = not_a_host(args.root)
+    if problem is not None:  # nothing is written on a machine this first boot is not for
+        raise UserError(f"run: {problem}; nothing was done")
     config = load_firstboot(args.answers, args.root)
     if not (args.unattended or config.unattended):
         return cmd_screens(args, config)
     result = Result("unattended", log=str(args.log))
     run_unattended(_session(args), config, result)
-    removed = finish(result, args.root)
+    try:
+        removed = finish(result, args.root)
+    except OSError as exc:
+        raise InstallFailure(f"cannot record the first boot's result under {args.root}: "
+                             f"{exc.strerror or exc}; the first-boot marker is kept") from None
     if result.ok:
         print("first boot done" + ("; the first-boot marker is removed" if removed else ""))
         return 0
@@ -263,8 +299,8 @@ def _vm_request(args: argparse.Namespace, **values):
 
     fields = {"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
               "disk_format": args.disk_format, "gpu": args.gpu, "vmm": args.vmm, "tpm": args.tpm,
-              "iso": str(args.iso.absolute()) if args.iso else None, "store": str(args.store.absolute()),
-              "serial_log": str(args.serial_log.absolute()) if args.serial_log else None} | values
+              "iso": iso_file(args.iso), "store": store_dir(args.store),
+              "serial_log": os.path.abspath(args.serial_log) if args.serial_log else None} | values
     try:
         return Request(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:

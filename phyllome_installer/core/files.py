@@ -32,6 +32,11 @@ class BoundedReadError(OSError):
         return f"{self.path} {self.reason}"
 
 
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a FIFO", "a character device")."""
+    return _kind(mode)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):

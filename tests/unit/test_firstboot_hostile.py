@@ -212,3 +212,97 @@ def test_save_writes_a_new_or_regular_file_whole(tmp_path):
     assert save(MACHINES / "intel-laptop-gvtg", target).returncode in (0, 1)  # a regular file is replaced
     assert json.loads(target.read_text()) == first
     assert sorted(p.name for p in target.parent.iterdir()) == ["hardware.json"]  # no temporary file left
+
+
+# ---------------------------------------------------------------------------------------------- vm and run input
+
+
+def firstboot(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from phyllome_installer.cli import firstboot_main; "
+                               "sys.exit(firstboot_main(sys.argv[1:]))", *argv, "--log", "/dev/null"],
+        capture_output=True, text=True, check=False, timeout=120, cwd=cwd)
+
+
+@pytest.fixture
+def odd_paths(tmp_path) -> dict[str, str]:
+    fifo = tmp_path / "fifo.iso"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.iso").mkdir()
+    return {"fifo": str(fifo), "folder": str(tmp_path / "folder.iso")}
+
+
+@pytest.mark.parametrize("command", [("vm", "plan"), ("vm", "create", "--dry-run")])
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--iso", "{folder}", "a directory, not an ISO file"),
+    ("--iso", "{fifo}", "a FIFO, not an ISO file"),  # a read would block
+    ("--iso", "/dev/null", "a character device, not an ISO file"),
+    ("--iso", "/no/such.iso", "no such file"),
+    ("--disk-size", "99999TiB", "99999 TiB is more than the largest guest disk, 64 TiB"),
+    ("--store", "/proc", "is in /proc, /sys or /dev"),
+    ("--store", "/sys/kernel", "is in /proc, /sys or /dev"),
+    ("--store", "{fifo}", "not a directory"),
+])
+def test_vm_plan_refuses_what_create_refuses(command, option, value, message, odd_paths):
+    result = firstboot(*command, "--os", "debian12", "--uri", "test:///default", option, value.format(**odd_paths))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_relative_iso_path_is_resolved_not_refused_as_relative(tmp_path):
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "not-an-os.iso").write_bytes(b"\0" * 4096)
+    result = firstboot("vm", "plan", "--iso", "../media/not-an-os.iso", "--uri", "test:///default",
+                       cwd=tmp_path / "media")
+    assert "absolute path" not in result.stderr, result.stderr
+    assert str(tmp_path / "media" / "not-an-os.iso") in result.stderr  # osinfo's verdict on the file itself
+
+
+def _host(tmp_path: Path, *, marker: bool = True) -> Path:
+    root = tmp_path / "host"
+    (root / "etc" / "phyllome").mkdir(parents=True)
+    if marker:
+        (root / "etc" / "phyllome" / "firstboot").write_text("installed-by=test\n")
+    return root
+
+
+def test_run_on_a_machine_that_is_not_a_phyllome_host_refuses_and_writes_nothing(tmp_path):
+    root = tmp_path / "elsewhere"
+    root.mkdir()
+    result = firstboot("run", "--unattended", "--root", str(root), "--uri", "test:///default")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not an installed Phyllome OS host" in result.stderr and "first boot done" not in result.stdout
+    assert list(root.iterdir()) == []
+
+
+def test_run_with_a_marker_that_is_a_directory_is_bad_input(tmp_path):
+    root = _host(tmp_path, marker=False)
+    (root / "etc" / "phyllome" / "firstboot").mkdir()
+    result = firstboot("run", "--unattended", "--root", str(root), "--uri", "test:///default")
+    assert result.returncode == 2 and "is not a regular file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (root / "var").exists()
+
+
+def test_run_whose_result_cannot_be_written_fails_cleanly_and_keeps_the_marker(tmp_path):
+    root = _host(tmp_path)
+    (root / "var" / "lib" / "phyllome" / "firstboot.json").mkdir(parents=True)  # the rename cannot replace it
+    answers = tmp_path / "fb.toml"
+    answers.write_text("[firstboot]\nenabled = false\n")
+    result = firstboot("run", "--unattended", "--answers", str(answers), "--root", str(root), "--uri",
+                       "test:///default")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot record the first boot's result" in result.stderr and "Traceback" not in result.stderr
+    assert (root / "etc" / "phyllome" / "firstboot").exists()
+
+
+def test_run_reads_only_firstboot_of_a_whole_answer_file(tmp_path):
+    root = _host(tmp_path)
+    answers = tmp_path / "answers.toml"
+    answers.write_text('version = 1\n\n[storage]\ntarget = "/dev/gone-since-the-install"\n\n'
+                       '[storage.encryption]\npassphrase_file = "/media/usb/gone.txt"\n\n'
+                       "[firstboot]\nenabled = false\n")
+    result = firstboot("run", "--unattended", "--answers", str(answers), "--root", str(root), "--uri",
+                       "test:///default")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "first boot done" in result.stdout
+    assert json.loads((root / "var" / "lib" / "phyllome" / "firstboot.json").read_text())["ok"] is True

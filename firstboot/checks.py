@@ -169,17 +169,23 @@ class Machine:
             return self._captured("store_encrypted", bool, None)
         if not self.path(VM_STORE).is_dir():
             return None
-        try:
-            fd = os.open(self.path(VM_STORE), os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return None
-        try:
-            fcntl.ioctl(fd, FS_IOC_GET_ENCRYPTION_POLICY_EX, bytearray(struct.pack("Q", 24) + bytes(24)))
-            return True
-        except OSError:
-            return False  # ENODATA: not encrypted; ENOTTY/EOPNOTSUPP: the filesystem cannot
-        finally:
-            os.close(fd)
+        return has_policy(self.path(VM_STORE))
+
+
+def has_policy(directory: Path) -> bool | None:
+    """Whether ``directory`` has an fscrypt policy, asked of the kernel (locked or not, with or without
+    fscrypt's configuration); None when it cannot be opened as a directory (no store, or a symlink)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.ioctl(fd, FS_IOC_GET_ENCRYPTION_POLICY_EX, bytearray(struct.pack("Q", 24) + bytes(24)))
+        return True
+    except OSError:
+        return False  # ENODATA: not encrypted; ENOTTY/EOPNOTSUPP: the filesystem cannot
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------- the checks

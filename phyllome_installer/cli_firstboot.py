@@ -16,7 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, InstallFailure, PhyllomeError, UserError
+from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, InstallFailure, PhyllomeError, UserError
 from .core.facts import VM_STORE
 from .core.files import BoundedReadError, check_writable_target, file_kind, read_bounded
 
@@ -200,15 +200,26 @@ def _screen_owns_the_terminal():
 
 def cmd_unlock(args: argparse.Namespace) -> int:
     """``unlock``: the VM store at every boot; three tries, then the boot goes on with the VMs unavailable."""
-    from firstboot.unlock import Unlocker, ask_on_terminal, ask_with_systemd, run_by_systemd
+    from firstboot.unlock import LOCKED_MESSAGE, Unlocker, ask_on_terminal, ask_with_systemd, run_by_systemd
 
+    from .core.interrupt import Interrupted, signals_stop
     from .core.runner import SubprocessRunner
 
-    runner = SubprocessRunner()
     use_agent = args.ask_password if args.ask_password is not None else run_by_systemd()
+    # Asking through systemd-ask-password, a signal (systemd stopping the unit) ends the prompt with this command:
+    # the runner terminates the agent's process group instead of leaving it orphaned on the console. A terminal
+    # prompt (getpass) has no child, and keeps the signal's default: it ends this command at once.
+    stop = getattr(args, "stop", None) if use_agent else None
+    runner = SubprocessRunner(stop=stop)
     ask = ask_with_systemd(runner) if use_agent else ask_on_terminal()
     unlocker = Unlocker(runner, store=args.store, root=args.root, mountpoint=args.mountpoint)
-    outcome = unlocker.run(ask, lambda text: print(text, file=sys.stderr, flush=True), tries=args.tries)
+    tell = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        with signals_stop(stop) if stop is not None else contextlib.nullcontext():
+            outcome = unlocker.run(ask, tell, tries=args.tries)
+    except Interrupted:
+        print(f"interrupted ({stop.reason if stop else 'stop'}). {LOCKED_MESSAGE}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     log.info("unlock: %s after %d tries", outcome.state, outcome.tries)
     print(outcome.message, file=sys.stderr if not outcome.ok else sys.stdout)
     return 0 if outcome.ok else EXIT_FAILED

@@ -32,11 +32,12 @@ getcmdline() { printf '%s' "$FAKE_CMDLINE"; }
 . "$PHYLLOME_LIB"
 warn() { echo "WARN $*"; }
 info() { echo "INFO $*"; }
-[ -n "$T_DIR" ] && PHYLLOME_DIR=$T_DIR
-[ -n "$T_MNT" ] && PHYLLOME_MNT=$T_MNT
+PHYLLOME_DIR=${T_DIR:-$TESTDIR/run}
+PHYLLOME_MNT=${T_MNT:-$TESTDIR/mnt}
 [ -n "$T_DEV_WAIT" ] && PHYLLOME_DEV_WAIT=$T_DEV_WAIT
 """
-# warn and info echo, as dracut's own do: a backslash in a message would be interpreted by dash's echo.
+# warn and info echo, as dracut's own do: a backslash in a message would be interpreted by dash's echo. Nothing a
+# test runs may write this machine's /run/phyllome: the module's directories are the test's own.
 
 FIELDS = ("KIND", "WHERE", "PATH", "URL", "SHOWN", "SHA256", "INSECURE", "ERROR", "WARNING")
 REPORT = ("phyllome_parse\nfor v in " + " ".join(FIELDS)

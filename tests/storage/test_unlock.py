@@ -100,15 +100,20 @@ def test_an_empty_answer_skips(store, tmp_path):
     assert not (images / "desktop.qcow2").exists()
 
 
-def test_run_by_systemd_it_asks_through_systemd_ask_password(store, tmp_path):
-    images, sysroot, _ = store
+def _fake_agent(tmp_path: Path, script: str) -> dict[str, str]:
+    """A stand-in systemd-ask-password (a shell script) first on PATH, as if systemd ran the unlock: the env."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    argv_file = tmp_path / "argv"
     fake = bin_dir / "systemd-ask-password"
-    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {argv_file}\nprintf '%s' '{PASSPHRASE}'\n")
+    fake.write_text("#!/bin/sh\n" + script)
     fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "INVOCATION_ID": "0123456789abcdef"}
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "INVOCATION_ID": "0123456789abcdef"}
+
+
+def test_run_by_systemd_it_asks_through_systemd_ask_password(store, tmp_path):
+    images, sysroot, _ = store
+    argv_file = tmp_path / "argv"
+    env = _fake_agent(tmp_path, f"printf '%s\\n' \"$@\" > {argv_file}\nprintf '%s' '{PASSPHRASE}'\n")
     result = _unlock(images, sysroot, "", env=env, log=tmp_path / "u.log")
     assert result.returncode == 0, result.stderr
     assert (images / "desktop.qcow2").read_text() == "guest disk"
@@ -240,13 +245,9 @@ def test_sigterm_while_asking_leaves_no_password_agent_behind(store, tmp_path):
     import time
 
     images, sysroot, _ = store
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     pid_file = tmp_path / "agent.pid"
-    fake = bin_dir / "systemd-ask-password"
-    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\nexec sleep 300\n")
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "INVOCATION_ID": "0123456789abcdef"}
+    env = os.environ | _fake_agent(tmp_path, f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\n"
+                                             "exec sleep 300\n")
     proc = subprocess.Popen([str(FIRSTBOOT), "unlock", "--store", str(images), "--root", str(sysroot), "--log",
                              str(tmp_path / "u.log")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:

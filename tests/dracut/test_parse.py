@@ -29,6 +29,7 @@ export PATH="$TESTDIR:$PATH"
 debug_off() { :; }
 debug_on() { :; }
 getcmdline() { printf '%s' "$FAKE_CMDLINE"; }
+. "$PHYLLOME_ARGS"
 . "$PHYLLOME_LIB"
 warn() { echo "WARN $*"; }
 info() { echo "INFO $*"; }
@@ -59,7 +60,8 @@ def sh(shell: str, testdir: Path, cmdline: str, body: str, cwd: Path | None = No
        **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([shell, "-c", PRELUDE + body], capture_output=True, text=True, check=False, timeout=60,
                           cwd=cwd, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TESTDIR": str(testdir),
-                               "PHYLLOME_LIB": str(LIB), "FAKE_CMDLINE": cmdline, **env})
+                               "PHYLLOME_LIB": str(LIB), "PHYLLOME_ARGS": str(LIB.with_name("phyllome-args.sh")),
+                               "FAKE_CMDLINE": cmdline, **env})
 
 
 def parse(shell: str, testdir: Path, cmdline: str) -> dict[str, str]:

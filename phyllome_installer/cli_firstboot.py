@@ -52,7 +52,7 @@ def load_firstboot(path: Path | None, root: Path):
                                   for e in exc.errors())) from exc
 
 
-def iso_file(path: str | Path | None) -> str | None:
+def iso_file(path: str | Path | None, name: str = "--iso") -> str | None:
     """The installation ISO as an absolute path (``..`` resolved, so a relative path works), refused unless it is
     a regular file: a directory, a FIFO (which would block), /dev/null or another device is not an ISO."""
     if path is None:
@@ -61,9 +61,9 @@ def iso_file(path: str | Path | None) -> str | None:
     try:
         mode = os.stat(absolute).st_mode
     except OSError as exc:
-        raise UserError(f"--iso {path}: {exc.strerror.lower() if exc.strerror else exc}") from None
+        raise UserError(f"{name} {path}: {exc.strerror.lower() if exc.strerror else exc}") from None
     if not stat.S_ISREG(mode):
-        raise UserError(f"--iso {path}: {file_kind(mode)}, not an ISO file")
+        raise UserError(f"{name} {path}: {file_kind(mode)}, not an ISO file")
     return absolute
 
 
@@ -85,7 +85,8 @@ def vm_request(vm, store: Path):
 
     fields = {"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
               "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
-              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": iso_file(vm.iso), "store": store_dir(store)}
+              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": iso_file(vm.iso, "firstboot.vm.iso ="),
+              "store": store_dir(store)}
     try:
         return Request(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:

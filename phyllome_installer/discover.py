@@ -225,8 +225,7 @@ def _read_local(path: Path, source: str) -> bytes:
 def fetch(url: str, timeout: float = HTTP_TIMEOUT, *, max_bytes: int = MAX_BYTES,
           headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` (http or https) within ``timeout`` seconds in all, at most ``max_bytes``, complete or an error."""
-    shown = redact_url(url)
-    source = f"{KARG}={shown}"
+    source = f"{KARG}={redact_url(url)}"
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
         if not url.startswith(("http://", "https://")) or not url_ok(url):
@@ -250,7 +249,10 @@ def fetch(url: str, timeout: float = HTTP_TIMEOUT, *, max_bytes: int = MAX_BYTES
             connection.request("GET", target, headers=request_headers)
             response = connection.getresponse()
             if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-                location = urllib.parse.urljoin(url, response.getheader("Location", ""))
+                try:
+                    location = urllib.parse.urljoin(url, response.getheader("Location", ""))
+                except ValueError:  # a malformed Location (a broken IPv6 host): the URL check below names it
+                    location = response.getheader("Location", "")
                 if parts.scheme == "https" and not location.startswith("https://"):
                     raise UserError(f"{source}: the server redirects from https to {redact_url(location)}; refused")
                 url = location

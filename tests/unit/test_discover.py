@@ -124,6 +124,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "/answers.toml")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif self.path.startswith("/bad-redirect-"):  # a hostile Location: a port out of range, a broken IPv6 host
+            self.send_response(302)
+            self.send_header("Location", {"port": "http://h.example:99999/a.toml",
+                                          "ipv6": "http://[fd00::1/a.toml"}[self.path.rsplit("-", 1)[1]])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path == "/slow":
             self.server.release.wait(5)
         elif self.path == "/trickle":  # a byte at a time, forever: only a deadline on the whole transfer ends it
@@ -235,3 +241,62 @@ def test_credentials_in_the_url_are_sent_and_never_shown(tmp_path, no_labels, ht
 def test_identity_headers_are_sent(tmp_path, no_labels, http_server):
     make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/answers.toml").find()
     assert http_server.seen[-1][1]["User-Agent"] == "phyllome-install"
+
+
+@pytest.mark.parametrize("value", [
+    "https://ops:pa#ss@h.example/a.toml", "https://ops:pa?ss@h.example/a.toml", "https://ops:pa/ss@h.example/a.toml",
+    "https://h.example:99999/a.toml", "https://h.example:0/a.toml", "https://[fd00::1/a.toml",
+    "https://[zz]/a.toml", "https://ops:pa ss@h.example/a.toml"])
+def test_a_malformed_url_is_a_user_error_that_shows_no_password(tmp_path, no_labels, value, caplog):
+    caplog.set_level(logging.DEBUG, logger="phyllome")
+    with pytest.raises(UserError) as error:
+        make(tmp_path, no_labels, f'"phyllome.answers={value}"').find()
+    assert "expected http(s)://" in str(error.value)
+    for secret in ("pa#ss", "pa?ss", "pa/ss", "pa ss"):
+        assert secret not in str(error.value) + caplog.text
+    assert no_labels.calls == []  # refused before anything ran
+
+
+@pytest.mark.parametrize("kind", ["port", "ipv6"])
+def test_a_redirect_to_a_malformed_url_is_a_user_error(tmp_path, no_labels, http_server, kind):
+    with pytest.raises(UserError, match="is not an http:// or https:// URL in the form"):
+        make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/bad-redirect-{kind}").find()
+
+
+class StandInMount(RecordingRunner):
+    """A stand-in for mount(8) in the unit tier (no loop device here): ``mount DEV DIR`` copies the key's files and
+    links (a link keeps its target) into DIR; ``umount DIR`` empties it."""
+
+    def __init__(self, key: Path) -> None:
+        super().__init__()
+        self.key = key
+        self.respond(["blkid", "-L", "KEY"], stdout="/dev/fake1\n")
+
+    def run(self, argv, **kw):
+        result = super().run(argv, **kw)
+        target = Path(argv[-1])
+        if argv[0] == "mount":
+            for entry in self.key.iterdir():
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry), target / entry.name)
+                else:
+                    (target / entry.name).write_bytes(entry.read_bytes())
+        elif argv[0] == "umount":
+            for entry in target.iterdir():
+                entry.unlink()
+        return result
+
+
+def test_a_link_that_leads_off_the_answer_device_is_refused_with_a_stand_in_mount(tmp_path):
+    outside = tmp_path / "outside.toml"
+    outside.write_text("version = 1\n# not from the key\n")
+    key = tmp_path / "key"
+    key.mkdir()
+    (key / "answers.toml").symlink_to(outside)  # absolute: resolved on this machine, not on the key
+    (key / "own.toml").write_bytes(ANSWERS)
+    runner = StandInMount(key)
+    with pytest.raises(UserError, match="is a link that leads off that filesystem; refused"):
+        make(tmp_path, runner, "phyllome.answers=hd:LABEL=KEY:/answers.toml").find()
+    found = make(tmp_path, StandInMount(key), "phyllome.answers=hd:LABEL=KEY:/own.toml").find()
+    assert found.data == ANSWERS and found.source.endswith("(/dev/fake1)")
+    assert [argv[0] for argv in runner.argvs] == ["blkid", "mount", "umount"]

@@ -1,6 +1,7 @@
-"""``phyllome-firstboot check --root``: a missing root is exit 2; malformed files (huge numbers, deep JSON, IOMMU
-group links to nowhere included) give WARN or NOTE, never a
-traceback or a hang (FIFOs, devices, symlink loops, binary content, wrong JSON types)."""
+"""The first-boot commands with hostile input. ``check --root``: a missing root is exit 2; malformed files give
+WARN or NOTE, never a traceback or a hang (FIFOs, devices, symlink loops, binary content, wrong JSON types, huge
+numbers, deep JSON, IOMMU group links to nowhere); ``check --save`` writes regular files only. ``vm plan`` refuses
+what ``vm create`` refuses; ``run`` refuses a machine that is not an installed Phyllome host."""
 
 from __future__ import annotations
 

@@ -224,6 +224,8 @@ phyllome_read_device() {
 
 phyllome_fetch_local() {
     local source="phyllome.answers=$PHYLLOME_SHOWN" file rc
+    # The initqueue is over: what it waited for is not left in the live system's /run.
+    rm -f -- "$PHYLLOME_DIR/wait-device" "$PHYLLOME_DIR/wait-until"
     case "$PHYLLOME_KIND" in
         default)
             phyllome_read_device "$PHYLLOME_WHERE" "$PHYLLOME_PATH" "partition labelled $PHYLLOME_LABEL"

@@ -143,6 +143,8 @@ def test_a_named_device_is_waited_for_but_never_longer_than_the_limit(testdir, s
     (tmp_path / "run" / "wait-device").write_text(f"{present}\n")
     ready = sh(shell, testdir, "quiet", f'{finished_hooks(hooks)}', T_DIR=str(tmp_path / "run"))
     assert "done=0" in ready.stdout, ready.stdout + ready.stderr  # the device is there
+    sh(shell, testdir, cmdline, "phyllome_parse; phyllome_fetch_local", T_DIR=str(tmp_path / "run"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["boot-status"]  # pre-pivot: no wait files left
 
 
 # ---------------------------------------------------------------------------------------------- hostile arguments

@@ -52,6 +52,28 @@ class Check:
         return f"Checking {self.title:<52} : {self.status}" + (f" ({detail})" if detail else "")
 
 
+#: The largest number a machine file may hold (bytes of RAM, free space): 2**63; more is a malformed file.
+MAX_NUMBER = 1 << 63
+
+
+def load_json(text: str):
+    """JSON from a machine file, or None when it is not JSON: malformed, nested too deep (RecursionError) or
+    holding an integer too long for Python to convert (ValueError beyond 4300 digits)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def number(text: str) -> int | None:
+    """A decimal number of a machine file (at most 19 digits, at most :data:`MAX_NUMBER`), else None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if value <= MAX_NUMBER else None
+
+
 class Machine:
     """Files of a machine below ``root``; on the live root, the syscalls a saved tree can only record."""
 
@@ -65,10 +87,7 @@ class Machine:
         """Files that exist but could not be read (a FIFO, a device, a symlink loop, too large): reported."""
         self.capture: dict = {}
         if os.path.lexists(self.path("phyllome-capture.json")):
-            try:
-                capture = json.loads(self.read("phyllome-capture.json", "{}"))
-            except (json.JSONDecodeError, RecursionError):
-                capture = None
+            capture = load_json(self.read("phyllome-capture.json", "{}"))
             if isinstance(capture, dict):
                 self.capture = capture
             else:
@@ -78,6 +97,9 @@ class Machine:
         """A value of the capture file, when it has the expected type (else noted, and ``default``)."""
         value = self.capture.get(key, default)
         if value is default or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
+            if kind is int and value is not default and not 0 <= value <= MAX_NUMBER:
+                self.unreadable[f"phyllome-capture.json: {key}"] = f"is out of range (0 to {MAX_NUMBER})"
+                return default
             return value
         self.unreadable[f"phyllome-capture.json: {key}"] = f"is not a {kind.__name__}"
         return default
@@ -158,17 +180,23 @@ class Machine:
             return self._captured("store_encrypted", bool, None)
         if not self.path(VM_STORE).is_dir():
             return None
-        try:
-            fd = os.open(self.path(VM_STORE), os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return None
-        try:
-            fcntl.ioctl(fd, FS_IOC_GET_ENCRYPTION_POLICY_EX, bytearray(struct.pack("Q", 24) + bytes(24)))
-            return True
-        except OSError:
-            return False  # ENODATA: not encrypted; ENOTTY/EOPNOTSUPP: the filesystem cannot
-        finally:
-            os.close(fd)
+        return has_policy(self.path(VM_STORE))
+
+
+def has_policy(directory: Path) -> bool | None:
+    """Whether ``directory`` has an fscrypt policy, asked of the kernel (locked or not, with or without
+    fscrypt's configuration); None when it cannot be opened as a directory (no store, or a symlink)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.ioctl(fd, FS_IOC_GET_ENCRYPTION_POLICY_EX, bytearray(struct.pack("Q", 24) + bytes(24)))
+        return True
+    except OSError:
+        return False  # ENODATA: not encrypted; ENOTTY/EOPNOTSUPP: the filesystem cannot
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------- the checks
@@ -315,13 +343,14 @@ def uefi_firmware(m: Machine) -> Check:
     title = "for UEFI firmware for guests (OVMF)"
     found = []
     for name in m.listdir("usr/share/qemu/firmware"):
-        try:
-            descriptor = json.loads(m.read(f"usr/share/qemu/firmware/{name}"))
-        except json.JSONDecodeError:
+        descriptor = load_json(m.read(f"usr/share/qemu/firmware/{name}"))
+        if not isinstance(descriptor, dict):
+            continue  # not a descriptor: malformed, too deep, or not an object
+        kinds, targets, features = (descriptor.get(key) for key in ("interface-types", "targets", "features"))
+        if not (isinstance(kinds, list) and isinstance(targets, list)):
             continue
-        if "uefi" in descriptor.get("interface-types", []) and any(
-                "x86_64" == t.get("architecture") for t in descriptor.get("targets", [])):
-            found.append((name, set(descriptor.get("features", []))))
+        if "uefi" in kinds and any(isinstance(t, dict) and t.get("architecture") == "x86_64" for t in targets):
+            found.append((name, {f for f in features if isinstance(f, str)} if isinstance(features, list) else set()))
     secure = [n for n, features in found if "secure-boot" in features]
     if secure:
         return Check("ovmf", title, "PASS", f"{len(found)} descriptors; Secure Boot: {', '.join(secure)}")
@@ -339,7 +368,10 @@ def swtpm(m: Machine) -> Check:
 
 def memory(m: Machine) -> Check:
     match = re.search(r"^MemTotal:\s+(\d+) kB", m.read("proc/meminfo"), re.MULTILINE)
-    total = int(match.group(1)) * 1024 if match else 0
+    kib = number(match.group(1)) if match else None
+    if match and kib is None:
+        m.unreadable["proc/meminfo"] = "has a MemTotal too large to be true"
+    total = (kib or 0) * 1024
     found = f"{total / GiB:.1f} GiB of RAM"
     if total >= 12 * GiB:
         return Check("ram", "for enough memory", "PASS", found)
@@ -384,7 +416,8 @@ def run_checks(machine: Machine) -> list[Check]:
     for check in CHECKS:
         try:
             out.append(check(machine))
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError, ArithmeticError,
+                RecursionError) as exc:
             name = check.__name__.replace("_", " ")
             out.append(Check(check.__name__.replace("_", "-"), name, "WARN",
                              f"could not be checked: {type(exc).__name__}: {str(exc)[:120]}",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from phyllome_installer.core.files import read_bounded
 
-from .checks import Machine
+from .checks import Machine, number
 
 PCI = "sys/bus/pci/devices"
 PCI_IDS = ("usr/share/hwdata/pci.ids", "usr/share/misc/pci.ids", "usr/share/pci.ids")
@@ -65,8 +65,24 @@ def _hex(text: str) -> str:
 
 
 def _int(text: str) -> int:
-    text = text.strip()
-    return int(text) if text.isascii() and text.isdigit() else 0
+    return number(text) or 0
+
+
+def _iommu_group(m: Machine, base: str) -> str | None:
+    """The device's IOMMU group number, from its ``iommu_group`` link (``.../iommu_groups/N``); None without
+    one. A link to anything else (``..``, ``/``, a name that is not a number) is no group: noted, never taken
+    for an isolated one."""
+    link = m.path(f"{base}/iommu_group")
+    if not link.is_symlink():
+        return None
+    try:
+        name = os.path.basename(os.readlink(link).rstrip("/"))
+    except OSError:
+        return None
+    if re.fullmatch(r"[0-9]{1,9}", name):
+        return name
+    m.unreadable[f"{base}/iommu_group"] = "is a link to no IOMMU group (its target is not .../iommu_groups/N)"
+    return None
 
 
 def _slot(address: str) -> str:
@@ -119,8 +135,7 @@ def inventory(m: Machine) -> list[Gpu]:
         base = f"{PCI}/{address}"
         if not m.read(f"{base}/class").strip().startswith("0x03"):
             continue
-        group_link = m.path(f"{base}/iommu_group")
-        group = os.path.basename(os.readlink(group_link)) if group_link.is_symlink() else None
+        group = _iommu_group(m, base)
         members = m.listdir(f"sys/kernel/iommu_groups/{group}/devices") if group else []
         blockers = []
         for member in members:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from phyllome_installer.core import mountinfo as core_mountinfo
 from phyllome_installer.core.errors import InstallFailure, UserError
@@ -24,8 +25,12 @@ from phyllome_installer.core.runner import Runner
 from phyllome_installer.core.secrets import REDACTOR, Redactor
 from storage.fscrypt import PROTECTOR_NAME, RECOVERY_NAME, Fscrypt
 
+from .checks import has_policy
+
 STORE = Path("/var/lib/libvirt/images")
 TRIES = 3
+MAX_SECRET = 1024
+"""The longest passphrase or recovery code a try may be (characters); a longer line is refused unread."""
 ASK_ID = "phyllome-vmstore"
 
 #: ``ask(prompt, attempt) -> secret``; None (or an empty string) means the user chose to skip.
@@ -82,13 +87,27 @@ class Outcome:
         return self.state != "failed"
 
 
+def normalize(secret: str) -> str:
+    """A typed or piped secret as the installer stored it: no byte-order mark before it, no CR or LF after it
+    (a line from a Windows editor or a CRLF pipe is the same passphrase)."""
+    return secret.removeprefix("\ufeff").rstrip("\r\n")
+
+
 class Unlocker:
-    """Unlock one fscrypt-encrypted directory with its passphrase or recovery protector."""
+    """Unlock one fscrypt-encrypted directory with its passphrase or recovery protector.
+
+    Every try travels to fscrypt on stdin. A guess is masked in what this class reports (``guesses``), but it
+    is not registered with the process-wide ``redactor`` until it proved right (a right secret has at least
+    8 characters): a wrong guess such as ``a`` or ``images`` would otherwise mask every ``a`` in the log and make
+    the runner refuse every later command whose argv happens to contain it.
+    """
 
     def __init__(self, runner: Runner, *, store: Path = STORE, root: Path = Path("/"), mountpoint: Path | None = None,
                  mountinfo: Path = Path("/proc/self/mountinfo"), redactor: Redactor = REDACTOR) -> None:
         self.store = Path(store)
-        self.tool = Fscrypt(runner, Path(root) / "etc" / "fscrypt.conf", redactor=redactor)
+        self.redactor = redactor
+        self.guesses = Redactor()
+        self.tool = Fscrypt(runner, Path(root) / "etc" / "fscrypt.conf", redactor=self.guesses)
         self._mountpoint = mountpoint
         self.mountinfo = mountinfo
 
@@ -99,19 +118,20 @@ class Unlocker:
         return self._mountpoint
 
     def state(self) -> str:
-        """missing, not-encrypted, locked or unlocked."""
+        """missing, symlink, not-encrypted, no-config, locked or unlocked. Whether the store is encrypted is asked
+        of the kernel, not of fscrypt's configuration or messages."""
+        if self.store.is_symlink():
+            return "symlink"
         if not self.store.is_dir():
             return "missing"
-        if not self.tool.config.is_file():  # the installer writes it only when it encrypts the store
+        if not has_policy(self.store):
             return "not-encrypted"
-        try:
-            status = self.tool.status(self.store)
-        except InstallFailure as exc:
-            if "not setup for use with fscrypt" in str(exc):
-                return "not-encrypted"
-            raise
+        if not self.tool.config.is_file():
+            return "no-config"
+        status = self.tool.status(self.store)
         if not status.encrypted:
-            return "not-encrypted"
+            raise InstallFailure(f"{self.store} has an encryption policy that fscrypt does not report",
+                                 hint=f"see: fscrypt status {self.store}")
         return "unlocked" if status.unlocked else "locked"
 
     def _protectors(self) -> dict[str, str]:
@@ -132,29 +152,43 @@ class Unlocker:
         for protector, value in attempts:
             try:
                 self.tool.unlock(self.store, self.mountpoint, value, protector=protector)
-                return True
             except UserError:
                 continue
+            except InstallFailure as exc:
+                raise InstallFailure(self.guesses.redact(exc.message), hint=exc.hint) from None
+            self.redactor.add(value)
+            return True
         return False
 
     def run(self, ask: Ask, tell: Tell, *, tries: int = TRIES) -> Outcome:
         """Ask up to ``tries`` times; an empty answer skips. Never raises for a wrong secret."""
         state = self.state()
+        if state == "symlink":
+            return Outcome("failed", f"{self.store} is a symbolic link (to {os.readlink(self.store)}), not the VM "
+                                     f"store itself: nothing was unlocked. Give the store: --store "
+                                     f"{os.path.realpath(self.store)}")
         if state == "missing":
             return Outcome("not-encrypted", f"{self.store} does not exist: there is no VM store to unlock")
         if state == "not-encrypted":
             return Outcome("not-encrypted", f"{self.store} is not encrypted: nothing to unlock")
+        if state == "no-config":
+            return Outcome("failed", f"{self.store} is encrypted, but {self.tool.config} is missing: fscrypt cannot "
+                                     "unlock it without its configuration. " + LOCKED_MESSAGE)
         if state == "unlocked":
             return Outcome("already-unlocked", f"{self.store} is already unlocked")
         for attempt in range(1, tries + 1):
             prompt = (f"Passphrase or recovery code for the VM store ({self.store})"
                       + (f", try {attempt} of {tries}" if attempt > 1 else "") + ":")
-            secret = ask(prompt, attempt)
+            secret = normalize(ask(prompt, attempt) or "")
             if not secret:
                 return Outcome("skipped", "Skipped. " + LOCKED_MESSAGE, attempt - 1)
+            left = tries - attempt
+            if len(secret) > MAX_SECRET:
+                tell(f"That is longer than {MAX_SECRET} characters: not a passphrase or recovery code."
+                     + (f" {left} tr{'y' if left == 1 else 'ies'} left." if left else ""))
+                continue
             if self.try_secret(secret):
                 return Outcome("unlocked", f"The VM store {self.store} is unlocked.", attempt)
-            left = tries - attempt
             tell("Wrong passphrase or recovery code." + (f" {left} tr{'y' if left == 1 else 'ies'} left." if left
                                                           else ""))
         return Outcome("failed", f"{tries} wrong tries. " + LOCKED_MESSAGE, tries)
@@ -179,15 +213,26 @@ def ask_with_systemd(runner: Runner, *, timeout: int = 0) -> Ask:
     return ask
 
 
-def _read_line(prompt: str) -> str:
-    """A line from stdin when it is not a terminal (a pipe from a script or a test): nothing is echoed anyway."""
+def read_line(prompt: str, stream: TextIO | None) -> str:
+    """A line from ``stream`` (stdin when it is not a terminal: a pipe from a script or a test; nothing is echoed
+    anyway), read in bounded pieces: a line longer than :data:`MAX_SECRET` is consumed to its end but only its
+    first ``MAX_SECRET + 1`` characters are kept (enough to refuse it). EOFError when there is no line: stdin
+    closed, at its end, or not readable."""
     import sys
 
     print(prompt, file=sys.stderr, flush=True)
-    line = sys.stdin.readline()
-    if not line:
+    if stream is None:
         raise EOFError
-    return line.rstrip("\n")
+    try:
+        line = stream.readline(MAX_SECRET + 2)
+        if not line:
+            raise EOFError
+        rest = line
+        while not rest.endswith("\n") and rest:
+            rest = stream.readline(1 << 16)
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise EOFError from None
+    return line.rstrip("\n")[: MAX_SECRET + 1]
 
 
 def ask_on_terminal(read: Callable[[str], str] | None = None) -> Ask:
@@ -196,7 +241,9 @@ def ask_on_terminal(read: Callable[[str], str] | None = None) -> Ask:
         import getpass
         import sys
 
-        read = getpass.getpass if sys.stdin.isatty() else _read_line
+        stdin = sys.stdin
+        interactive = stdin is not None and not stdin.closed and stdin.isatty()
+        read = getpass.getpass if interactive else (lambda prompt: read_line(prompt, stdin))
 
     def ask(prompt: str, attempt: int) -> str | None:
         try:

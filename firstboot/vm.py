@@ -27,6 +27,8 @@ VMMS = ("qemu", "cloud-hypervisor")
 # are left out: libvirt 9.0's schema rejects some of them.
 HYPERV = ("relaxed", "vapic", "spinlocks", "vpindex", "runtime", "synic", "stimer", "reset", "vendor_id",
           "frequencies", "tlbflush", "ipi")
+MAX_DISK = 64 << 40
+"""The largest guest disk (64 TiB): more is a typo (99999TiB), refused by plan and create alike."""
 MDEV_NAMESPACE = uuid.UUID("5b1c7c1e-5e0a-4b8f-9a53-70687966c1c0")
 
 
@@ -47,6 +49,13 @@ class Request(BaseModel):
     store: str = VM_STORE
     serial_log: str | None = None
 
+    @field_validator("disk_size")
+    @classmethod
+    def _disk(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_DISK:
+            raise ValueError(f"{value >> 40} TiB is more than the largest guest disk, {MAX_DISK >> 40} TiB")
+        return value
+
     @field_validator("iso", "store", "serial_log")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
@@ -56,6 +65,8 @@ class Request(BaseModel):
             raise ValueError(f"{value!r} contains control characters")
         if not value.startswith("/") or "/../" in value + "/":
             raise ValueError(f"{value!r} is not an absolute path without '..'")
+        if any(value == top or value.startswith(top + "/") for top in ("/proc", "/sys", "/dev")):
+            raise ValueError(f"{value!r} is in /proc, /sys or /dev: not a place for VM files")
         return value.rstrip("/") or "/"
 
 

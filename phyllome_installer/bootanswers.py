@@ -14,30 +14,28 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import cmdline as kernel_cmdline
 from .core.errors import UserError
 from .core.files import BoundedReadError, read_bounded, read_text_bounded
-from .discover import KARG, MAX_BYTES, Discovery, Found, kernel_argument, redact_url
+from .discover import MAX_BYTES, PIN_KARG, Discovery, Found, boolean, clean, parse_spec
+
+log = logging.getLogger("phyllome.discover")
 
 BOOT_ANSWERS = Path("/run/phyllome/answers.toml")
 BOOT_STATUS = Path("/run/phyllome/boot-status")
-PIN_KARG = "phyllome.answers.sha256"
-INSECURE_KARG = "phyllome.answers.insecure"
 UNATTENDED_KARG = "phyllome.unattended"
 
 
 def kernel_flag(cmdline: str, name: str) -> bool:
-    """A boolean kernel argument as dracut's getargbool reads it: ``name`` or ``name=1`` is true; ``name=0``,
-    ``=no``, ``=off`` or no argument at all is false."""
-    state = False
-    for word in kernel_cmdline.words(cmdline):
-        key, value = kernel_cmdline.parse_word(word)
-        if key == name:
-            state = value is None or value not in ("0", "no", "off")
-    return state
+    """A boolean kernel argument in the one grammar (:func:`discover.boolean`): clearly true, else false; a
+    value that is neither clearly true nor clearly false is refused with a warning line, never taken as true."""
+    value, warning = boolean(name, cmdline)
+    if warning:
+        log.warning("%s", warning)
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ def read_cmdline(discovery: Discovery) -> str:
 def from_initramfs(boot: Boot) -> Found | None:
     """The outcome of 90phyllome at boot, if it ran; raises its refusal."""
     try:
-        line = read_text_bounded(boot.status, 4096, errors="replace").strip()
+        line = clean(read_text_bounded(boot.status, 4096, errors="replace").strip())
     except OSError:
         return None
     word, _, detail = line.partition(" ")
@@ -63,7 +61,7 @@ def from_initramfs(boot: Boot) -> Found | None:
         raise UserError(f"at boot: {detail}")
     if word == "found":
         try:
-            data = read_bounded(boot.answers, MAX_BYTES)
+            data = read_bounded(boot.answers, MAX_BYTES, follow_symlinks=False)
         except BoundedReadError as exc:
             raise UserError(f"at boot: {detail}: {boot.answers} {exc.reason}") from None
         return Found(f"{detail} (at boot)", data, str(boot.answers))
@@ -77,15 +75,12 @@ def find_answers(discovery: Discovery, cli_path: Path | None = None, *, boot: Bo
     at_boot = from_initramfs(boot or Boot())
     if at_boot is not None:
         return at_boot
-    cmdline = read_cmdline(discovery)
-    value = kernel_argument(cmdline)
-    pin = (kernel_argument(cmdline, PIN_KARG) or "").strip().lower()
-    shown = redact_url(value) if value is not None else ""
-    if value is not None and value.startswith("http://") and not pin and not kernel_flag(cmdline, INSECURE_KARG):
-        raise UserError(f"{KARG}={shown}: refused: plain http:// needs {PIN_KARG}= (or {INSECURE_KARG}=1)")
-    found = discovery.find()
-    if found is not None and value is not None and pin:  # the kernel argument was the source
+    spec = parse_spec(read_cmdline(discovery), discovery.label)
+    if spec.kind == "error":
+        raise UserError(spec.error)
+    found = discovery.find(spec=spec)
+    if found is not None and spec.kind != "default" and spec.sha256:  # the kernel argument was the source
         digest = hashlib.sha256(found.data).hexdigest()
-        if digest != pin:
-            raise UserError(f"{KARG}={shown}: refused: its sha256 is {digest}, {PIN_KARG}= pins {pin}")
+        if digest != spec.sha256:
+            raise UserError(f"{spec.source}: refused: its sha256 is {digest}, {PIN_KARG}= pins {spec.sha256}")
     return found

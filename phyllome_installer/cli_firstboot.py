@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import stat
 import sys
 import tomllib
 from pathlib import Path
 
-from .core.errors import EXIT_FAILED, PhyllomeError, UserError
+from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, InstallFailure, PhyllomeError, UserError
 from .core.facts import VM_STORE
-from .core.files import BoundedReadError, read_bounded
+from .core.files import BoundedReadError, check_writable_target, file_kind, read_bounded
 
 log = logging.getLogger("phyllome.firstboot")
 
@@ -28,23 +30,49 @@ def load_firstboot(path: Path | None, root: Path):
 
     from firstboot.state import ANSWERS
 
-    from .answers import FirstBoot, load_config
+    from .answers import FirstBoot
 
     if path is None:
         path = Path(root) / ANSWERS
         if not path.exists():
             return FirstBoot()
     try:
-        data = tomllib.loads(read_bounded(path, 1 << 20).decode())
+        data = tomllib.loads(read_bounded(path, 1 << 20).decode("utf-8-sig"))
     except (BoundedReadError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UserError(f"{path}: cannot read [firstboot]: {exc}") from exc
-    if "storage" in data or "version" in data:
-        return load_config(path).firstboot
+    # Only [firstboot]: a whole answer file's install sections were the installer's business (a passphrase file
+    # or a disk named there need not exist on the installed host).
+    section = data.get("firstboot", {})
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: firstboot: expected a table ([firstboot])")
     try:
-        return FirstBoot.model_validate(data.get("firstboot", {}))
+        return FirstBoot.model_validate(section)
     except ValidationError as exc:
         raise UserError("; ".join(f"{path}: firstboot.{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                   for e in exc.errors())) from exc
+
+
+def iso_file(path: str | Path | None, name: str = "--iso") -> str | None:
+    """The installation ISO as an absolute path (``..`` resolved, so a relative path works), refused unless it is
+    a regular file: a directory, a FIFO (which would block), /dev/null or another device is not an ISO."""
+    if path is None:
+        return None
+    absolute = os.path.abspath(path)
+    try:
+        mode = os.stat(absolute).st_mode
+    except OSError as exc:
+        raise UserError(f"{name} {path}: {exc.strerror.lower() if exc.strerror else exc}") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{name} {path}: {file_kind(mode)}, not an ISO file")
+    return absolute
+
+
+def store_dir(path: str | Path) -> str:
+    """The VM store as an absolute path; refused when it exists and is not a directory (plan and create alike)."""
+    absolute = os.path.abspath(path)
+    if os.path.lexists(absolute) and not os.path.isdir(absolute):
+        raise UserError(f"--store {path}: not a directory")
+    return absolute
 
 
 def vm_request(vm, store: Path):
@@ -57,7 +85,8 @@ def vm_request(vm, store: Path):
 
     fields = {"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
               "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
-              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": vm.iso, "store": str(Path(store).absolute())}
+              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": iso_file(vm.iso, "firstboot.vm.iso ="),
+              "store": store_dir(store)}
     try:
         return Request(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
@@ -119,13 +148,21 @@ def run_unattended(session, config, result, out=print) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: unattended when asked (or when [firstboot] says so), else the first-boot screens."""
     from firstboot.session import Result, finish
+    from firstboot.state import not_a_host
 
+    problem = not_a_host(args.root)
+    if problem is not None:  # nothing is written on a machine this first boot is not for
+        raise UserError(f"run: {problem}; nothing was done")
     config = load_firstboot(args.answers, args.root)
     if not (args.unattended or config.unattended):
         return cmd_screens(args, config)
     result = Result("unattended", log=str(args.log))
     run_unattended(_session(args), config, result)
-    removed = finish(result, args.root)
+    try:
+        removed = finish(result, args.root)
+    except OSError as exc:
+        raise InstallFailure(f"cannot record the first boot's result under {args.root}: "
+                             f"{exc.strerror or exc}; the first-boot marker is kept") from None
     if result.ok:
         print("first boot done" + ("; the first-boot marker is removed" if removed else ""))
         return 0
@@ -164,15 +201,26 @@ def _screen_owns_the_terminal():
 
 def cmd_unlock(args: argparse.Namespace) -> int:
     """``unlock``: the VM store at every boot; three tries, then the boot goes on with the VMs unavailable."""
-    from firstboot.unlock import Unlocker, ask_on_terminal, ask_with_systemd, run_by_systemd
+    from firstboot.unlock import LOCKED_MESSAGE, Unlocker, ask_on_terminal, ask_with_systemd, run_by_systemd
 
+    from .core.interrupt import Interrupted, signals_stop
     from .core.runner import SubprocessRunner
 
-    runner = SubprocessRunner()
     use_agent = args.ask_password if args.ask_password is not None else run_by_systemd()
+    # Asking through systemd-ask-password, a signal (systemd stopping the unit) ends the prompt with this command:
+    # the runner terminates the agent's process group instead of leaving it orphaned on the console. A terminal
+    # prompt (getpass) has no child, and keeps the signal's default: it ends this command at once.
+    stop = getattr(args, "stop", None) if use_agent else None
+    runner = SubprocessRunner(stop=stop)
     ask = ask_with_systemd(runner) if use_agent else ask_on_terminal()
     unlocker = Unlocker(runner, store=args.store, root=args.root, mountpoint=args.mountpoint)
-    outcome = unlocker.run(ask, lambda text: print(text, file=sys.stderr, flush=True), tries=args.tries)
+    tell = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        with signals_stop(stop) if stop is not None else contextlib.nullcontext():
+            outcome = unlocker.run(ask, tell, tries=args.tries)
+    except Interrupted:
+        print(f"interrupted ({stop.reason if stop else 'stop'}). {LOCKED_MESSAGE}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     log.info("unlock: %s after %d tries", outcome.state, outcome.tries)
     print(outcome.message, file=sys.stderr if not outcome.ok else sys.stdout)
     return 0 if outcome.ok else EXIT_FAILED
@@ -199,16 +247,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if not args.root.is_dir():
         raise UserError(f"--root {args.root}: no such directory (a saved machine tree, or / for this machine)")
+    if args.save is not None:
+        try:
+            check_writable_target(args.save)  # before anything runs; written like the install log
+        except BoundedReadError as exc:
+            raise UserError(f"--save {exc}") from None
     machine = Machine(args.root)
     checks = run_checks(machine)
     gpus = analyse(machine, args.guest)
     result = {"guest": args.guest, "checks": [c.to_dict() for c in checks], "gpus": [g.to_dict() for g in gpus]}
     save = args.save if args.save is not None else (Path("/") / PROFILE if machine.live else None)
+    refused = None
     if save is not None:
         try:
             save_profile(result, save)
         except OSError as exc:
-            print(f"phyllome-firstboot: warning: cannot save {save}: {exc.strerror}", file=sys.stderr)
+            refused = f"cannot save {save}: {exc.strerror or exc}"
+            print(f"phyllome-firstboot: {'error' if args.save else 'warning'}: {refused}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -225,6 +280,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {mark} {strategy.name:<14} {strategy.reason}")
         if not gpus:
             print("\nNo GPU found: guests get 2D virtio-gpu.")
+    if refused and args.save is not None:
+        return EXIT_BAD_INPUT
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
@@ -254,8 +311,8 @@ def _vm_request(args: argparse.Namespace, **values):
 
     fields = {"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
               "disk_format": args.disk_format, "gpu": args.gpu, "vmm": args.vmm, "tpm": args.tpm,
-              "iso": str(args.iso.absolute()) if args.iso else None, "store": str(args.store.absolute()),
-              "serial_log": str(args.serial_log.absolute()) if args.serial_log else None} | values
+              "iso": iso_file(args.iso), "store": store_dir(args.store),
+              "serial_log": os.path.abspath(args.serial_log) if args.serial_log else None} | values
     try:
         return Request(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:

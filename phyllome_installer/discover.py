@@ -1,10 +1,13 @@
 """Where the answer file comes from, in this order:
 
 1. ``--answers PATH`` on the command line;
-2. the kernel argument ``phyllome.answers=`` (from ``/proc/cmdline``, split as the kernel splits it):
-   ``file:///path``, ``/path``, ``hd:LABEL=NAME:/path`` (that filesystem is mounted read-only, the file read, the
-   filesystem unmounted), ``http://...`` or ``https://...``;
-3. a filesystem labelled ``PHYLLOME-ANS`` holding ``/answers.toml``.
+2. the kernel argument ``phyllome.answers=`` (from ``/proc/cmdline``, split as the kernel splits it, up to
+   ``--``): ``file:///path``, ``file:/path``, ``/path``, ``hd:LABEL=NAME:/path`` or ``hd:UUID=UUID:/path`` (that
+   filesystem is mounted read-only, the file read, the filesystem unmounted; a ``..`` or a link leading off it is
+   refused), ``http://...`` or ``https://...``;
+3. a filesystem labelled ``PHYLLOME-ANS`` holding ``/answers.toml`` (also when ``phyllome.answers=`` is empty).
+
+The grammar (:func:`parse_spec`) is the initramfs module's (dracut/90phyllome), message for message.
 
 What is found stays in memory (:class:`Found`): no run writes a working copy to a fixed path that another run
 could read, and no copy with secrets lands under /run or /tmp. Problems name the user's own file (or the kernel
@@ -21,6 +24,7 @@ import base64
 import http.client
 import logging
 import os
+import re
 import ssl
 import tempfile
 import time
@@ -60,18 +64,153 @@ def kernel_argument(cmdline: str, name: str = KARG) -> str | None:
     return kernel_cmdline.argument(cmdline, name)
 
 
+# ---------------------------------------------------------------------------------------------- the one grammar
+# The same grammar as dracut/90phyllome/phyllome-lib.sh (phyllome_parse), message for message; both pass the
+# cases of tests/data/bootargs/cases.json.
+
+PIN_KARG = "phyllome.answers.sha256"
+INSECURE_KARG = "phyllome.answers.insecure"
+_CONTROL = re.compile(r"[\x01-\x1f\x7f]")
+_URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#@!$&()*+,;=%\[\]'-]*")
+_HOSTPORT = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)\](?::(?P<p6>[0-9]+))?"
+                       r"|(?P<host>[A-Za-z0-9._-]+)(?::(?P<port>[0-9]+))?")
+_HD = re.compile(r"hd:(?P<where>.*?):(?P<path>/.+)", re.S)
+E_HD = "expected hd:LABEL=NAME:/path or hd:UUID=UUID:/path"
+E_URL = ("expected http(s)://[USER:PASSWORD@]HOST[:PORT]/PATH (percent-encode @, /, ?, # and spaces in a "
+         "password)")
+
+
+def clean(text: str) -> str:
+    """``text`` for a console line or a status file: control characters and backslashes as ``?``."""
+    return re.sub(r"[\x01-\x1f\x7f\\]", "?", text)
+
+
+def shown(spec: str) -> str:
+    """The answer source as it may be shown: a URL's user information and query masked, then :func:`clean`."""
+    if not spec.startswith(("http://", "https://")):
+        return clean(spec)
+    scheme, _, rest = spec.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    cut = re.search(r"[?#]", rest)
+    if cut:
+        rest = rest[: cut.start()] + "?***"
+    return clean(f"{scheme}://{rest}")
+
+
+def url_ok(url: str) -> bool:
+    """Whether ``url`` is ``http(s)://[USERINFO@]HOST[:PORT][/PATH...]`` in the one grammar."""
+    if not _URL_CHARS.fullmatch(url):
+        return False
+    auth = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    userinfo, at, hostport = auth.rpartition("@")
+    if at and "@" in userinfo:
+        return False
+    match = _HOSTPORT.fullmatch(hostport)
+    if match is None:
+        return False
+    port = match.group("p6") or match.group("port")
+    return port is None or (len(port) <= 5 and 1 <= int(port) <= 65535)
+
+
+def boolean(name: str, cmdline: str) -> tuple[bool, str | None]:
+    """A boolean kernel argument: ``(value, warning)``. ``name`` alone, ``=1``, ``yes``, ``y``, ``true``, ``on``
+    are true; ``=0``, ``no``, ``n``, ``false``, ``off`` and no argument are false (any case, the last one wins).
+    Anything else is never taken as true: it is false, with a warning to show."""
+    present, form = False, None
+    for word in kernel_cmdline.words(cmdline):
+        key, value = kernel_cmdline.parse_word(word)
+        if key == name:
+            present, form = True, value
+    if not present:
+        return False, None
+    if form is None:
+        return True, None
+    if form.lower() in ("1", "yes", "y", "true", "on"):
+        return True, None
+    if form.lower() in ("0", "no", "n", "false", "off"):
+        return False, None
+    return False, (f"{name}={clean(form)}: not a boolean (use 1, yes, true, on or 0, no, false, off); "
+                   "taken as off")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The ``phyllome.answers*`` kernel arguments, parsed: where the answer file is, or why it is refused."""
+
+    kind: str
+    """default, file, hd, url or error."""
+    spec: str = field(default="", repr=False)
+    shown: str = ""
+    where: str = ""
+    path: str = ""
+    url: str = field(default="", repr=False)
+    sha256: str = ""
+    insecure: bool = False
+    error: str = ""
+    warning: str = ""
+
+    @property
+    def source(self) -> str:
+        return f"{KARG}={self.shown}"
+
+
+def parse_spec(cmdline: str, label: str = LABEL) -> Spec:
+    """The kernel command line's answer source, in the grammar the initramfs module uses."""
+    spec = kernel_argument(cmdline) or ""
+    pin_raw = kernel_argument(cmdline, PIN_KARG) or ""
+    pin = pin_raw.translate(str.maketrans("ABCDEF", "abcdef"))
+    insecure, warning = boolean(INSECURE_KARG, cmdline)
+    show = shown(spec)
+    source = f"{KARG}={show}"
+    errors: list[str] = []
+    kind, where, path, url = "", "", "", ""
+    if _CONTROL.search(spec):
+        errors.append(f"{source}: control characters are refused")
+    hd = _HD.fullmatch(spec)
+    if not spec:
+        kind, where, path = "default", f"LABEL={label}", "/answers.toml"
+    elif spec.startswith(("http://", "https://")):
+        kind, url = "url", spec
+        if not url_ok(spec):
+            errors.append(f"{source}: {E_URL}")
+    elif spec.startswith("file:///"):
+        kind, path = "file", spec[len("file://"):]
+    elif spec.startswith("file://"):
+        errors.append(f"{source}: a file: URL names no host here: use file:///path or file:/path")
+    elif spec.startswith(("file:/", "/")):
+        kind, path = "file", spec[len("file:"):] if spec.startswith("file:") else spec
+    elif hd is not None:
+        where, path = hd.group("where"), hd.group("path")
+        if ((where.startswith("LABEL=") and len(where) > 6 and not re.search(r'["\\]', where))
+                or re.fullmatch(r"UUID=[0-9A-Fa-f-]+", where)):
+            kind = "hd"
+        else:
+            errors.append(f"{source}: {E_HD}")
+    elif spec.startswith("hd:"):
+        errors.append(f"{source}: {E_HD}")
+    else:
+        errors.append(f"{source}: unsupported form (use file:/path, hd:LABEL=NAME:/path, hd:UUID=UUID:/path, "
+                      "http:// or https://)")
+    if kind in ("file", "hd") and "/../" in path + "/":
+        errors.append(f"{source}: a path with .. is refused (the answer file is read from the named filesystem "
+                      "only)")
+    if pin and not re.fullmatch(r"[0-9a-f]{64}", pin):
+        errors.append(f"{PIN_KARG}={clean(pin_raw)}: expected 64 hexadecimal digits")
+    if kind == "url" and not pin and not insecure and spec.startswith("http://"):
+        errors.append(f"{source}: refused: plain http:// needs {PIN_KARG}= (or {INSECURE_KARG}=1)")
+    if errors:
+        return Spec("error", spec, show, sha256=pin, insecure=insecure, error=errors[0], warning=warning or "")
+    return Spec(kind, spec, show, where, path, url, pin, insecure, "", warning or "")
+
+
 def redact_url(url: str) -> str:
-    """The URL with the password of its user information masked (``user:***@host``), for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    if parts.password:
+    """The URL as it may be shown (:func:`shown`); its password is also registered with the redactor."""
+    parts = urllib.parse.urlsplit(url) if url_ok(url) else None
+    if parts is not None and parts.password:
         REDACTOR.add(parts.password)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.password is not None else f"{parts.username}@"
-    return urllib.parse.urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+        REDACTOR.add(urllib.parse.unquote(parts.password))
+    return shown(url)
 
 
 def _read_local(path: Path, source: str) -> bytes:
@@ -86,13 +225,13 @@ def _read_local(path: Path, source: str) -> bytes:
 def fetch(url: str, timeout: float = HTTP_TIMEOUT, *, max_bytes: int = MAX_BYTES,
           headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` (http or https) within ``timeout`` seconds in all, at most ``max_bytes``, complete or an error."""
-    shown = redact_url(url)
-    source = f"{KARG}={shown}"
+    source = f"{KARG}={redact_url(url)}"
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
+        if not url.startswith(("http://", "https://")) or not url_ok(url):
+            raise UserError(f"{source}: {shown(url)} is not an http:// or https:// URL in the form "
+                            "http(s)://[USER:PASSWORD@]HOST[:PORT]/PATH")
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UserError(f"{source}: not an http:// or https:// URL")
         request_headers = {"User-Agent": "phyllome-install", "Accept": "*/*", **(headers or {})}
         if parts.username is not None:
             pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -110,7 +249,10 @@ def fetch(url: str, timeout: float = HTTP_TIMEOUT, *, max_bytes: int = MAX_BYTES
             connection.request("GET", target, headers=request_headers)
             response = connection.getresponse()
             if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-                location = urllib.parse.urljoin(url, response.getheader("Location", ""))
+                try:
+                    location = urllib.parse.urljoin(url, response.getheader("Location", ""))
+                except ValueError:  # a malformed Location (a broken IPv6 host): the URL check below names it
+                    location = response.getheader("Location", "")
                 if parts.scheme == "https" and not location.startswith("https://"):
                     raise UserError(f"{source}: the server redirects from https to {redact_url(location)}; refused")
                 url = location
@@ -165,16 +307,19 @@ class Discovery:
         self.http_timeout = http_timeout
         self.label = label
 
-    def find(self, cli_path: Path | None = None) -> Found | None:
+    def find(self, cli_path: Path | None = None, spec: Spec | None = None) -> Found | None:
+        """The answer file; ``spec``: the kernel arguments already parsed (:func:`parse_spec`)."""
         if cli_path is not None:
             return Found(f"--answers {cli_path}", _read_local(cli_path, "--answers"), str(cli_path))
-        value = kernel_argument(self.kernel_cmdline())
-        if value is not None:
-            return self._from_kernel_argument(value)
-        device = self._device_with_label(self.label)
+        spec = spec or parse_spec(self.kernel_cmdline(), self.label)
+        if spec.warning:
+            log.warning("%s", spec.warning)
+        if spec.kind != "default":
+            return self._from_kernel_argument(spec)
+        device = self._device_with_label(spec.where)
         if device is not None:
             source = f"partition labelled {self.label} ({device})"
-            return self._found(source, self._read_from_device(device, "/answers.toml", source))
+            return self._found(source, self._read_from_device(device, spec.path, source))
         log.info("no answer file: --answers not given, no %s= kernel argument, no %s partition", KARG, self.label)
         return None
 
@@ -189,38 +334,39 @@ class Discovery:
         log.info("answer file from %s (%d bytes)", source, len(data))
         return Found(source, data, name or source)
 
-    def _from_kernel_argument(self, value: str) -> Found:
-        source = f"{KARG}={redact_url(value) if value.startswith(('http://', 'https://')) else value}"
-        if value.startswith(("http://", "https://")):
-            return self._found(source, fetch(value, self.http_timeout))
-        if value.startswith("file://"):
-            path = value[len("file://"):]
-            return self._found(source, _read_local(Path(path), source), path)
-        if value.startswith("/"):
-            return self._found(source, _read_local(Path(value), source), value)
-        if value.startswith("hd:"):
-            spec, sep, inner = value[3:].partition(":")
-            if not spec.startswith("LABEL=") or not sep or not inner.startswith("/"):
-                raise UserError(f"{source}: expected hd:LABEL=NAME:/path/to/answers.toml")
-            label = spec[len("LABEL="):]
-            device = self._device_with_label(label)
-            if device is None:
-                raise UserError(f"{source}: no filesystem labelled {label!r} was found")
-            return self._found(source, self._read_from_device(device, inner, source))
-        raise UserError(f"{source}: unsupported form",
-                        hint="use file:///path, /path, hd:LABEL=NAME:/path, http://... or https://...")
+    def _from_kernel_argument(self, spec: Spec) -> Found:
+        source = spec.source
+        if spec.kind == "error":
+            raise UserError(spec.error, hint="use file:///path, /path, hd:LABEL=NAME:/path, hd:UUID=UUID:/path, "
+                                             "http://... or https://...")
+        if spec.kind == "url":
+            redact_url(spec.url)
+            return self._found(source, fetch(spec.url, self.http_timeout))
+        if spec.kind == "file":
+            return self._found(source, _read_local(Path(spec.path), source), spec.path)
+        device = self._device_with_label(spec.where)
+        if device is None:
+            raise UserError(f"{source}: no filesystem with {clean(spec.where)} was found")
+        return self._found(f"{source} ({device})", self._read_from_device(device, spec.path, source))
 
-    def _device_with_label(self, label: str) -> str | None:
-        result = self.runner.run(["blkid", "-L", label], check=False)
+    def _device_with_label(self, where: str) -> str | None:
+        """The device of ``LABEL=...`` or ``UUID=...`` (blkid, argv only)."""
+        flag = "-L" if where.startswith("LABEL=") else "-U"
+        result = self.runner.run(["blkid", flag, where.partition("=")[2]], check=False)
         device = result.stdout.strip().splitlines()[0] if result.ok and result.stdout.strip() else None
         return device
 
     def _read_from_device(self, device: str, inner: str, source: str) -> bytes:
+        """``inner`` on ``device``, mounted read-only; a link that leads off that filesystem is refused."""
         mountpoint = tempfile.mkdtemp(prefix="phyllome-answers-")
         try:
             self.runner.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mountpoint])
             try:
-                return _read_local(Path(mountpoint) / inner.lstrip("/"), source)
+                real = os.path.realpath(os.path.join(mountpoint, inner.lstrip("/")))
+                if not real.startswith(mountpoint.rstrip("/") + "/"):
+                    raise UserError(f"{source}: {clean(inner)} on {device} is a link that leads off that "
+                                    "filesystem; refused")
+                return _read_local(Path(real), source)
             finally:
                 self.runner.run(["umount", mountpoint])
         finally:

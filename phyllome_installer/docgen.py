@@ -45,10 +45,10 @@ target against a machine profile saved by `phyllome-install probe --json`). Ever
 1. `--answers PATH`;
 2. what the live image's initramfs found at boot (the dracut module `90phyllome`, which writes
    `/run/phyllome/answers.toml` and one line in `/run/phyllome/boot-status`): its file, or its refusal;
-3. the kernel argument `phyllome.answers=` with `file:///path`, `/path`, `hd:LABEL=NAME:/path` or an `http(s)://`
-   URL (the initramfs also reads `file:/path` and `hd:UUID=UUID:/path`); `phyllome.answers.sha256=HEX` pins the
-   content (a mismatch is refused), and plain `http://` without a pin is refused unless
-   `phyllome.answers.insecure=1`;
+3. the kernel argument `phyllome.answers=` with `file:/path`, `file:///path`, `/path`, `hd:LABEL=NAME:/path`,
+   `hd:UUID=UUID:/path` or an `http(s)://` URL, in the initramfs's grammar ([live-image.md](live-image.md));
+   `phyllome.answers.sha256=HEX` pins the content (a mismatch is refused), and plain `http://` without a pin is
+   refused unless `phyllome.answers.insecure=1`;
 4. a filesystem labelled `PHYLLOME-ANS` holding `/answers.toml` (ext4 or ISO 9660: a FAT label has at most 11
    characters).
 

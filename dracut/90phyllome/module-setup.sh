@@ -24,6 +24,7 @@ installkernel() {
 
 # called by dracut
 install() {
+    inst_simple "$moddir/phyllome-args.sh" /lib/phyllome-args.sh
     inst_simple "$moddir/phyllome-lib.sh" /lib/phyllome-lib.sh
     inst_hook cmdline 30 "$moddir/phyllome-parse.sh"
     inst_hook initqueue/online 90 "$moddir/phyllome-online.sh"

@@ -1,4 +1,5 @@
-"""Bounded reads of files that someone else controls: answer files, passphrase files, machine profiles, sysfs.
+"""Bounded reads of files that someone else controls (answer files, passphrase files, machine profiles, sysfs),
+and :func:`write_regular` for every path a command is told to write.
 
 A hostile or careless path can name ``/dev/zero`` (endless), a FIFO (blocks forever), a directory or a huge file.
 :func:`read_bounded` opens without blocking, reads only regular files (and, where asked, the pseudo-files of
@@ -8,9 +9,11 @@ A hostile or careless path can name ``/dev/zero`` (endless), a FIFO (blocks fore
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 #: Default cap: an answer file, a profile or a passphrase file is a few kilobytes.
@@ -27,6 +30,11 @@ class BoundedReadError(OSError):
 
     def __str__(self) -> str:
         return f"{self.path} {self.reason}"
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a FIFO", "a character device")."""
+    return _kind(mode)
 
 
 def _kind(mode: int) -> str:
@@ -87,3 +95,49 @@ def read_text_bounded(path: Path | str, cap: int = DEFAULT_CAP, *, errors: str =
     except UnicodeDecodeError:
         raise BoundedReadError(path, "is not UTF-8 text") from None
 
+
+
+#: Where no command writes a file of its own: kernel settings, devices, processes.
+PSEUDO = ("/proc", "/sys", "/dev")
+
+
+def check_writable_target(path: Path | str) -> None:
+    """Refuse a path a command was told to write when it is not (or would not be) a plain file of its own: a
+    symlink, a directory, a FIFO, a device, a socket, a file with other hard links, or anything under /proc, /sys
+    or /dev. Raises :class:`BoundedReadError` (an OSError) with the reason."""
+    for where in (os.path.abspath(path), os.path.realpath(path)):
+        if any(where == top or where.startswith(top + "/") for top in PSEUDO):
+            raise BoundedReadError(path, f"is in /{where.split('/')[1]} (as {where}): not a file a command may "
+                                         "write")
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise BoundedReadError(path, "is a symbolic link (refused: it would be followed or replaced)")
+    if not stat.S_ISREG(info.st_mode):
+        raise BoundedReadError(path, f"is {_kind(info.st_mode)}, not a regular file (refused)")
+    if info.st_nlink != 1:
+        raise BoundedReadError(path, "has other hard links (refused)")
+
+
+def write_regular(path: Path | str, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` whole (a temporary file beside it, then a rename: a reader never sees half a
+    file), only where :func:`check_writable_target` allows: never over a link, a device or a special file."""
+    path = Path(path)
+    check_writable_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        check_writable_target(path)  # again, just before the rename
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,14 @@ def live_systemd(tmp_path_factory):
     return run
 
 
-def labelled_disk(path: Path, label: str, files: dict[str, bytes], fstype: str = "vfat") -> Path:
+@dataclass(frozen=True)
+class Link:
+    """A symbolic link on an ext4 key (FAT has none)."""
+
+    target: str
+
+
+def labelled_disk(path: Path, label: str, files: dict[str, bytes | Link], fstype: str = "vfat") -> Path:
     """A 40 MiB disk image: GPT, one partition with a ``fstype`` filesystem named ``label`` holding ``files``.
     Built on the file itself (sfdisk, mkfs.vfat --offset and mtools, or mkfs.ext4 -E offset -d): no loop device.
     FAT labels have at most 11 characters: PHYLLOME-ANS (12) needs ext4 (16) or ISO 9660."""
@@ -51,7 +59,10 @@ def labelled_disk(path: Path, label: str, files: dict[str, bytes], fstype: str =
         tree = path.parent / "tree"
         for name, data in files.items():
             (tree / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            (tree / name.lstrip("/")).write_bytes(data)
+            if isinstance(data, Link):
+                (tree / name.lstrip("/")).symlink_to(data.target)
+            else:
+                (tree / name.lstrip("/")).write_bytes(data)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", label, "-E", "offset=1048576", "-d", str(tree), str(path),
                         "30M"], capture_output=True, check=True)
         return path

@@ -6,13 +6,14 @@ boot went on; what it prints is what the module left in /run/phyllome.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 
 import pytest
 
 from tests.dracut.answerserver import AnswerServer, CutShort
-from tests.dracut.conftest import labelled_disk
+from tests.dracut.conftest import Link, labelled_disk
 from tests.dracut.harness import SERIAL
 
 pytestmark = pytest.mark.dracut
@@ -67,6 +68,14 @@ def test_hd_label_with_systemd_in_the_initramfs(live_systemd, tmp_path):
     assert module_lines(boot) == []
 
 
+def test_a_link_on_the_key_that_leads_off_it_is_refused(live, tmp_path):
+    # /etc/initrd-release exists only in the initramfs: read through the key's link, it would pass as the key's.
+    disk = labelled_disk(tmp_path / "key.img", "LINKS", {"/answers.toml": Link("/etc/initrd-release"),
+                                                          "/ok.toml": ANSWERS}, "ext4")
+    boot = live("phyllome.answers=hd:LABEL=LINKS:/answers.toml", disk=disk)
+    assert_refused(boot, "/answers.toml on /dev/vda1 is a link that leads off that filesystem; refused")
+
+
 def test_file_in_the_live_root(live, tmp_path):
     # The live root is this machine's root over 9p: a file there is not in the initramfs.
     answers = tmp_path / "live-root-answers.toml"
@@ -86,6 +95,20 @@ def test_http_with_a_sha256_pin_sends_the_machine_identity(live):
     headers = server.seen[0].headers
     assert headers["X-Phyllome-Serial"] == SERIAL
     assert headers["X-Phyllome-MAC-0"].endswith(" 52:54:00:12:34:56")
+
+
+def test_credentials_are_sent_and_never_shown(live):
+    # curl reads the URL from a config on its stdin: the password is on no command line, console or status line.
+    with AnswerServer({"/private/answers.toml?token=t0k3n": ANSWERS}) as server:
+        url = server.url("/private/answers.toml?token=t0k3n").replace("http://", "http://ops:s3cr3t%23pw@")
+        boot = live(f"phyllome.answers={url}", f"phyllome.answers.sha256={sha(ANSWERS)}")
+    assert boot.answers == ANSWERS, boot.console
+    assert [s.path for s in server.seen] == ["/private/answers.toml?token=t0k3n"]
+    assert server.seen[0].headers["Authorization"] == "Basic " + base64.b64encode(b"ops:s3cr3t#pw").decode()
+    shown = server.url("/private/answers.toml").replace("http://", "http://***@") + "?***"
+    assert boot.status == f"found phyllome.answers={shown}"
+    for secret in ("s3cr3t", "t0k3n"):
+        assert secret not in boot.console.replace(url, "")  # the kernel prints its own command line, once
 
 
 def test_http_with_a_wrong_sha256_is_refused(live):

@@ -53,11 +53,12 @@ def test_a_failure_keeps_the_marker_and_names_the_step(cli_root, machine, tmp_pa
     result = _cli(env, "run", "--unattended", "--uri", uri, "--store", str(tmp_path / "images"),
                   "--root", str(machine))
     assert result.returncode == 1
-    assert "first boot failed in step vm" in result.stderr and "missing.iso" in result.stderr
+    # The plan refuses a missing ISO, as `vm plan` does: before libvirt is asked anything.
+    assert "first boot failed in step plan" in result.stderr and "missing.iso: no such file" in result.stderr
     assert "the first-boot marker is kept" in result.stderr
     assert (machine / "etc/phyllome/firstboot").exists()
     saved = json.loads((machine / "var/lib/phyllome/firstboot.json").read_text())
-    assert not saved["ok"] and saved["failed_step"] == "vm" and "missing.iso" in saved["error"]
+    assert not saved["ok"] and saved["failed_step"] == "plan" and "missing.iso" in saved["error"]
     assert _virsh(uri, env, "list", "--all", "--name").split() == []
 
 

@@ -100,15 +100,20 @@ def test_an_empty_answer_skips(store, tmp_path):
     assert not (images / "desktop.qcow2").exists()
 
 
-def test_run_by_systemd_it_asks_through_systemd_ask_password(store, tmp_path):
-    images, sysroot, _ = store
+def _fake_agent(tmp_path: Path, script: str) -> dict[str, str]:
+    """A stand-in systemd-ask-password (a shell script) first on PATH, as if systemd ran the unlock: the env."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    argv_file = tmp_path / "argv"
     fake = bin_dir / "systemd-ask-password"
-    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {argv_file}\nprintf '%s' '{PASSPHRASE}'\n")
+    fake.write_text("#!/bin/sh\n" + script)
     fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "INVOCATION_ID": "0123456789abcdef"}
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "INVOCATION_ID": "0123456789abcdef"}
+
+
+def test_run_by_systemd_it_asks_through_systemd_ask_password(store, tmp_path):
+    images, sysroot, _ = store
+    argv_file = tmp_path / "argv"
+    env = _fake_agent(tmp_path, f"printf '%s\\n' \"$@\" > {argv_file}\nprintf '%s' '{PASSPHRASE}'\n")
     result = _unlock(images, sysroot, "", env=env, log=tmp_path / "u.log")
     assert result.returncode == 0, result.stderr
     assert (images / "desktop.qcow2").read_text() == "guest disk"
@@ -146,3 +151,117 @@ async def test_the_first_boot_unlock_screen_unlocks_the_real_store(store, tmp_pa
         await pilot.pause()
         assert isinstance(app.screen, ChecksScreen)
     assert (images / "desktop.qcow2").read_text() == "guest disk"
+
+
+# ---------------------------------------------------------------------------------------------- hostile input
+
+
+def test_guesses_that_appear_in_fscrypts_argv_are_only_wrong_tries(store, tmp_path):
+    """The runner refuses an argv that holds a registered secret; a guess travels on stdin and is no secret of
+    the process until it proved right, so 'a', '1111' or 'images' (in the store's path) are three wrong tries."""
+    images, sysroot, _ = store
+    log = tmp_path / "u.log"
+    result = _unlock(images, sysroot, "a\n1111\nimages\n", log=log)
+    assert result.returncode == 1, result.stderr
+    assert "3 wrong tries" in result.stderr and "internal error" not in result.stderr
+    assert "refusing" not in result.stderr + log.read_text()
+    assert "libvirt/images" in log.read_text()  # the log is not masked to pieces by a wrong 'a'
+    right = _unlock(images, sysroot, "images\n" + PASSPHRASE + "\n", log=log)
+    assert right.returncode == 0, right.stderr
+    assert (images / "desktop.qcow2").read_text() == "guest disk"
+
+
+@pytest.mark.parametrize("line", ["\ufeff{}\r\n", "{}\r\n", "\ufeff{}\n", "{}"])
+def test_crlf_bom_and_unterminated_lines_are_the_passphrase(store, tmp_path, line):
+    images, sysroot, _ = store
+    environ = {k: v for k, v in os.environ.items() if k != "INVOCATION_ID"}
+    result = subprocess.run([str(FIRSTBOOT), "unlock", "--store", str(images), "--root", str(sysroot), "--log",
+                             str(tmp_path / "u.log")], input=line.format(PASSPHRASE).encode(), capture_output=True,
+                            env=environ, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (images / "desktop.qcow2").read_text() == "guest disk"
+
+
+def test_a_closed_stdin_skips(store, tmp_path):
+    images, sysroot, _ = store
+    environ = {k: v for k, v in os.environ.items() if k != "INVOCATION_ID"}
+    result = subprocess.run(["sh", "-c", 'exec "$0" "$@" <&-', str(FIRSTBOOT), "unlock", "--store", str(images),
+                             "--root", str(sysroot), "--log", str(tmp_path / "u.log")], capture_output=True,
+                            text=True, env=environ, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Skipped" in result.stdout and "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_64_mib_line_is_refused_without_being_held(store, tmp_path):
+    """Read in pieces: the process never holds the line (its peak memory stays far below 64 MiB of text)."""
+    images, sysroot, _ = store
+    environ = {k: v for k, v in os.environ.items() if k != "INVOCATION_ID"}
+    measure = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", measure, str(FIRSTBOOT), "unlock", "--store", str(images),
+                             "--root", str(sysroot), "--log", str(tmp_path / "u.log")],
+                            input=b"x" * (64 << 20) + b"\n" + PASSPHRASE.encode() + b"\n", capture_output=True,
+                            env=environ, timeout=300, check=False)
+    peak_kib, code = map(int, result.stderr.decode().split()[-2:])
+    assert code == 0, result.stderr.decode()[-2000:]
+    assert "longer than 1024 characters" in result.stderr.decode()
+    assert peak_kib < 60 * 1024, peak_kib
+    assert (images / "desktop.qcow2").read_text() == "guest disk"
+
+
+def test_a_store_that_is_a_symlink_is_reported_not_called_unencrypted(store, tmp_path):
+    images, sysroot, _ = store
+    link = tmp_path / "images-link"
+    link.symlink_to(images)
+    result = _unlock(link, sysroot, PASSPHRASE + "\n", log=tmp_path / "u.log")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is a symbolic link" in result.stderr and "not encrypted" not in result.stdout + result.stderr
+    assert f"--store {images.resolve()}" in result.stderr
+    assert not (images / "desktop.qcow2").exists()
+
+
+def test_an_encrypted_store_without_fscrypt_conf_is_reported_locked(store, tmp_path):
+    images, _, _ = store
+    elsewhere = tmp_path / "root-without-conf"
+    elsewhere.mkdir()
+    result = _unlock(images, elsewhere, PASSPHRASE + "\n", log=tmp_path / "u.log")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is encrypted, but" in result.stderr and "fscrypt.conf is missing" in result.stderr
+    assert "stays locked" in result.stderr
+    assert not (images / "desktop.qcow2").exists()
+
+
+def test_an_unencrypted_store_on_an_fscrypt_filesystem_needs_nothing(store, tmp_path):
+    _, sysroot, _ = store
+    plain = sysroot / "ostree" / "deploy" / "phyllome" / "var" / "lib" / "plain-images"
+    plain.mkdir(parents=True)
+    result = _unlock(plain, sysroot, "", log=tmp_path / "u.log")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is not encrypted: nothing to unlock" in result.stdout
+
+
+def test_sigterm_while_asking_leaves_no_password_agent_behind(store, tmp_path):
+    import signal
+    import time
+
+    images, sysroot, _ = store
+    pid_file = tmp_path / "agent.pid"
+    env = os.environ | _fake_agent(tmp_path, f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\n"
+                                             "exec sleep 300\n")
+    proc = subprocess.Popen([str(FIRSTBOOT), "unlock", "--store", str(images), "--root", str(sysroot), "--log",
+                             str(tmp_path / "u.log")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pid_file.exists(), proc.communicate(timeout=5)
+        agent = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert "stays locked" in err.decode()
+    state = Path(f"/proc/{agent}/stat")
+    assert not state.exists() or state.read_text().split()[2] == "Z", "systemd-ask-password was left running"

@@ -27,6 +27,8 @@ def no_labels() -> RecordingRunner:
 
 
 def make(tmp_path: Path, runner, cmdline: str = "quiet", **kw) -> Discovery:
+    if "=http://" in cmdline and ".insecure" not in cmdline:  # the local test server is plain http, unpinned
+        cmdline += " phyllome.answers.insecure=1"
     (tmp_path / "cmdline").write_text(cmdline + "\n")
     return Discovery(runner, cmdline=tmp_path / "cmdline", **kw)
 
@@ -93,7 +95,7 @@ def test_unsupported_form_is_an_error(tmp_path, no_labels):
 
 
 def test_hd_form_with_an_unknown_label_is_an_error(tmp_path, no_labels):
-    with pytest.raises(UserError, match="no filesystem labelled 'NOPE'"):
+    with pytest.raises(UserError, match="no filesystem with LABEL=NOPE was found"):
         make(tmp_path, no_labels, "phyllome.answers=hd:LABEL=NOPE:/a.toml").find()
     with pytest.raises(UserError, match="expected hd:LABEL=NAME:/path"):
         make(tmp_path, no_labels, "phyllome.answers=hd:sdb1:/a.toml").find()
@@ -120,6 +122,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/answers.toml")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path.startswith("/bad-redirect-"):  # a hostile Location: a port out of range, a broken IPv6 host
+            self.send_response(302)
+            self.send_header("Location", {"port": "http://h.example:99999/a.toml",
+                                          "ipv6": "http://[fd00::1/a.toml"}[self.path.rsplit("-", 1)[1]])
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif self.path == "/slow":
@@ -219,11 +227,11 @@ def test_credentials_in_the_url_are_sent_and_never_shown(tmp_path, no_labels, ht
     url = http_server.url.replace("http://", "http://ops:s3cr3t-pw@")
     found = make(tmp_path, no_labels, f"phyllome.answers={url}/private.toml").find()
     assert found.data == ANSWERS
-    assert "s3cr3t-pw" not in found.source and "ops:***@" in found.source
+    assert "s3cr3t-pw" not in found.source and "ops" not in found.source and "***@" in found.source
     assert "s3cr3t-pw" not in caplog.text
     with pytest.raises(UserError) as error:
         make(tmp_path, no_labels, f"phyllome.answers={url}/missing.toml").find()
-    assert "s3cr3t-pw" not in str(error.value) and "ops:***@127.0.0.1" in str(error.value)
+    assert "s3cr3t-pw" not in str(error.value) and "***@127.0.0.1" in str(error.value)
     with pytest.raises(UserError) as error:  # an error from the connection itself
         make(tmp_path, no_labels, "phyllome.answers=http://ops:s3cr3t-pw@127.0.0.1:9/a.toml").find()
     assert "s3cr3t-pw" not in str(error.value)
@@ -233,3 +241,62 @@ def test_credentials_in_the_url_are_sent_and_never_shown(tmp_path, no_labels, ht
 def test_identity_headers_are_sent(tmp_path, no_labels, http_server):
     make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/answers.toml").find()
     assert http_server.seen[-1][1]["User-Agent"] == "phyllome-install"
+
+
+@pytest.mark.parametrize("value", [
+    "https://ops:pa#ss@h.example/a.toml", "https://ops:pa?ss@h.example/a.toml", "https://ops:pa/ss@h.example/a.toml",
+    "https://h.example:99999/a.toml", "https://h.example:0/a.toml", "https://[fd00::1/a.toml",
+    "https://[zz]/a.toml", "https://ops:pa ss@h.example/a.toml"])
+def test_a_malformed_url_is_a_user_error_that_shows_no_password(tmp_path, no_labels, value, caplog):
+    caplog.set_level(logging.DEBUG, logger="phyllome")
+    with pytest.raises(UserError) as error:
+        make(tmp_path, no_labels, f'"phyllome.answers={value}"').find()
+    assert "expected http(s)://" in str(error.value)
+    for secret in ("pa#ss", "pa?ss", "pa/ss", "pa ss"):
+        assert secret not in str(error.value) + caplog.text
+    assert no_labels.calls == []  # refused before anything ran
+
+
+@pytest.mark.parametrize("kind", ["port", "ipv6"])
+def test_a_redirect_to_a_malformed_url_is_a_user_error(tmp_path, no_labels, http_server, kind):
+    with pytest.raises(UserError, match="is not an http:// or https:// URL in the form"):
+        make(tmp_path, no_labels, f"phyllome.answers={http_server.url}/bad-redirect-{kind}").find()
+
+
+class StandInMount(RecordingRunner):
+    """A stand-in for mount(8) in the unit tier (no loop device here): ``mount DEV DIR`` copies the key's files and
+    links (a link keeps its target) into DIR; ``umount DIR`` empties it."""
+
+    def __init__(self, key: Path) -> None:
+        super().__init__()
+        self.key = key
+        self.respond(["blkid", "-L", "KEY"], stdout="/dev/fake1\n")
+
+    def run(self, argv, **kw):
+        result = super().run(argv, **kw)
+        target = Path(argv[-1])
+        if argv[0] == "mount":
+            for entry in self.key.iterdir():
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry), target / entry.name)
+                else:
+                    (target / entry.name).write_bytes(entry.read_bytes())
+        elif argv[0] == "umount":
+            for entry in target.iterdir():
+                entry.unlink()
+        return result
+
+
+def test_a_link_that_leads_off_the_answer_device_is_refused_with_a_stand_in_mount(tmp_path):
+    outside = tmp_path / "outside.toml"
+    outside.write_text("version = 1\n# not from the key\n")
+    key = tmp_path / "key"
+    key.mkdir()
+    (key / "answers.toml").symlink_to(outside)  # absolute: resolved on this machine, not on the key
+    (key / "own.toml").write_bytes(ANSWERS)
+    runner = StandInMount(key)
+    with pytest.raises(UserError, match="is a link that leads off that filesystem; refused"):
+        make(tmp_path, runner, "phyllome.answers=hd:LABEL=KEY:/answers.toml").find()
+    found = make(tmp_path, StandInMount(key), "phyllome.answers=hd:LABEL=KEY:/own.toml").find()
+    assert found.data == ANSWERS and found.source.endswith("(/dev/fake1)")
+    assert [argv[0] for argv in runner.argvs] == ["blkid", "mount", "umount"]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
 from .base import DEFAULT_PROTECT, SCHEMA_VERSION, RuleError, enforce
-from .rules import config_rules, encryption_rules, match_rules, storage_rules, user_rules
+from .rules import config_rules, encryption_rules, match_rules, storage_rules, user_rules, vm_rules
 from .values import (
     AbsolutePath,
     Glob,
@@ -257,6 +257,11 @@ class PrimaryVm(Section):
     """Emulated TPM 2.0; default: on where the OS requires it (Windows 11)."""
     start: bool = True
     """Start the VM once it is created."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PrimaryVm:
+        enforce(vm_rules, self)
+        return self
 
 
 class FirstBoot(Section):

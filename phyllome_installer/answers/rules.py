@@ -68,6 +68,24 @@ def _valid_state_dir(value: str) -> bool:
     return True
 
 
+def vm_rules(d: dict) -> Problems:
+    """What libvirt's Cloud Hypervisor driver cannot give a VM, refused offline (firstboot/vm_ch.py refuses the
+    same at first boot, when it would be too late to fix the file)."""
+    if d.get("vmm") != "cloud-hypervisor":
+        return []
+    out: Problems = []
+    if d.get("gpu", "auto") != "vfio-pci":
+        out.append((("gpu",), "vmm = \"cloud-hypervisor\" has no emulated display: it needs gpu = \"vfio-pci\""))
+    if d.get("disk_format", "qcow2") != "raw":
+        out.append((("disk_format",), "vmm = \"cloud-hypervisor\" takes raw disks: set disk_format = \"raw\""))
+    if d.get("tpm") is True:
+        out.append((("tpm",), "vmm = \"cloud-hypervisor\" cannot attach a TPM: use vmm = \"qemu\""))
+    if isinstance(d.get("os"), str) and d["os"].startswith("win"):
+        out.append((("os",), "Windows needs UEFI Secure Boot variables and a TPM 2.0, which vmm = "
+                              "\"cloud-hypervisor\" cannot give it: use vmm = \"qemu\""))
+    return out
+
+
 def storage_rules(d: dict, unattended: bool) -> Problems:
     out: Problems = []
     disk, wipe = str_value(d, "disk"), str_value(d, "wipe")

@@ -110,6 +110,8 @@ class Unlocker:
         self.tool = Fscrypt(runner, Path(root) / "etc" / "fscrypt.conf", redactor=self.guesses)
         self._mountpoint = mountpoint
         self.mountinfo = mountinfo
+        self.opened: tuple[str, str] | None = None
+        """(protector id, secret) that unlocked the store in this run: what a TPM enrolment may use, in memory."""
 
     @property
     def mountpoint(self) -> Path:
@@ -157,6 +159,7 @@ class Unlocker:
             except InstallFailure as exc:
                 raise InstallFailure(self.guesses.redact(exc.message), hint=exc.hint) from None
             self.redactor.add(value)
+            self.opened = (protector, value)
             return True
         return False
 

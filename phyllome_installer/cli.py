@@ -25,6 +25,7 @@ from .cli_firstboot import (
     positive_arg,
     size_arg,
 )
+from .cli_tpm import cmd_tpm
 from .core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -317,6 +318,11 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
     p.add_argument("--tries", type=positive_arg, default=3, metavar="N",
                    help="wrong tries before giving up (default 3)")
     p.set_defaults(handler=cmd_unlock)
+
+    p = sub.add_parser("tpm", parents=[common], help="the TPM 2.0 unlocking the VM store: status, enrol, remove")
+    p.add_argument("action", nargs="?", choices=["status", "enrol", "remove"], default="status")
+    add_machine_options(p)
+    p.set_defaults(handler=cmd_tpm)
 
     p = sub.add_parser("run", parents=[common], help="the whole first boot (the unit runs this)")
     p.add_argument("--unattended", action="store_true",

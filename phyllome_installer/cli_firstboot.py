@@ -203,6 +203,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     """``unlock``: the VM store at every boot; three tries, then the boot goes on with the VMs unavailable."""
     from firstboot.unlock import LOCKED_MESSAGE, Unlocker, ask_on_terminal, ask_with_systemd, run_by_systemd
 
+    from .cli_tpm import enrol_if_wanted, tpm_for, unlock_first
     from .core.interrupt import Interrupted, signals_stop
     from .core.runner import SubprocessRunner
 
@@ -217,7 +218,10 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     tell = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     try:
         with signals_stop(stop) if stop is not None else contextlib.nullcontext():
-            outcome = unlocker.run(ask, tell, tries=args.tries)
+            tpm = tpm_for(runner, unlocker, args.root)  # the TPM first, when a key was sealed (cli_tpm.py)
+            outcome = unlock_first(unlocker, tpm, tell) or unlocker.run(ask, tell, tries=args.tries)
+            if outcome.state == "unlocked":
+                enrol_if_wanted(args.root, unlocker, tpm, tell)
     except Interrupted:
         print(f"interrupted ({stop.reason if stop else 'stop'}). {LOCKED_MESSAGE}", file=sys.stderr)
         return EXIT_INTERRUPTED

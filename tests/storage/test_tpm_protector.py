@@ -109,3 +109,73 @@ def test_without_a_tpm_enrolment_is_refused_with_what_to_do(store, tmp_path):
     assert present(tmp_path) == "this machine has no TPM 2.0 (/dev/tpmrm0 is missing)"
     with pytest.raises(UserError, match="no TPM 2.0"):
         tpm.enrol(PASSPHRASE, protected.protector)
+
+
+# ---------------------------------------------------------------------------------------------- the unlock's part
+
+
+def _unlocker(root, directory):
+    from firstboot.unlock import Unlocker
+
+    return Unlocker(SubprocessRunner(), store=directory, root=root, mountpoint=root)
+
+
+def test_the_first_real_boot_enrols_with_the_passphrase_that_unlocked_and_later_boots_need_none(store):
+    from phyllome_installer.cli_tpm import enrol_if_wanted, unlock_first
+
+    tool, root, directory, protected = store
+    (root / "etc/phyllome").mkdir(parents=True)
+    (root / "etc/phyllome/firstboot").write_text("installed-by=test\n")
+    (root / "etc/phyllome/firstboot.toml").write_text("[firstboot]\ntpm_unlock = true\n")
+    tool.lock(directory)
+    told: list[str] = []
+    unlocker = _unlocker(root, directory)
+    tpm = _tpm(tool, root, directory)
+    assert unlock_first(unlocker, tpm, told.append) is None and told == []  # nothing sealed yet: the prompt
+    assert unlocker.try_secret(PASSPHRASE)  # what the prompt does with the typed passphrase
+    enrol_if_wanted(root, unlocker, tpm, told.append)
+    assert tpm.status().enrolled and "The TPM will unlock the VM store" in told[-1]
+    # The next boot: no prompt.
+    tool.lock(directory)
+    outcome = unlock_first(_unlocker(root, directory), tpm, told.append)
+    assert outcome is not None and outcome.state == "unlocked" and "unlocked by the TPM" in outcome.message
+    assert (directory / "disk.img").read_text() == "guest disk"
+    # A boot where the TPM refuses: one line with the reason, then the prompt; the store stays locked meanwhile.
+    tool.lock(directory)
+    (root / CREDENTIAL).write_bytes((root / CREDENTIAL).read_bytes()[:-40] + os.urandom(40))
+    assert unlock_first(_unlocker(root, directory), tpm, told.append) is None
+    assert "did not release" in told[-1] and told[-1].endswith("Type the passphrase or the recovery code.")
+    assert not tool.status(directory).unlocked
+
+
+def test_no_enrolment_after_the_first_boot_or_without_tpm_unlock(store):
+    from phyllome_installer.cli_tpm import enrol_if_wanted
+
+    tool, root, directory, protected = store
+    (root / "etc/phyllome").mkdir(parents=True)
+    (root / "etc/phyllome/firstboot.toml").write_text("[firstboot]\ntpm_unlock = true\n")
+    tool.lock(directory)
+    unlocker = _unlocker(root, directory)
+    assert unlocker.try_secret(PASSPHRASE)
+    told: list[str] = []
+    enrol_if_wanted(root, unlocker, _tpm(tool, root, directory), told.append)  # no marker: the first boot is done
+    (root / "etc/phyllome/firstboot").write_text("installed-by=test\n")
+    (root / "etc/phyllome/firstboot.toml").write_text("[firstboot]\ntpm_unlock = false\n")
+    enrol_if_wanted(root, unlocker, _tpm(tool, root, directory), told.append)
+    assert told == [] and not _tpm(tool, root, directory).status().protector
+
+
+def test_tpm_enrol_without_a_tpm_or_with_the_store_locked_is_exit_2_with_what_to_do(store, capsys):
+    from phyllome_installer.cli import firstboot_main
+
+    tool, root, directory, protected = store
+    code = firstboot_main(["tpm", "enrol", "--store", str(directory), "--root", str(root), "--log", "/dev/null"])
+    assert code == 2 and "no TPM 2.0" in capsys.readouterr().err
+    tool.lock(directory)
+    (root / "dev").mkdir()
+    (root / "dev/tpmrm0").touch()  # a TPM is said to be there: the locked store is what stops it
+    code = firstboot_main(["tpm", "enrol", "--store", str(directory), "--root", str(root), "--log", "/dev/null"])
+    assert code == 2 and "unlock it first" in capsys.readouterr().err
+    assert firstboot_main(["tpm", "status", "--store", str(directory), "--root", str(root),
+                           "--log", "/dev/null"]) == 0
+    assert "no TPM protector" in capsys.readouterr().out

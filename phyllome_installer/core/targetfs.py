@@ -32,6 +32,9 @@ class TargetFiles:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        if mode is None:  # FAT through fusefat does not truncate: an overwritten file kept its old size and tail
+            path.unlink(missing_ok=True)
+            flags |= os.O_EXCL
         fd = os.open(path, flags, 0o644 if mode is None else mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode() if isinstance(text, str) else text)

@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ CREDENTIAL_NAME = "phyllome-vmstore"
 PROTECTOR = "tpm"
 PCRS = "7"
 KEY_BYTES = 32
+TPM_WAIT = 10.0
+"""How long the unlock waits for /dev/tpmrm0 when a key was sealed (udev loads the TPM's driver early, but
+nothing orders the unlock after it)."""
 REFUSED = ("the TPM did not release the VM store's key: the boot chain changed since it was sealed (Secure Boot "
            "turned off, its keys changed, a firmware update) or the TPM was cleared")
 
@@ -161,6 +165,10 @@ class Tpm:
         status = self.status()
         if not status.enrolled:
             return "the VM store has no TPM protector"
+        deadline = time.monotonic() + TPM_WAIT
+        while status.tpm is not None and time.monotonic() < deadline:  # the TPM's driver may load after us
+            time.sleep(0.25)
+            status = self.status()
         if status.tpm is not None:
             return status.tpm
         with private_tmpfs(self.runner) as private:

@@ -105,6 +105,19 @@ class Tpm:
     def _fscrypt(self, *args: str, stdin: str | None = None, check: bool = True):
         return self.runner.run(["fscrypt", *args], stdin=stdin, env=self.env, check=check)
 
+    def _writing(self) -> list[str]:
+        """What runs a command that writes fscrypt's metadata: on a booted ostree host that metadata is under the
+        read-only /sysroot (/.fscrypt links there), so the command runs in a private mount namespace where
+        /sysroot is writable (as ostree's own commands do), never remounting it for the running system."""
+        sysroot = self.root / "sysroot"
+        if not (os.path.ismount(sysroot) and os.statvfs(sysroot).f_flag & os.ST_RDONLY):
+            return []
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f'mount -o remount,rw {sysroot} && exec "$@"', "sh"]
+
+    def _fswrite(self, *args: str, stdin: str | None = None, check: bool = True):
+        return self.runner.run([*self._writing(), "fscrypt", *args], stdin=stdin, env=self.env, check=check)
+
     def _protectors(self) -> dict[str, tuple[str, str]]:
         """id -> (kind, name) of the protectors on the store's filesystem."""
         out = self._fscrypt("status", str(self.mountpoint)).stdout
@@ -141,12 +154,12 @@ class Tpm:
             finally:
                 os.close(fd)
             before = set(self._protectors())
-            self._fscrypt("metadata", "create", "protector", mount, "--source=raw_key", f"--name={PROTECTOR}",
+            self._fswrite("metadata", "create", "protector", mount, "--source=raw_key", f"--name={PROTECTOR}",
                           f"--key={key}", "--quiet")
             new = next(pid for pid, (kind, name) in self._protectors().items()
                        if pid not in before and kind == "raw key" and name == PROTECTOR)
             try:
-                self._fscrypt("metadata", "add-protector-to-policy", f"--protector={mount}:{new}",
+                self._fswrite("metadata", "add-protector-to-policy", f"--protector={mount}:{new}",
                               f"--policy={mount}:{policy}", f"--key={key}", f"--unlock-with={mount}:{unlock_with}",
                               "--quiet", stdin=secret.rstrip("\n") + "\n")
                 self.credential.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -154,7 +167,7 @@ class Tpm:
                                  str(self.credential)])
                 os.chmod(self.credential, 0o600)
             except BaseException:
-                self._fscrypt("metadata", "destroy", f"--protector={mount}:{new}", "--force", "--quiet", check=False)
+                self._fswrite("metadata", "destroy", f"--protector={mount}:{new}", "--force", "--quiet", check=False)
                 raise
         log.info("the TPM protector %s was enrolled (sealed to PCR %s)", new, PCRS)
         return new
@@ -190,8 +203,8 @@ class Tpm:
         mount = str(self.mountpoint)
         if status.protector:
             policy = self._policy()
-            self._fscrypt("metadata", "remove-protector-from-policy", f"--protector={mount}:{status.protector}",
+            self._fswrite("metadata", "remove-protector-from-policy", f"--protector={mount}:{status.protector}",
                           f"--policy={mount}:{policy}", "--force", "--quiet", check=False)
-            self._fscrypt("metadata", "destroy", f"--protector={mount}:{status.protector}", "--force", "--quiet")
+            self._fswrite("metadata", "destroy", f"--protector={mount}:{status.protector}", "--force", "--quiet")
         with contextlib.suppress(FileNotFoundError):
             self.credential.unlink()

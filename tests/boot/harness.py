@@ -48,9 +48,13 @@ class UefiMachine:
 
     def __init__(self, disk: Path, workdir: Path, *, memory_mib: int = 2048, cpus: int = 2, net: bool = False,
                  snapshot: bool = False, disk_format: str = "raw", extra: tuple[str, ...] = (),
-                 secure_boot: bool = False) -> None:
+                 secure_boot: bool = False, tpm_state: Path | None = None) -> None:
+        """``tpm_state``: a TPM 2.0 (swtpm, tpm-crb) whose state lives in this directory: one machine's TPM across
+        its boots (a firmware change between boots is what PCR 7 sees)."""
         self.disk = disk
         self.secure_boot = secure_boot
+        self.tpm_state = tpm_state
+        self._swtpm: subprocess.Popen | None = None
         self.workdir = workdir
         self.memory_mib = memory_mib
         self.cpus = cpus
@@ -89,7 +93,23 @@ class UefiMachine:
                 "-device", "virtio-rng-pci"]
         if self.net:
             argv += ["-nic", "user,model=virtio-net-pci"]
+        if self.tpm_state is not None:
+            argv += ["-chardev", f"socket,id=chrtpm,path={socket_path.parent / 'swtpm'}",
+                     "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-crb,tpmdev=tpm0"]
         return argv + list(self.extra)
+
+    def _start_swtpm(self, sockdir: Path) -> None:
+        assert self.tpm_state is not None
+        self.tpm_state.mkdir(parents=True, exist_ok=True)
+        self._swtpm = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_state}", "--terminate",
+             "--ctrl", f"type=unixio,path={sockdir / 'swtpm'}", "--flags", "startup-clear"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "swtpm.log", "w"))
+        deadline = time.monotonic() + 10
+        while not (sockdir / "swtpm").exists():
+            if self._swtpm.poll() is not None or time.monotonic() > deadline:
+                raise StageFailed("start", f"swtpm did not start:\n{(self.workdir / 'swtpm.log').read_text()}", "")
+            time.sleep(0.05)
 
     def start(self) -> UefiMachine:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +120,8 @@ class UefiMachine:
         self._sockdir = Path(os.path.realpath("/tmp")) / f"pb-{os.getpid()}-{id(self) & 0xffff:x}"
         self._sockdir.mkdir(mode=0o700, exist_ok=True)
         socket_path = self._sockdir / "serial"
+        if self.tpm_state is not None:
+            self._start_swtpm(self._sockdir)
         self.serial_log.write_text("")
         with open(self.qemu_log, "w") as qlog:
             self.process = subprocess.Popen(self.argv(socket_path, vars_copy), stdin=subprocess.DEVNULL,
@@ -148,6 +170,10 @@ class UefiMachine:
             self._sock.close()
         if self._reader:
             self._reader.join(timeout=5)
+        if self._swtpm is not None:
+            if self._swtpm.poll() is None:  # --terminate: it ends with QEMU's connection; never left behind
+                self._swtpm.terminate()
+            self._swtpm.wait(timeout=30)
         if getattr(self, "_sockdir", None):
             shutil.rmtree(self._sockdir, ignore_errors=True)
 
@@ -244,6 +270,10 @@ class UefiMachine:
         self.stages.append((stage, time.monotonic() - self._started))
         if self._reader:
             self._reader.join(timeout=5)
+        if self._swtpm is not None:
+            if self._swtpm.poll() is None:  # --terminate: it ends with QEMU's connection; never left behind
+                self._swtpm.terminate()
+            self._swtpm.wait(timeout=30)
         return rc
 
     def timings(self) -> str:

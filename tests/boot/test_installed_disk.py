@@ -57,6 +57,7 @@ name = "admin"
 password = "{password}"
 [firstboot]
 unattended = true
+{tpm}
 [post]
 action = "none"
 """
@@ -114,7 +115,11 @@ def login(machine) -> None:
     machine.send_line("echo MARKER=$(test -e /etc/phyllome/firstboot && echo kept || echo removed) "
                       "RESULT=$(test -s /var/lib/phyllome/firstboot.json && echo saved || echo none)")
     found = machine.expect(r"MARKER=(\w+) RESULT=(\w+)", 60, "first boot done")
-    assert found.group(1) == "removed" and found.group(2) == "saved", found.group(0)
+    if not (found.group(1) == "removed" and found.group(2) == "saved"):  # what the first boot said, to the report
+        machine.send_line(as_root("journalctl -b -o cat -u phyllome-firstboot -u phyllome-unlock --no-pager | "
+                                  "tail -60; echo JOURNAL-END"))
+        journal = machine.expect(r"([\s\S]*)JOURNAL-END", 120, "the first boot's journal")
+        raise AssertionError(f"{found.group(0)}\n--- the first boot's journal ---\n{journal.group(1)[-5000:]}")
 
 
 def reboot(machine, stage: str) -> None:
@@ -122,12 +127,21 @@ def reboot(machine, stage: str) -> None:
     machine.wait_exit(300, stage)  # -no-reboot: QEMU ends where the machine would restart
 
 
+def tpm_unlocked(machine) -> None:
+    """No prompt: the TPM released the key (Secure Boot's state is the one it was sealed to)."""
+    found = machine.expect(r"VM store \S+ is unlocked by the TPM|Passphrase or recovery code for the VM store", 600,
+                           "systemd -> the TPM unlocks the VM store")
+    assert "by the TPM" in found.group(0), machine.console[-3000:]
+
+
 @contextlib.contextmanager
 def boot_again(image: Path, workdir: Path, stages: list, stage: str) -> Iterator[tuple[UefiMachine, re.Match]]:
-    """A later boot of the installed disk: the unlock skipped, the admin logged in, which deployment booted."""
-    with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True, secure_boot=True) as machine:
+    """A later boot of the installed disk under Secure Boot with its TPM: unlocked by the TPM without a prompt,
+    the admin logged in, which deployment booted."""
+    with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True, secure_boot=True,
+                     tpm_state=workdir / "tpm") as machine:
         stages.append(machine)
-        skip_unlock(machine)
+        tpm_unlocked(machine)
         login(machine)
         yield machine, booted(machine, stage)
 
@@ -158,14 +172,17 @@ def upgrade_server(repo: Path, ref: str, commit: str, served: Path) -> Iterator[
         server.server_close()
 
 
-def install_image(image: Path, workdir: Path, answers: str) -> None:
-    """The real command: `phyllome-install install --answers FILE --target-image IMAGE --image-size 12GiB`."""
+def install_image(image: Path, workdir: Path, answers: str) -> str:
+    """The real command: `phyllome-install install --answers FILE --target-image IMAGE --image-size 12GiB`.
+    Returns the recovery code it showed."""
     answers_file = workdir / "answers.toml"
     answers_file.write_text(answers)
     run = subprocess.run([sys.executable, "-m", "phyllome_installer.cli", "install", "--answers", str(answers_file),
                           "--target-image", str(image), "--image-size", "12GiB", "--log", str(workdir / "install.log")],
                          capture_output=True, text=True, check=False, timeout=1800)
     assert run.returncode == 0, f"{run.stderr[-3000:]}\n{(workdir / 'install.log').read_text()[-3000:]}"
+    found = re.search(r"Recovery code for \S+: (\S+)", run.stdout)
+    return found.group(1) if found else ""
 
 
 def read_from_disk(image: Path, workdir: Path) -> tuple[dict, str]:
@@ -211,19 +228,24 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
     image = workdir / "disk.img"
     with upgrade_server(payload.repo, payload_build.REF, second, workdir / "served") as port:
         upgrade = f'upgrade_url = "http://{GUEST_HOST}:{port}"\ngpg_verify = false'
-        install_image(image, workdir, ANSWERS.format(disk="/dev/vda", root_fs="ext4", repo=payload.repo,
-                                                     ref=payload_build.REF, upgrade=upgrade, password=PASSWORD))
+        recovery = install_image(image, workdir, ANSWERS.format(
+            disk="/dev/vda", root_fs="ext4", repo=payload.repo, ref=payload_build.REF, upgrade=upgrade,
+            password=PASSWORD, tpm="tpm_unlock = true"))
+        assert recovery.count("-") == 7
         stages = []
         try:
             # Secure Boot enforced, Microsoft's keys enrolled: shim -> signed GRUB -> signed kernel (the same firmware
             # refuses an unsigned GRUB: tests/boot/test_smoke.py).
-            with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True, secure_boot=True) as machine:
+            with UefiMachine(image, workdir / "vm", memory_mib=2048, net=True, secure_boot=True,
+                             tpm_state=workdir / "tpm") as machine:
                 stages.append(machine)
                 machine.expect(r"Linux version 6\.", 300, "firmware -> shim -> signed GRUB -> kernel")
                 machine.expect(r"dracut-|Initramfs", 300, "kernel -> initramfs")
                 machine.expect(r"ostree-prepare-root|OSTree", 300, "initramfs -> ostree-prepare-root")
                 machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
                 unlock(machine)
+                # The first real boot seals the key to the TPM (PCR 7: Secure Boot on, Microsoft's keys).
+                machine.expect(r"The TPM will unlock the VM store at the next boots", 300, "TPM enrolled")
                 login(machine)
                 first = booted(machine, "first deployment booted")
                 assert first.group(3) == "1" and first.group(2).startswith(payload.commit), first.group(0)
@@ -249,9 +271,25 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
             with boot_again(image, workdir, stages, "old deployment booted again") as (machine, old):
                 assert old.group(3) == "1" and old.group(2) == first.group(2), old.group(0)
                 reboot(machine, "shut down")
+            # The same machine and TPM with Secure Boot gone (firmware without it): PCR 7 changed, the TPM
+            # refuses, the reason is said and the prompt follows; the recovery code still unlocks.
+            with UefiMachine(image, workdir / "vm-no-sb", memory_mib=2048, net=True,
+                             tpm_state=workdir / "tpm") as machine:
+                stages.append(machine)
+                machine.expect(r"the TPM did not release the VM store's key", 600, "the TPM refuses, said why")
+                machine.expect(r"Passphrase or recovery code for the VM store", 300, "-> the unlock prompt")
+                machine.type_secret(recovery, 150, "recovery code typed")
+                machine.expect(r"VM store \S+ is unlocked", 900, "unlock with the recovery code")
+                login(machine)
+                reboot(machine, "shut down")
         finally:
             for number, machine in enumerate(stages, 1):
                 print(f"boot {number} stages:", machine.timings())
+    # No secret in clear on the disk (the raw key is in the sealed credential only) nor on the console.
+    for secret in (PASSPHRASE, recovery):
+        assert subprocess.run(["grep", "-c", "-a", "-F", secret, str(image)], capture_output=True,
+                              check=False).returncode == 1, f"{secret[:4]}... is on the disk in clear"
+        assert all(secret not in m.console for m in stages)
     # From the disk itself: the first boot's result, and the menu ostree wrote at the rollback (old one first).
     result, menu = read_from_disk(image, workdir)
     assert result["ok"] is True, result
@@ -261,7 +299,7 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
     assert len(titles) == 2 and ") 1." in titles[0] and ") 1." not in titles[1], menu
 
 
-F2FS_ANSWERS = ANSWERS.replace("{root_fs}", "f2fs").replace("{upgrade}\n", "")
+F2FS_ANSWERS = ANSWERS.replace("{root_fs}", "f2fs").replace("{upgrade}\n", "").replace("{tpm}\n", "")
 
 
 def f2fs_installed_disk(workdir: Path, tmp_path: Path) -> Path:

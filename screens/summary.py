@@ -9,6 +9,7 @@ from textual.widgets import Button, Input, Static
 
 from phyllome_installer.frontend import confirmation_word
 
+from .console import Field
 from .progress import ProgressScreen
 from .widgets import Step
 
@@ -28,7 +29,7 @@ class SummaryScreen(Step):
         with Vertical(id="confirm-box"):
             yield Static("", id="ask")
             with Horizontal(classes="row"):
-                yield Input(placeholder="confirmation", id="confirm")
+                yield Field(placeholder="confirmation", id="confirm")
                 yield Button("Erase and install", id="install", variant="error", disabled=True)
             yield Static("", id="error", classes="warning")
         yield from self.compose_footer()

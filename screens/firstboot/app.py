@@ -13,6 +13,7 @@ from firstboot.unlock import Unlocker
 from phyllome_installer.core.errors import EXIT_INTERRUPTED
 from phyllome_installer.core.interrupt import Stop
 
+from .. import console as console_theme
 from .checks import ChecksScreen
 from .unlock import UnlockScreen
 from .widgets import ConfirmQuit
@@ -25,8 +26,11 @@ class FirstBootApp(App[int]):
     BINDINGS = [Binding("ctrl+q,ctrl+c", "request_quit", "Quit", priority=True)]
 
     def __init__(self, session: Session, config: Any, *, log_path: Path | None = None, ansi_color: bool = True,
-                 unlocker: Unlocker | None = None) -> None:
-        super().__init__(ansi_color=ansi_color)
+                 unlocker: Unlocker | None = None, console: bool | None = None) -> None:
+        self.console_theme = console_theme.wanted() if console is None else console
+        """The console theme (screens/console.py): on a Linux VT or with few colours."""
+        console_theme.install()
+        super().__init__(ansi_color=ansi_color, css_path=console_theme.css_paths(self.CSS_PATH, self.console_theme))
         self.session = session
         self.config = config
         self.log_path = log_path
@@ -75,5 +79,5 @@ class FirstBootApp(App[int]):
 
 
 def create_firstboot_app(session: Session, config: Any, *, log_path: Path | None = None,
-                         unlocker: Unlocker | None = None) -> FirstBootApp:
-    return FirstBootApp(session, config, log_path=log_path, unlocker=unlocker)
+                         unlocker: Unlocker | None = None, console: bool | None = None) -> FirstBootApp:
+    return FirstBootApp(session, config, log_path=log_path, unlocker=unlocker, console=console)

@@ -9,6 +9,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from firstboot.unlock import LOCKED_MESSAGE, TRIES
 
+from ..console import Field
 from .widgets import FirstBootStep
 
 
@@ -29,7 +30,7 @@ class UnlockScreen(FirstBootStep):
                          "the store: no VM can be created or started until it is unlocked.")
             with Horizontal(classes="field"):
                 yield Label("Passphrase or code")
-                yield Input(password=True, id="secret")
+                yield Field(password=True, id="secret")
             yield Static("", id="secret-error", classes="field-error")
         with Horizontal(classes="buttons"):
             yield Button("Unlock", id="unlock", variant="primary")

@@ -13,6 +13,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from phyllome_installer.answers import parse_size
 
+from ..console import Field
 from .widgets import FirstBootStep
 
 GiB = 1 << 30
@@ -58,7 +59,7 @@ class VmScreen(FirstBootStep):
                 value = choices.get({"cpus": "vcpus"}.get(key, key))
                 with Horizontal(classes="field"):
                     yield Label(LABELS[key])
-                    yield Input(str(value) if value is not None else "", placeholder=placeholder, id=key)
+                    yield Field(str(value) if value is not None else "", placeholder=placeholder, id=key)
                     yield Static("", id=f"{key}-hint", classes="hint")
                 yield Static("", id=f"{key}-error", classes="field-error")
             yield Static("", id="general-error", classes="field-error")

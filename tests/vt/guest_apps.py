@@ -11,6 +11,7 @@ import ctypes
 import fcntl
 import json
 import os
+import select
 import sys
 import threading
 import time
@@ -73,12 +74,40 @@ class Driver:
             time.sleep(0.8)
         raise TimeoutError(f"{self.name}: the screen never showed {want!r}:\n" + "\n".join(last[0] if last else []))
 
+    def step(self, *keys: str) -> None:
+        """Keys for one field, then the screen settled: Enter moves on only once the app has moved the focus (keys
+        typed faster land in the field before: the issue's "Input" category, not yet fixed)."""
+        self.press(*keys)
+        self.settled()
+
+    def press_on(self, selector: str, key: str = "enter") -> None:
+        """Focus a widget (the walk does not count Tabs: those are checked, not used to move) and press a key."""
+        self.app.call_from_thread(lambda: self.app.screen.query_one(selector).focus())
+        self.settled()
+        self.press(key)
+
+    def picture(self, name: str) -> None:
+        """Ask the host for a picture of the console (tests/vt/qemu_console.py) and wait until it is taken."""
+        try:
+            port = os.open("/dev/ttyS0", os.O_RDWR | os.O_NOCTTY)
+        except OSError:
+            return
+        try:
+            os.write(port, f"VT-SHOT {self.name}-{name}\n".encode())
+            seen, end = b"", time.monotonic() + 60
+            while b"VT-SHOT-DONE" not in seen and time.monotonic() < end:
+                if select.select([port], [], [], 2)[0]:
+                    seen += os.read(port, 256)
+        finally:
+            os.close(port)
+
     def check(self, screen_name: str, want: str, tabs: int) -> None:
         rows, _ = screen = self.settled(want)
         bad = sorted({c for row in rows for c in row} - self.font - {" "})
         if bad:
             self.result["bad_chars"][screen_name] = bad
-        (self.out / f"{self.name}-{screen_name}.txt").write_text("\n".join(rows) + "\n")
+        (self.out / f"{self.name}-{screen_name.replace(' ', '-')}.txt").write_text("\n".join(rows) + "\n")
+        self.picture(screen_name.replace(" ", "-"))
         for _ in range(tabs):
             self.press("tab")
             after = self.settled()
@@ -103,10 +132,14 @@ def installer_walk(d: Driver) -> None:
     d.check("disk", "Sandbox disk image", 2)
     d.press("enter")
     d.check("encryption", "Protect your", 4)
-    d.press(*"correct horse battery", "enter", *"correct horse battery", "enter")
+    d.step(*"correct horse battery", "enter")
+    d.step(*"correct horse battery", "enter")
     d.check("host and user", "This computer and its administrator", 7)
-    d.press("enter", "end", "backspace", "backspace", "backspace", *"Europe/Paris", "enter")
-    d.press(*"admin", "enter", *"a long password", "enter", *"a long password", "enter", "enter")
+    d.step("enter")
+    d.step("end", "backspace", "backspace", "backspace", *"Europe/Paris", "enter")
+    for field in ("admin", "a long password", "a long password"):
+        d.step(*field, "enter")
+    d.step("enter")
     d.check("summary", "Install plan", 2)
     d.press("f1")
     d.check("help", "Help:", 0)
@@ -117,16 +150,14 @@ def installer_walk(d: Driver) -> None:
 
 def firstboot_walk(d: Driver) -> None:
     d.check("unlock", "The VM store is LOCKED", 3)
-    d.press(*"right passphrase", "enter")
+    d.step(*"right passphrase", "enter")
     d.check("checks", "PASS", 2)
-    d.press("enter")
-    d.check("graphics", "How the primary VM draws", 0)
-    d.app.call_from_thread(lambda: d.app.screen.query_one("#next").focus())
-    d.press("enter")
-    d.check("vm", "Your primary VM", 0)
+    d.press_on("#next")
+    d.check("graphics", "How the primary VM draws", 2)
+    d.press_on("#next")
+    d.check("vm", "Your primary VM", 2)
     d.app.call_from_thread(lambda: setattr(d.app.screen.query_one("#os"), "value", "win11"))
-    d.app.call_from_thread(lambda: d.app.screen.query_one("#next").focus())
-    d.press("enter")
+    d.press_on("#next")
     d.check("review", "will be created as follows", 2)
     d.press("ctrl+q")
     d.check("quit", "Quit the first boot?", 2)

@@ -1,30 +1,29 @@
 """Both apps on a real Linux virtual console (marker vt): Debian's kernel under QEMU with a VGA text console
 (80x25, the card's CP437 font), the VM tier's kernel and initramfs, each app on tty1 with TERM=linux, walked by
 tests/vt/guest_apps.py. One boot runs both apps. Fails on a character the console font cannot draw and on a Tab
-that changes nothing on screen."""
+that changes nothing on screen. Pictures of every screen (QEMU's screendump, PNG) go to $PHYLLOME_VT_PICTURES
+(docs/console/ is made with ``PHYLLOME_VT_PICTURES=docs/console .venv/bin/pytest -m vt``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.vm import harness
+from tests.vt import qemu_console
 
 pytestmark = [pytest.mark.vt, pytest.mark.root]
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("installer", "firstboot")
 
 
-def boot_console(out: Path, *, timeout: int = 1500) -> tuple[int | None, str]:
-    """Boot the guest with a VGA text console (no DRM driver: vgacon) and run both apps on its tty1."""
-    kernel = harness.fetch_kernel()
-    initramfs = harness.build_initramfs(kernel)
-    out.mkdir(parents=True, exist_ok=True)
+def guest_script() -> Path:
+    """Both apps on tty1, one after the other, with TERM=linux (the console theme), in one boot."""
     python = shlex.quote(sys.executable)
     lines = ["set -u", f"cd {shlex.quote(str(ROOT))}", "export TERM=linux LANG=C.UTF-8", "rc=0"]
     for app in APPS:
@@ -34,21 +33,14 @@ def boot_console(out: Path, *, timeout: int = 1500) -> tuple[int | None, str]:
     lines.append("exit $rc")
     script = harness.CACHE / "run-vt.sh"
     script.write_text("\n".join(lines) + "\n")
-    argv = ["timeout", str(timeout), "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048",
-            "-kernel", str(kernel.image), "-initrd", str(initramfs),
-            "-append", f"console=ttyS0 quiet panic=-1 phyllome.test={script}",
-            "-display", "none", "-vga", "std", "-no-reboot", "-nodefaults", "-serial", "stdio",
-            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-            "-virtfs", f"local,path={out},mount_tag=out,security_model=none"]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    rc = (out / "rc").read_text().strip() if (out / "rc").exists() else None
-    return (int(rc) if rc else None), result.stdout + result.stderr
+    return script
 
 
 @pytest.fixture(scope="module")
 def console_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vt") / "out"
-    rc, console = boot_console(out)
+    pictures = Path(os.environ.get("PHYLLOME_VT_PICTURES") or out / "pictures")
+    rc, console = qemu_console.boot(guest_script(), out, pictures)
     return out, rc, console
 
 

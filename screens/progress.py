@@ -54,7 +54,7 @@ class ProgressScreen(Step):
         yield from self.compose_header()
         with Vertical(classes="body"):
             yield Static("Installing Phyllome OS", classes="title")
-            yield Static("", id="tasks")
+            yield Static("", id="tasks", markup=False)  # "[ok]" is a state, not markup
             yield StepsBar(total=100, show_eta=False, id="overall")
             yield Static("", id="elapsed")
             yield Static("", id="stopping", classes="warning")

@@ -10,6 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from phyllome_installer.answers import parse_size
 
@@ -79,17 +80,23 @@ class VmScreen(FirstBootStep):
         if self.query_one("#iso", Select).value not in (Select.NULL, None) and not self.query_one("#os", Input).value:
             self._detect(str(self.query_one("#iso", Select).value))
 
+    def on_unmount(self) -> None:
+        """Back or Quit: a detection still running ends with its screen (its child process is killed)."""
+        self.app.workers.cancel_node(self)
+
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.value not in (Select.NULL, None):
             self._detect(str(event.value))
 
     @work(thread=True, exclusive=True, group="detect")
     def _detect(self, iso: str) -> None:
+        worker = get_current_worker()  # cancelled when this screen goes (Back, Quit): the detection is killed
         try:
-            found, error = self.app.session.detect(Path(iso)), ""
+            found, error = self.app.session.detect(Path(iso), cancelled=lambda: worker.is_cancelled), ""
         except Exception as exc:
-            found, error = "", str(exc)
-        self.app.call_from_thread(self._detected, found, error)
+            found, error = "", getattr(exc, "message", str(exc))
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._detected, found, error)
 
     def _detected(self, found: str, error: str) -> None:
         if found:

@@ -37,6 +37,16 @@ def field_of(message: str) -> str:
     return "general"
 
 
+def in_words(error: dict) -> str:
+    """A refused value in words a person can act on (pydantic says "String should match pattern '^[...]$'")."""
+    if error.get("type") == "string_pattern_mismatch":
+        field = str(error["loc"][0]) if error.get("loc") else "value"
+        if field == "name":
+            return "use letters, digits, '.', '_' or '-' only (no spaces), at most 63 characters"
+        return "this has characters that are not allowed here"
+    return str(error.get("msg", "not accepted"))
+
+
 class VmScreen(FirstBootStep):
     STEP = 4
 
@@ -57,7 +67,7 @@ class VmScreen(FirstBootStep):
             for key, placeholder in (("os", "short id, e.g. win11, fedora37"), ("name", "desktop"),
                                      ("memory", "automatic, e.g. 8GiB"), ("cpus", "automatic"),
                                      ("disk_size", "automatic, e.g. 128GiB")):
-                value = choices.get({"cpus": "vcpus"}.get(key, key))
+                value = choices.get("typed", {}).get(key, choices.get({"cpus": "vcpus"}.get(key, key)))
                 with Horizontal(classes="field"):
                     yield Label(LABELS[key])
                     yield Field(str(value) if value is not None else "", placeholder=placeholder, id=key)
@@ -69,7 +79,6 @@ class VmScreen(FirstBootStep):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#os-hint", Static).update("vm os-list shows them")
         self.query_one("#iso", Select).focus()
         vm = self.app.config.vm
         if vm is not None and (vm.os or vm.iso) and not self.app.choices.get("asked_vm"):
@@ -84,8 +93,22 @@ class VmScreen(FirstBootStep):
         """Back or Quit: a detection still running ends with its screen (its child process is killed)."""
         self.app.workers.cancel_node(self)
 
+    def action_back(self) -> None:
+        self.remember()
+        super().action_back()
+
+    def remember(self) -> None:
+        """What is typed, as typed (empty stays "automatic"), kept for when this screen opens again."""
+        iso = self.query_one("#iso", Select).value
+        self.app.choices["iso"] = str(iso) if iso not in (Select.NULL, None) else None
+        self.app.choices["typed"] = {k: self.query_one(f"#{k}", Input).value for k in FIELDS[1:]}
+
     def on_select_changed(self, event: Select.Changed) -> None:
+        # Another ISO: what was said about the last one no longer holds.
+        self.query_one("#iso-error", Static).update("")
+        self.query_one("#os-hint", Static).update("")
         if event.value not in (Select.NULL, None):
+            self.query_one("#os-hint", Static).update("detecting...")
             self._detect(str(event.value))
 
     @work(thread=True, exclusive=True, group="detect")
@@ -104,6 +127,7 @@ class VmScreen(FirstBootStep):
             self.query_one("#os-hint", Static).update("detected from the ISO")
             self.query_one("#iso-error", Static).update("")
         else:
+            self.query_one("#os-hint", Static).update("")
             self.query_one("#iso-error", Static).update(error + ": type the OS below")
 
     def _values(self) -> tuple[dict, dict[str, str]]:
@@ -160,7 +184,7 @@ class VmScreen(FirstBootStep):
             planned, errors = self.app.session.plan(request, values["os"]), {}
         except ValidationError as exc:
             planned = None
-            errors = {str(e["loc"][0]) if e["loc"] else "general": e["msg"] for e in exc.errors()}
+            errors = {str(e["loc"][0]) if e["loc"] else "general": in_words(e) for e in exc.errors()}
         except Exception as exc:
             planned, errors = None, {field_of(str(exc)): str(exc)}
         self.app.call_from_thread(self._planned, values, planned, errors)
@@ -170,15 +194,13 @@ class VmScreen(FirstBootStep):
         self._show_errors(errors)
         if planned is None:
             return
-        spec = planned.spec
         minimum = planned.profile.minimum
         self.query_one("#memory-hint", Static).update(f"minimum {size_text(minimum.memory)}" if minimum.memory
                                                       else "")
         self.query_one("#cpus-hint", Static).update(f"minimum {minimum.cpus}" if minimum.cpus else "")
         self.query_one("#disk_size-hint", Static).update(f"minimum {size_text(minimum.storage)}"
                                                          if minimum.storage else "")
-        self.app.choices.update(iso=values["iso"], os=spec.os, name=spec.name, memory=size_text(spec.memory),
-                                vcpus=spec.vcpus, disk_size=size_text(spec.disk_size))
+        self.remember()  # as typed: a size the rule chose stays "automatic" after Back
         self.app.planned = planned
         from .review import ReviewScreen
 

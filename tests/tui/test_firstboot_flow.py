@@ -88,3 +88,55 @@ async def test_a_locked_store_is_offered_for_unlock_on_the_review_and_create_wai
         await pilot.press("enter")  # Create, focused once the store is open
         await settle(pilot)
         assert type(app.screen).__name__ == "DoneScreen"
+
+
+async def to_vm_screen(pilot):
+    await settle(pilot)
+    for _ in ("checks", "graphics"):
+        await pilot.click("#next")
+        await settle(pilot)
+    assert type(pilot.app.screen).__name__ == "VmScreen"
+
+
+def typed(app) -> dict[str, str]:
+    return {k: app.screen.query_one(f"#{k}", Input).value for k in ("os", "name", "memory", "cpus", "disk_size")}
+
+
+async def test_values_typed_on_the_vm_screen_survive_back_and_forward_and_automatic_stays_automatic(flow):
+    app = flow()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_vm_screen(pilot)
+        screen = app.screen
+        for key, value in (("os", "win11"), ("name", "work"), ("cpus", "3")):
+            screen.query_one(f"#{key}", Input).value = value
+        want = {"os": "win11", "name": "work", "memory": "", "cpus": "3", "disk_size": ""}
+        await pilot.press("escape")  # back to the graphics, then forward again
+        await pilot.pause()
+        await pilot.click("#next")
+        await settle(pilot)
+        assert typed(app) == want
+        await pilot.click("#next")  # plan -> review, then back: memory and disk are still "automatic"
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert typed(app) == want
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.click("#next")
+        await settle(pilot)
+        assert typed(app) == want
+
+
+async def test_a_name_that_is_refused_says_what_is_allowed_in_words(flow):
+    app = flow()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_vm_screen(pilot)
+        app.screen.query_one("#os", Input).value = "win11"
+        app.screen.query_one("#name", Input).value = "my desktop!"
+        await pilot.click("#next")
+        await settle(pilot)
+        error = str(app.screen.query_one("#name-error").render())
+        assert "letters" in error and "pattern" not in error and "^" not in error, error
+        shown = " ".join(str(s.render()) for s in app.screen.query("Static"))
+        assert "os-list" not in shown and "--" not in shown, shown

@@ -140,7 +140,7 @@ def installer_walk(d: Driver) -> None:
     for field in ("admin", "a long password", "a long password"):
         d.step(*field, "enter")
     d.step("enter")
-    d.check("summary", "Install plan", 2)
+    d.check("summary", "Type yes to install", 2)
     d.press("f1")
     d.check("help", "Help:", 0)
     d.press("escape")

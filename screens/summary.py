@@ -10,6 +10,7 @@ from textual.widgets import Button, Input, Static
 from phyllome_installer.frontend import confirmation_word
 
 from .console import Field
+from .hanging import Hanging
 from .progress import ProgressScreen
 from .widgets import Step
 
@@ -25,7 +26,7 @@ class SummaryScreen(Step):
         # The warning and the confirmation stay on screen; only the plan between them scrolls.
         yield Static("", id="erase", classes="danger")
         with VerticalScroll(classes="body", id="plan-box"):  # Tab reaches it: the arrows scroll the plan
-            yield Static("", id="plan")
+            yield Hanging("", id="plan")
         with Vertical(id="confirm-box"):
             yield Static("", id="ask")
             with Horizontal(classes="row"):

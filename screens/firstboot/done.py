@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Static
 
+from ..hanging import Hanging
 from .widgets import FirstBootStep
 
 
@@ -35,7 +36,7 @@ class DoneScreen(FirstBootStep):
         yield from self.compose_header()
         with VerticalScroll(classes="body"):
             yield Static(f"Done: the VM {name} is ready.", classes="title ok")
-            yield Static(text, id="done", markup=False)
+            yield Hanging(text, id="done")
         with Horizontal(classes="buttons"):
             yield Button("Finish", id="finish", variant="primary")
         yield from self.compose_footer()

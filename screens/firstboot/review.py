@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Static
 
+from ..hanging import Hanging
 from .widgets import FirstBootStep, TextViewer
 
 
@@ -24,7 +25,7 @@ class ReviewScreen(FirstBootStep):
         with VerticalScroll(classes="body"):
             yield Static(f"The VM {spec.name} will be created as follows. Esc goes back to change it.",
                          classes="title")
-            yield Static("\n".join(lines), id="review", markup=False)
+            yield Hanging("\n".join(lines), id="review")
             yield Static("", id="locked", classes="warning")
         with Horizontal(classes="buttons"):
             yield Button("Create the VM", id="create", variant="primary")

@@ -37,3 +37,21 @@ async def test_progress_shows_finished_tasks_as_ok(tmp_path):
                 break
         installer.release.set()
         assert "[ok] Check the target" in shown and "[..] Partition the disk" in shown, shown
+
+
+async def test_the_stopped_screen_offers_and_explains_only_what_is_there():
+    from screens.failure import FailureScreen
+    from tests.tui.test_console import installer_app
+
+    app = installer_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.push_screen(FailureScreen("partition", "interrupted (quit); the disk is not bootable", stopped=True,
+                                            exit_code=130))
+        await pilot.pause()
+        labels = [str(b.label) for b in app.screen.query("Button")]
+        assert labels == ["Quit (q)"]  # no Retry, and no exit code: words for the person, the code for scripts
+        await pilot.press("f1")
+        await pilot.pause()
+        help_text = str(app.screen.query_one("#help-text").render())
+        assert "Retry" not in help_text and "start the installer again" in help_text

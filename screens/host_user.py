@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Static
 
@@ -46,6 +46,7 @@ class HostUserScreen(Step):
             yield FormField("SSH key (optional):", Field(draft.get("ssh_key", ""), placeholder="ssh-ed25519 AAAA...",
                                                          id="ssh", compact=True))
             yield Static("", id="error", classes="warning")
+        with Horizontal(id="host-buttons"):  # below the fields, never scrolled away by their errors
             yield Button("Next: summary", id="next", variant="primary")
         yield from self.compose_footer()
 

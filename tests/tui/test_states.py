@@ -55,3 +55,24 @@ async def test_the_stopped_screen_offers_and_explains_only_what_is_there():
         await pilot.pause()
         help_text = str(app.screen.query_one("#help-text").render())
         assert "Retry" not in help_text and "start the installer again" in help_text
+
+
+async def test_next_stays_on_screen_at_80x24_with_every_field_in_error():
+    from textual.widgets import Input
+
+    from tests.tui.conftest import to_host
+    from tests.tui.test_console import installer_app
+
+    app = installer_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await to_host(pilot)
+        screen = app.screen
+        for name, value in (("hostname", "not a host name!"), ("timezone", "Nowhere/Atlantis"),
+                            ("user", "Not A User"), ("pw1", "short"), ("pw2", "other"), ("ssh", "not a key")):
+            screen.query_one(f"#{name}", Input).value = value
+        screen.query_one("#next").press()
+        await pilot.pause()
+        errors = [s for s in screen.query(".field-error") if s.display]
+        assert len(errors) >= 5
+        button = screen.query_one("#next")
+        assert button.region.height and button.region.bottom <= 24 - 1, button.region  # above the footer

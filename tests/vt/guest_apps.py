@@ -200,8 +200,15 @@ def run(out: Path, name: str) -> int:
     if not getattr(app, "console_theme", False):
         raise SystemExit(f"TERM={os.environ.get('TERM')}: the console theme is off")
     driver = Driver(app, name, out)
-    threading.Thread(target=driver.run, args=(walk,), daemon=True).start()  # it waits for the first screen
+    walker = threading.Thread(target=driver.run, args=(walk,), daemon=True)
+    walker.start()  # it waits for the first screen
     app.run()
+    walker.join(5)
+    if walker.is_alive():  # the app ended under the walk (a crash: Textual leaves its traceback on the screen)
+        time.sleep(2)
+        driver.result["error"] = (f"the app ended during the walk (return code {app.return_code}):\n"
+                                  + "\n".join(read_screen()[0]))
+        (out / f"result-{name}.json").write_text(json.dumps(driver.result, indent=1))
     return 0
 
 

@@ -140,3 +140,14 @@ async def test_a_name_that_is_refused_says_what_is_allowed_in_words(flow):
         assert "letters" in error and "pattern" not in error and "^" not in error, error
         shown = " ".join(str(s.render()) for s in app.screen.query("Static"))
         assert "os-list" not in shown and "--" not in shown, shown
+
+
+async def test_with_no_gpu_only_the_strategies_that_can_work_are_offered(flow):
+    app = flow()  # this-ci-vm: no GPU, no render node
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.click("#next")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "GpuScreen"
+        offered = [c.name for c in app.screen.query_one("#strategy").query("Choice") if c.display]
+        assert offered == ["auto", "virtio-gpu-2d"]

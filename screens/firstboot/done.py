@@ -44,6 +44,9 @@ class DoneScreen(FirstBootStep):
     def on_mount(self) -> None:
         self.query_one("#finish", Button).focus()
 
+    def can_go_back(self) -> bool:  # the VM is made: nothing to go back to
+        return False
+
     def action_back(self) -> None:
         pass
 

@@ -25,8 +25,15 @@ class FirstBootStep(Screen):
     def compose_footer(self) -> ComposeResult:
         yield Footer()
 
+    def can_go_back(self) -> bool:
+        return len(self.app.screen_stack) > 2 and not getattr(self.app, "busy", False)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc is offered (in the footer) only where it goes back to something."""
+        return self.can_go_back() if action == "back" else True
+
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2 and not getattr(self.app, "busy", False):
+        if self.can_go_back():
             self.app.pop_screen()
 
 

@@ -76,3 +76,34 @@ async def test_next_stays_on_screen_at_80x24_with_every_field_in_error():
         assert len(errors) >= 5
         button = screen.query_one("#next")
         assert button.region.height and button.region.bottom <= 24 - 1, button.region  # above the footer
+
+
+async def test_esc_is_offered_only_where_it_goes_back(tmp_path):
+    from tests.tui import firstboot_helpers
+    from tests.tui.test_console import cells, installer_app, text
+    from tests.tui.test_firstboot_flow import settle
+    from tests.tui.test_firstboot_snapshots import SavedHostSession
+    from tests.unlockers import ScriptedUnlocker
+
+    def footer(app) -> str:
+        return text(cells(app)).splitlines()[-1]
+
+    app = installer_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "Back" not in footer(app)  # the first step
+        await pilot.press("tab", "enter")
+        await pilot.pause(0.5)
+        assert "esc Back" in footer(app)
+    flow = firstboot_helpers.make_app(tmp_path, machine="this-ci-vm", unlocker=ScriptedUnlocker())
+    flow.session = SavedHostSession(flow.session.runner, root=flow.session.root, uri="qemu:///system",
+                                    store=flow.session.store)
+    async with flow.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "Back" not in footer(flow)  # unlock, the first step
+        await pilot.press(*"right passphrase", "enter")
+        await settle(pilot)
+        assert "Back" not in footer(flow)  # checks: the unlock is done, not a step to go back to
+        await pilot.click("#next")
+        await settle(pilot)
+        assert "esc Back" in footer(flow)

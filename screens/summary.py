@@ -96,5 +96,11 @@ def choices(config, plan) -> str:
             ("Administrator", f"{user.name} (logs in with {' and '.join(login) or 'nothing'})"),
             ("Payload", f"{payload.kind}: {source}"),
             ("Root filesystem", storage.root_fs + (", compressed" if storage.compression else "")),
-            ("First boot", config.firstboot.describe())]
+            ("First boot", first_boot(config))]
     return "Your choices\n" + "\n".join(f"  {name + ':':<17}{value}" for name, value in rows)
+
+
+def first_boot(config) -> str:  # type: ignore[no-untyped-def]
+    """What the first boot will do; with the VM store not encrypted there is nothing to unlock."""
+    text = config.firstboot.describe()
+    return text if config.storage.encryption.enabled else text.replace("unlock, ", "")

@@ -54,8 +54,15 @@ class FirstBootApp(App[int]):
         self.push_screen(UnlockScreen() if locked else ChecksScreen())
 
     def action_request_quit(self) -> None:
+        from .done import DoneScreen
+
+        state = "done" if isinstance(self.screen, DoneScreen) else "writing" if self.busy else "idle"
+
         def answer(quit_now: bool | None) -> None:
             if not quit_now:
+                return
+            if state == "done":  # the result is saved and the marker gone: nothing to record, nothing failed
+                self.exit(0)
                 return
             # Recorded for the journal and firstboot.json; the marker stays, so the first boot runs again.
             self.result.fail("quit", f"quit by the user on the {type(self.screen).__name__} step")
@@ -67,7 +74,7 @@ class FirstBootApp(App[int]):
                 self.exit(0)
 
         if not isinstance(self.screen, ConfirmQuit):
-            self.push_screen(ConfirmQuit(self.busy), answer)
+            self.push_screen(ConfirmQuit(state), answer)
 
     def save(self) -> None:
         """Record what happened so far (a failure: the marker stays)."""

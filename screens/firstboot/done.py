@@ -27,7 +27,8 @@ class DoneScreen(FirstBootStep):
             "",
             f"Start it:        virsh{connect} start {name}",
             f"Stop it:         virsh{connect} shutdown {name}   (force: virsh destroy {name})",
-            f"See its screen:  virt-viewer{connect} {name}   (address: virsh{connect} domdisplay {name})",
+            f"See its screen:  from another computer, with a SPICE or VNC viewer, at the address that "
+            f"virsh{connect} domdisplay {name} prints",
             f"Autostart is ON: {name} starts with this computer, once the VM store is unlocked.",
             "",
             "The first boot is complete and will not run again." if self.marker_removed else

@@ -61,6 +61,8 @@ class ConfirmQuit(InstallerConfirmQuit):
     WORDING = {
         "idle": ("Quit the first boot?", "Nothing is lost: the first boot opens again at the next start. Your VMs "
                  "can also be set up later with phyllome-firstboot.", "Quit (y)", "Stay (n)"),
+        "done": ("Quit?", "The first boot is complete: it does not run again. Your VMs can be changed later with "
+                 "virsh.", "Quit (y)", "Stay (n)"),
         "writing": ("Quit the first boot?", "WARNING: the VM is being created. Quitting stops before its next step; "
                     "whatever was done is undone where it can be. The first boot runs again at the next start.",
                     "Quit (y)", "Stay (n)"),

@@ -151,3 +151,27 @@ async def test_with_no_gpu_only_the_strategies_that_can_work_are_offered(flow):
         assert type(app.screen).__name__ == "GpuScreen"
         offered = [c.name for c in app.screen.query_one("#strategy").query("Choice") if c.display]
         assert offered == ["auto", "virtio-gpu-2d"]
+
+
+async def test_quit_after_done_says_it_is_done_and_keeps_the_result(flow):
+    import json
+
+    app = flow()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_vm_screen(pilot)
+        app.screen.query_one("#os", Input).value = "win11"
+        await pilot.click("#next")
+        await settle(pilot)
+        await pilot.press("enter")  # Create
+        await settle(pilot)
+        assert type(app.screen).__name__ == "DoneScreen"
+        done = str(app.screen.query_one("#done").render())
+        assert "virt-viewer" not in done  # a text-only host has no viewer: the address is for another computer
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        said = " ".join(str(s.render()) for s in app.screen.query("Static"))
+        assert "complete" in said and "opens again" not in said, said
+        await pilot.press("y")
+        await pilot.pause()
+    saved = json.loads((app.session.root / "var/lib/phyllome/firstboot.json").read_text())
+    assert saved.get("error") in (None, ""), saved

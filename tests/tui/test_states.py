@@ -107,3 +107,22 @@ async def test_esc_is_offered_only_where_it_goes_back(tmp_path):
         await pilot.click("#next")
         await settle(pilot)
         assert "esc Back" in footer(flow)
+
+
+async def test_the_summary_mentions_no_unlock_when_the_store_is_not_encrypted():
+    from tests.tui.conftest import to_encryption
+    from tests.tui.test_console import installer_app
+
+    app = installer_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_encryption(pilot)
+        app.screen.query_one("#enabled").value = False
+        await pilot.pause()
+        app.screen.query_one("#next").press()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.press("end", *["backspace"] * 3, *"Europe/Paris", "enter")
+        await pilot.press(*"admin", "enter", *"a long password", "enter", *"a long password", "enter", "enter")
+        await pilot.pause(0.3)
+        plan = str(app.screen.query_one("#plan").render())
+        assert "NOT encrypted" in plan and "unlock" not in plan.split("First boot:")[1].splitlines()[0], plan

@@ -11,8 +11,9 @@ from rich.measure import Measurement
 from rich.text import Text
 from textual.widgets import Static
 
-#: After the leading spaces: a key ending in ':', a short state mark ([ok]), or the first column (two spaces on).
-HEAD = re.compile(r"(\s*)(\S+:\s+|\[[^\]]{1,4}\]\s+|\S+(?: \S+)*?\s{2,})?")
+#: After the leading spaces: a key of up to four words ending in ':', a short state mark ([ok]), or the first
+#: column (two spaces on).
+HEAD = re.compile(r"(\s*)(\S+(?: \S+){0,3}:\s+|\[[^\]]{1,4}\]\s+|\S+(?: \S+)*?\s{2,})?")
 
 
 def indent_of(line: str, width: int) -> int:

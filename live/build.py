@@ -57,7 +57,7 @@ def run(*argv: str, **kw) -> subprocess.CompletedProcess:
 
 
 def light_files() -> list[Path]:
-    overlay = sorted(p for p in (HERE / "overlay").rglob("*") if p.is_file())
+    overlay = sorted(p for p in (HERE / "overlay").rglob("*") if p.is_file() or p.is_symlink())
     return [*(HERE / name for name in LIGHT_FILES), *overlay, *(ROOT / name for name in WHEEL_FILES),
             *payload_build.project_files()]
 

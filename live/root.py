@@ -1,9 +1,10 @@
 """The live medium's heavy layer: the Debian 12 live root (packages, kernel, the installer's venv with the
 project's dependencies, the live initramfs), cached by its inputs.
 
-Key: `packages.txt`, `customize.sh`, this file, the dependencies in pyproject.toml and the dracut module
-(`dracut/90phyllome`, built into the initramfs). The project's own code is not in it: `live/build.py` adds the
-wheel as a light layer, so a change of the installer does not rebuild this root (minutes), only the medium.
+Key: `packages.txt`, `customize.sh`, this file, the dependencies in pyproject.toml, and the dracut modules
+(`dracut/90phyllome`, `live/dracut/91phyllome-live`) built into the initramfs. The project's own code is not in
+it: `live/build.py` adds the wheel as a light layer, so a change of the installer does not rebuild this root
+(minutes), only the medium.
 
 The root is kept as a directory, `$PHYLLOME_LIVE_CACHE/root-<key>/rootfs` (default /var/cache/phyllome-live),
 never written after it is complete: the light layer mounts it read-only as the lower layer of an overlay.
@@ -25,6 +26,7 @@ from payload import build as payload_build
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODULE = ROOT / "dracut" / "90phyllome"
+LIVE_MODULE = HERE / "dracut" / "91phyllome-live"
 CACHE = Path(os.environ.get("PHYLLOME_LIVE_CACHE", "/var/cache/phyllome-live"))
 DEBS = payload_build.CACHE / "debs"
 """Downloaded .debs, shared with the payload's build (most packages are the same)."""
@@ -44,7 +46,8 @@ def packages() -> list[str]:
 
 
 def key() -> str:
-    files = [HERE / "root.py", HERE / "customize.sh", HERE / "packages.txt", *sorted(MODULE.iterdir())]
+    files = [HERE / "root.py", HERE / "customize.sh", HERE / "packages.txt", *sorted(MODULE.iterdir()),
+             *sorted(LIVE_MODULE.iterdir())]
     return payload_build._digest(files, payload_build.SUITE + "\0" + "\0".join(payload_build.dependencies()))
 
 
@@ -77,7 +80,7 @@ def mmdebstrap(rootfs: Path, wheels: Path) -> None:
         "--essential-hook=chroot \"$1\" dpkg-divert --local --rename "
         "--divert /usr/bin/dracut.phyllome-build --add /usr/bin/dracut",
         f'--customize-hook=cp -a "$1"/var/cache/apt/archives/. {DEBS}/ && rm -f {DEBS}/lock && rm -rf {DEBS}/partial',
-        f'--customize-hook={HERE / "customize.sh"} "$1" {wheels} {MODULE}',
+        f'--customize-hook={HERE / "customize.sh"} "$1" {wheels} {MODULE} {LIVE_MODULE}',
         payload_build.SUITE, str(rootfs), *payload_build.mirror_sources()]
     subprocess.run(argv, stdin=subprocess.DEVNULL, check=True)
 
@@ -104,4 +107,12 @@ def build(cache: Path = CACHE) -> LiveRoot:
         seconds = time.monotonic() - start
         done.write_text(json.dumps({"kernel": kernel, "seconds": round(seconds, 1)}))
         log(f"live root built in {seconds:.0f} s")
+        for old in cache.glob("root-*"):  # one live root at a time (about 900 MiB), unless another build holds it
+            if old != work:
+                try:
+                    with open(old / "lock", "w") as old_lock:
+                        fcntl.flock(old_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        shutil.rmtree(old)
+                except OSError:
+                    continue
         return LiveRoot(work / "rootfs", kernel, seconds, False)

@@ -1,0 +1,168 @@
+"""Boot the live medium as a machine boots it: QEMU (q35, TCG) with OVMF (tests/boot/harness.py's UefiMachine),
+the ISO as a USB stick (the hybrid image written with dd) or an optical drive, a VGA card whose console the
+installer draws on, and QEMU's monitor (HMP) for the keyboard (`sendkey`) and `screendump`.
+
+The text on a virtual console is read inside the guest: the keyboard switches to tty2 (the medium's root shell),
+types a command that writes `/dev/vcsuN` (the console's characters, UCS-4) and its size to the serial port, and
+switches back. So a test sees exactly what the console shows, including the characters the font must draw.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+from tests.boot.harness import StageFailed, UefiMachine
+
+#: Characters typed through `sendkey`: the key names of QEMU's HMP for a US keyboard.
+KEYS = {" ": "spc", "-": "minus", "=": "equal", "/": "slash", ".": "dot", ",": "comma", ";": "semicolon",
+        "'": "apostrophe", "\n": "ret", "\t": "tab", "\\": "backslash", "[": "bracket_left",
+        "]": "bracket_right", "`": "grave_accent"}
+SHIFTED = {"_": "minus", "+": "equal", "?": "slash", ">": "dot", "<": "comma", ":": "semicolon", '"': "apostrophe",
+           "|": "backslash", "{": "bracket_left", "}": "bracket_right", "~": "grave_accent", "!": "1", "@": "2",
+           "#": "3", "$": "4", "%": "5", "^": "6", "&": "7", "*": "8", "(": "9", ")": "0"}
+SCREEN = re.compile(r"SCREEN-BEGIN (\d+) (\d+)\n(.*?)SCREEN-END", re.S)
+
+
+def key_name(char: str) -> str:
+    if char.isascii() and (char.islower() or char.isdigit()):
+        return char
+    if char.isascii() and char.isupper():
+        return f"shift-{char.lower()}"
+    if char in KEYS:
+        return KEYS[char]
+    if char in SHIFTED:
+        return f"shift-{SHIFTED[char]}"
+    raise ValueError(f"no key for {char!r}")
+
+
+class LiveMachine(UefiMachine):
+    """`disk` is the install target (virtio, /dev/vda); the ISO boots first (bootindex), as a USB stick
+    (`usb=True`, /dev/sda: listed among the disks, so the installer must refuse it) or a CD (/dev/sr0);
+    `disks` are more virtio disks (vdb, ...)."""
+
+    def __init__(self, disk: Path, workdir: Path, iso: Path, *, usb: bool = True, disks: tuple[Path, ...] = (),
+                 memory_mib: int = 2048) -> None:
+        self.monitor_path = workdir / "monitor.sock"
+        extra = ["-device", "VGA", "-monitor", f"unix:{self.monitor_path},server=on,wait=off",
+                 "-drive", f"if=none,id=iso,file={iso},format=raw,readonly=on"]
+        if usb:
+            extra += ["-device", "qemu-xhci", "-device", "usb-storage,drive=iso,bootindex=0,removable=on"]
+        else:
+            extra += ["-device", "ide-cd,drive=iso,bootindex=0"]
+        for path in disks:
+            extra += ["-drive", f"file={path},if=virtio,format=raw,cache=unsafe"]
+        super().__init__(disk, workdir, memory_mib=memory_mib, extra=tuple(extra))
+        self._monitor: socket.socket | None = None
+
+    # -- the monitor ---------------------------------------------------------------------------------------------
+    def hmp(self, command: str) -> str:
+        """One HMP command; returns what the monitor answered (up to its next prompt)."""
+        if self._monitor is None:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.connect(str(self.monitor_path))
+                    break
+                except OSError:
+                    sock.close()
+                    if time.monotonic() > deadline:
+                        raise StageFailed("monitor", "QEMU's monitor socket did not open", self.console) from None
+                    time.sleep(0.2)
+            self._monitor = sock
+            self._read_prompt()
+        self._monitor.sendall(command.encode() + b"\n")
+        return self._read_prompt()
+
+    def _read_prompt(self) -> str:
+        assert self._monitor is not None
+        data = b""
+        self._monitor.settimeout(30)
+        while not data.endswith(b"(qemu) "):
+            chunk = self._monitor.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode(errors="replace")
+
+    def sendkey(self, *keys: str) -> None:
+        for key in keys:
+            self.hmp(f"sendkey {key}")
+            time.sleep(0.05)
+
+    def type_text(self, text: str) -> None:
+        """Type on the VGA console's keyboard (a US layout)."""
+        self.sendkey(*(key_name(c) for c in text))
+
+    def screendump(self, path: Path) -> Path:
+        self.hmp(f"screendump {path} -f png")
+        return path
+
+    def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
+        super().stop()
+
+    # -- the consoles --------------------------------------------------------------------------------------------
+    def shell(self, command: str, stage: str, *, back_to: int = 1, timeout: float = 120) -> str:
+        """Run `command` in tty2's root shell (Alt+F2, typed on the keyboard); returns its output, which goes to
+        the serial port between markers. Switches back to console `back_to` afterwards."""
+        self.sendkey("alt-f2")
+        time.sleep(1)
+        number = len(self.stages)
+        regex = re.compile(rf"OUT{number}-BEGIN\n(.*?)OUT{number}-END", re.S)
+        line = f"(echo OUT{number}-BEGIN; {command}; echo; echo OUT{number}-END) >/dev/ttyS0 2>&1\n"
+        deadline = time.monotonic() + timeout
+        start = len(self._buffer)
+        while True:
+            self.type_text(line)
+            try:
+                found = self._wait(regex, start, min(40.0, max(1.0, deadline - time.monotonic())))
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
+                    raise StageFailed(stage, "no answer from tty2's root shell", self.console) from None
+                self.sendkey("ctrl-c")  # a half-typed line (the shell was not ready yet) is dropped
+        self.sendkey(f"alt-f{back_to}")
+        self.stages.append((stage, time.monotonic() - self._started))
+        return found.group(1)
+
+    def read_console(self, tty: int, stage: str, *, timeout: float = 120) -> list[str]:
+        """The lines shown on virtual console `tty` (its /dev/vcsuN: what the console shows, character by
+        character), read through tty2's shell."""
+        out = self.shell(f"echo SCREEN-BEGIN $(stty -F /dev/tty{tty} size); iconv -f UTF-32LE -t UTF-8 "
+                         f"/dev/vcsu{tty}; echo; echo SCREEN-END", stage, back_to=tty, timeout=timeout)
+        found = SCREEN.search(out)
+        if not found:
+            raise StageFailed(stage, f"tty{tty}'s screen was not read: {out[-500:]!r}", self.console)
+        rows, cols, text = int(found.group(1)), int(found.group(2)), found.group(3)
+        return [text[i * cols:(i + 1) * cols].rstrip() for i in range(rows)]
+
+    def _wait(self, regex: re.Pattern, start: int, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = regex.search(self._buffer, start)  # raw: the screen's own characters, escapes and all
+            if found:
+                return found
+            time.sleep(0.3)
+        raise TimeoutError
+
+    def wait_screen(self, tty: int, pattern: str, timeout: float, stage: str, *, every: float = 20) -> list[str]:
+        """Read console `tty` until `pattern` (a regex) shows on it; returns its lines."""
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            lines = self.read_console(tty, stage)
+            if re.search(pattern, "\n".join(lines)):
+                return lines
+            if self.process is None or self.process.poll() is not None:
+                break
+            time.sleep(every)
+        shown = "\n".join(lines)
+        raise StageFailed(stage, f"tty{tty} did not show /{pattern}/ within {timeout:.0f} s; it shows:\n{shown}",
+                          self.console)

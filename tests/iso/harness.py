@@ -107,6 +107,18 @@ class LiveMachine(UefiMachine):
             self._monitor = None
         super().stop()
 
+    def boot_entry(self, title: str, down: int = 0) -> None:
+        """At GRUB's menu (shown on the serial port too): the entry `down` rows below the default, chosen with the
+        arrow keys and Enter on the serial line. The keyboard stays untouched until GRUB has handed over."""
+        self.expect(r"Install Phyllome OS unattended", 300, "firmware -> GRUB's menu (serial)")
+        assert self._sock is not None
+        for _ in range(down):
+            self._sock.sendall(b"\x1b[B")
+            time.sleep(0.5)
+        self._sock.sendall(b"\r")
+        time.sleep(5)  # GRUB loads the kernel; the keyboard is the kernel's from then on
+        self.stages.append((f"GRUB boots '{title}'", time.monotonic() - self._started))
+
     # -- the consoles --------------------------------------------------------------------------------------------
     def shell(self, command: str, stage: str, *, back_to: int = 1, timeout: float = 120) -> str:
         """Run `command` in tty2's root shell (Alt+F2, typed on the keyboard); returns its output, which goes to
@@ -157,7 +169,12 @@ class LiveMachine(UefiMachine):
         deadline = time.monotonic() + timeout
         lines: list[str] = []
         while time.monotonic() < deadline:
-            lines = self.read_console(tty, stage)
+            try:
+                lines = self.read_console(tty, stage)
+            except StageFailed:  # tty2's shell is not there yet (still booting): try again while time is left
+                if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
+                    raise
+                continue
             if re.search(pattern, "\n".join(lines)):
                 return lines
             if self.process is None or self.process.poll() is not None:

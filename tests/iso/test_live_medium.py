@@ -24,7 +24,6 @@ from tests.iso.harness import LiveMachine
 
 pytestmark = [pytest.mark.iso, pytest.mark.root]
 
-MENU = r"Install Phyllome OS unattended"
 WELCOME = r"Welcome to the Phyllome OS installer"
 
 
@@ -52,7 +51,7 @@ def test_the_installer_starts_on_tty1_and_refuses_the_medium(medium, workdir):
     machine = LiveMachine(target, workdir / "vm", medium.iso, usb=True)
     try:
         with machine:
-            machine.expect(MENU, 300, "firmware -> GRUB's menu (serial)")
+            machine.boot_entry("Install Phyllome OS")
             lines = machine.wait_screen(1, WELCOME, 1200, "the installer's first screen on tty1")
             first_screen = machine.stages[-1][1]
             machine.screendump(workdir / "welcome.png")
@@ -132,10 +131,7 @@ def test_unattended_install_from_the_medium_then_the_installed_disk_boots(medium
     machine = LiveMachine(target, workdir / "live", medium.iso, usb=False, disks=(answers,))
     try:
         with machine:
-            machine.expect(MENU, 300, "firmware -> GRUB's menu (serial)")
-            machine._sock.sendall(b"\x1b[B")  # the menu's second entry (down arrow), then Enter
-            time.sleep(1)
-            machine._sock.sendall(b"\r")
+            machine.boot_entry("Install Phyllome OS unattended", down=1)
             try:
                 machine.wait_exit(3600, "unattended install from the medium -> power off")
             except StageFailed:
@@ -157,3 +153,23 @@ def test_unattended_install_from_the_medium_then_the_installed_disk_boots(medium
             print("installed disk stages:", booted.timings())
     assert found.group(1) == "f2fs" and found.group(2) == "phyllome-iso", found.group(0)
     assert found.group(3).endswith("phyllome/x86_64/host"), found.group(0)
+
+
+def test_the_media_check_passes_the_medium_and_fails_a_damaged_copy(medium, workdir):
+    """What "Test this medium and install" runs in the initramfs (rd.live.check: dracut's dmsquash-live runs
+    checkisomd5 on the medium), run here on the ISO and on a copy with one byte of its squashfs changed."""
+    ok = subprocess.run(["checkisomd5", "--verbose", str(medium.iso)], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    damaged = workdir / "damaged.iso"
+    subprocess.run(["cp", "--sparse=always", str(medium.iso), str(damaged)], check=True)
+    listing = subprocess.run(["xorriso", "-indev", str(damaged), "-find", "/LiveOS/squashfs.img", "-exec",
+                              "report_lba", "--"], capture_output=True, text=True, check=True).stdout
+    lba = int(re.search(r"File data lba:\s+\d+\s*,\s*(\d+)", listing).group(1))
+    with open(damaged, "r+b") as handle:
+        handle.seek(lba * 2048 + 4096)
+        byte = handle.read(1)
+        handle.seek(lba * 2048 + 4096)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    bad = subprocess.run(["checkisomd5", "--verbose", str(damaged)], capture_output=True, text=True, check=False)
+    assert bad.returncode != 0, bad.stdout + bad.stderr
+    assert "FAIL" in (bad.stdout + bad.stderr).upper(), bad.stdout + bad.stderr

@@ -2,9 +2,12 @@
 the ISO as a USB stick (the hybrid image written with dd) or an optical drive, a VGA card whose console the
 installer draws on, and QEMU's monitor (HMP) for the keyboard (`sendkey`) and `screendump`.
 
-The text on a virtual console is read inside the guest: the keyboard switches to tty2 (the medium's root shell),
-types a command that writes `/dev/vcsuN` (the console's characters, UCS-4) and its size to the serial port, and
-switches back. So a test sees exactly what the console shows, including the characters the font must draw.
+The screen is read two ways. From outside, without touching the guest: QEMU's `screendump` (PPM) cut into 8x16
+cells, each matched against the glyphs of the medium's console font (the frame buffer console draws exactly
+those bitmaps), so a test can wait for a screen while the machine boots. From inside, once the system is up: the
+keyboard switches to tty2 (the medium's root shell), types a command that writes `/dev/vcsuN` (the console's
+characters, UCS-4) and its size to the serial port, and switches back: what the console holds, character by
+character, including those the font must draw.
 """
 
 from __future__ import annotations
@@ -97,9 +100,49 @@ class LiveMachine(UefiMachine):
         """Type on the VGA console's keyboard (a US layout)."""
         self.sendkey(*(key_name(c) for c in text))
 
-    def screendump(self, path: Path) -> Path:
-        self.hmp(f"screendump {path} -f png")
+    def screendump(self, path: Path, fmt: str = "png") -> Path:
+        path.unlink(missing_ok=True)
+        self.hmp(f"screendump {path} -f {fmt}")
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
         return path
+
+    def screen_text(self, glyphs: dict[bytes, str]) -> list[str]:
+        """The frame buffer's text, read from a screendump: each 8x16 cell's pixels that differ from its most
+        common colour are its glyph's bits, looked up in `glyphs` (bitmap -> character; `?` when unknown)."""
+        data = self.screendump(self.workdir / "screen.ppm", "ppm").read_bytes()
+        magic, width, height, _depth, pixels = data.split(maxsplit=4)
+        width, height = int(width), int(height)
+        assert magic == b"P6"
+        lines = []
+        for row in range(height // 16):
+            line = []
+            for col in range(width // 8):
+                cell = [pixels[((row * 16 + y) * width + col * 8) * 3:((row * 16 + y) * width + col * 8 + 8) * 3]
+                        for y in range(16)]
+                colours = [c[i:i + 3] for c in cell for i in range(0, 24, 3)]
+                background = max(set(colours), key=colours.count)
+                bits = bytes(sum(0x80 >> x for x in range(8) if c[x * 3:x * 3 + 3] != background) for c in cell)
+                line.append(glyphs.get(bits, "?"))
+            lines.append("".join(line).rstrip())
+        return lines
+
+    def wait_text(self, glyphs: dict[bytes, str], pattern: str, timeout: float, stage: str,
+                  every: float = 10) -> list[str]:
+        """Screendumps until `pattern` (a regex) shows on the screen; returns its lines."""
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        while True:
+            lines = self.screen_text(glyphs)
+            if re.search(pattern, "\n".join(lines)):
+                self.stages.append((stage, time.monotonic() - self._started))
+                return lines
+            if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
+                shown = "\n".join(line for line in lines if line.strip())
+                raise StageFailed(stage, f"the screen did not show /{pattern}/ within {timeout:.0f} s; it shows:\n"
+                                         f"{shown}", self.console)
+            time.sleep(every)
 
     def stop(self) -> None:
         if self._monitor is not None:
@@ -138,7 +181,7 @@ class LiveMachine(UefiMachine):
             except TimeoutError:
                 if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
                     raise StageFailed(stage, "no answer from tty2's root shell", self.console) from None
-                self.sendkey("ctrl-c")  # a half-typed line (the shell was not ready yet) is dropped
+                self.sendkey("ctrl-u")  # a half-typed line (the shell was not ready yet) is dropped
         self.sendkey(f"alt-f{back_to}")
         self.stages.append((stage, time.monotonic() - self._started))
         return found.group(1)

@@ -33,17 +33,28 @@ def blank_disk(path: Path, size: int = 16 << 30) -> Path:
     return path
 
 
-def font_chars(medium) -> set[str]:
-    """The characters the medium's console font (vconsole.conf's FONT=) has glyphs for, read from its squashfs."""
-    from live import font
-
+def console_font(medium) -> bytes:
+    """The medium's console font (vconsole.conf's FONT=), read from its squashfs."""
     squashfs = medium.pxe / "squashfs.img"
     conf = subprocess.run(["unsquashfs", "-cat", str(squashfs), "etc/vconsole.conf"], capture_output=True,
                           text=True, check=True).stdout
     name = re.search(r"^FONT=(\S+)", conf, re.M).group(1)
-    data = subprocess.run(["unsquashfs", "-cat", str(squashfs), f"usr/share/consolefonts/{name}.psf.gz"],
+    return subprocess.run(["unsquashfs", "-cat", str(squashfs), f"usr/share/consolefonts/{name}.psf.gz"],
                           capture_output=True, check=True).stdout
-    return font.covered(data)
+
+
+def glyph_table(psf: bytes) -> dict[bytes, str]:
+    """Glyph bitmap -> the character it draws (ASCII first), to read screendumps."""
+    import gzip
+
+    from live import font
+
+    _, glyphs, codes = font.read_psf1(gzip.decompress(psf))
+    table: dict[bytes, str] = {}
+    for bitmap, chars in zip(glyphs, codes, strict=True):
+        if chars and (bitmap not in table or min(chars) < 128 <= ord(table[bitmap])):
+            table[bitmap] = chr(min(chars))
+    return table
 
 
 def test_the_installer_starts_on_tty1_and_refuses_the_medium(medium, workdir):
@@ -51,33 +62,36 @@ def test_the_installer_starts_on_tty1_and_refuses_the_medium(medium, workdir):
     machine = LiveMachine(target, workdir / "vm", medium.iso, usb=True)
     try:
         with machine:
+            from live import font
+
+            psf = console_font(medium)
+            glyphs = glyph_table(psf)
             machine.boot_entry("Install Phyllome OS")
-            lines = machine.wait_screen(1, WELCOME, 1200, "the installer's first screen on tty1")
+            machine.wait_text(glyphs, WELCOME, 1500, "the installer's first screen on tty1 (screendump)")
             first_screen = machine.stages[-1][1]
             machine.screendump(workdir / "welcome.png")
+            lines = machine.read_console(1, "tty1's text (/dev/vcsu1)")
             screen = "\n".join(lines)
             print(screen)
-            missing = {c for c in screen if not c.isspace()} - font_chars(medium)
+            assert re.search(WELCOME, screen), screen  # the screendump was read with the font's own glyphs
+            missing = {c for c in screen if not c.isspace()} - font.covered(psf)
             assert not missing, f"characters on tty1 that the console font cannot draw: {sorted(missing)}"
-            font = machine.shell("systemctl show -p Result --value systemd-vconsole-setup; "
-                                 "grep FONT= /etc/vconsole.conf", "console font set")
-            assert "success" in font and "FONT=phyllome16" in font, font
             # The keys of a person at the console: Tab to "Next: choose the disk", Enter.
             machine.sendkey("tab", "ret")
-            lines = machine.wait_screen(1, r"Use the arrows and Enter", 600, "keys -> the disk screen")
-            screen = "\n".join(lines)
+            machine.wait_text(glyphs, r"Use the arrows and Enter", 600, "keys -> the disk screen")
+            screen = "\n".join(machine.read_console(1, "the disk screen's text"))
             print(screen)
             assert re.search(r"vda .*16\.0 GiB.*empty", screen), screen
             assert re.search(r"sda .*NOT USABLE: holds the running", screen), screen
             machine.sendkey("up")  # the medium (sda, listed first): refused, Next disabled
-            lines = machine.wait_screen(1, r"/dev/sda cannot be used: holds the running system", 300,
-                                        "the medium refused")
+            machine.wait_text(glyphs, r"/dev/sda cannot be used: holds the running system", 300,
+                              "the medium refused")
             machine.screendump(workdir / "disk.png")
             # Quitting leaves a usable console: tty1's shell says how to start the installer again.
             machine.sendkey("ctrl-q")
             time.sleep(3)
             machine.sendkey("y")
-            machine.wait_screen(1, r"Start the installer again: phyllome-install", 300, "quit -> tty1's shell")
+            machine.wait_text(glyphs, r"Start the installer again: phyllome-install", 300, "quit -> tty1's shell")
             machine.send_line("")
             machine.shell("systemctl poweroff", "power off")
             machine.wait_exit(300, "powered off")
@@ -133,7 +147,8 @@ def test_unattended_install_from_the_medium_then_the_installed_disk_boots(medium
         with machine:
             machine.boot_entry("Install Phyllome OS unattended", down=1)
             try:
-                machine.wait_exit(3600, "unattended install from the medium -> power off")
+                rc = machine.wait_exit(3600, "unattended install from the medium -> power off")
+                assert rc == 0, f"QEMU ended with {rc}, not by the guest's power off\n{machine.console[-3000:]}"
             except StageFailed:
                 tty1 = "\n".join(machine.read_console(1, "tty1 after the timeout"))
                 raise StageFailed("unattended install", f"no power off; tty1 shows:\n{tty1}", machine.console) \

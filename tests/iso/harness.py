@@ -172,7 +172,7 @@ class LiveMachine(UefiMachine):
         regex = re.compile(rf"OUT{number}-BEGIN\n(.*?)OUT{number}-END", re.S)
         line = f"(echo OUT{number}-BEGIN; {command}; echo; echo OUT{number}-END) >/dev/ttyS0 2>&1\n"
         deadline = time.monotonic() + timeout
-        start = len(self._buffer)
+        start = len(self._raw())
         while True:
             self.type_text(line)
             try:
@@ -197,11 +197,16 @@ class LiveMachine(UefiMachine):
         rows, cols, text = int(found.group(1)), int(found.group(2)), found.group(3)
         return [text[i * cols:(i + 1) * cols].rstrip() for i in range(rows)]
 
+    def _raw(self) -> str:
+        """The serial console as received, without carriage returns (a CR LF split between two reads keeps its
+        CR), escapes and all: the screen's own characters are kept."""
+        with self._lock:
+            return self._buffer.replace("\r", "")
+
     def _wait(self, regex: re.Pattern, start: int, timeout: float) -> re.Match:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self._lock:
-                found = regex.search(self._buffer, start)  # raw: the screen's own characters, escapes and all
+            found = regex.search(self._raw(), start)
             if found:
                 return found
             time.sleep(0.3)

@@ -211,23 +211,3 @@ class LiveMachine(UefiMachine):
                 return found
             time.sleep(0.3)
         raise TimeoutError
-
-    def wait_screen(self, tty: int, pattern: str, timeout: float, stage: str, *, every: float = 20) -> list[str]:
-        """Read console `tty` until `pattern` (a regex) shows on it; returns its lines."""
-        deadline = time.monotonic() + timeout
-        lines: list[str] = []
-        while time.monotonic() < deadline:
-            try:
-                lines = self.read_console(tty, stage)
-            except StageFailed:  # tty2's shell is not there yet (still booting): try again while time is left
-                if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
-                    raise
-                continue
-            if re.search(pattern, "\n".join(lines)):
-                return lines
-            if self.process is None or self.process.poll() is not None:
-                break
-            time.sleep(every)
-        shown = "\n".join(lines)
-        raise StageFailed(stage, f"tty{tty} did not show /{pattern}/ within {timeout:.0f} s; it shows:\n{shown}",
-                          self.console)

@@ -15,9 +15,10 @@ DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-de
 	libblockdev-swap2 gir1.2-ostree-1.0 ostree f2fs-tools fscrypt dosfstools mtools fusefat e2fsprogs fdisk \
 	util-linux libvirt-clients libvirt-daemon-system qemu-system-x86 ovmf swtpm swtpm-tools \
 	gir1.2-libosinfo-1.0 osinfo-db tmux libxml2-utils qemu-utils xorriso grub-efi-amd64-bin grub2-common \
-	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl systemd mmdebstrap
+	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl systemd mmdebstrap \
+	squashfs-tools isomd5sum grub-pc-bin
 
-.PHONY: help setup deb-packages test demo docs bench payload clean
+.PHONY: help setup deb-packages test demo docs bench payload iso clean
 
 help:
 	@echo "make demo   run the installer TUI against a safe sandbox disk image"
@@ -26,6 +27,7 @@ help:
 	@echo "make docs   regenerate generated documentation"
 	@echo "make bench  performance benchmarks"
 	@echo "make payload  build (or find in the cache) the bootable payload and its second version"
+	@echo "make iso    build (or find in the cache) the live medium: a hybrid UEFI/BIOS ISO (docs/live-image.md)"
 
 setup: deb-packages $(STAMP)
 
@@ -60,6 +62,10 @@ docs: setup
 # The bootable payload: a Debian 12 ostree commit under /var/cache/phyllome-payload/<key>/repo (docs/install.md).
 payload: setup
 	$(PY) payload/build.py --next
+
+# The live medium: /var/cache/phyllome-live/medium-<key>/phyllome-live.x86_64.iso, SHA256SUMS and pxe/ beside it.
+iso: setup
+	time $(PY) -m live.build
 
 bench: setup
 	$(VENV)/bin/pytest benchmarks -p no:cacheprovider -s

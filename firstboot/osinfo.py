@@ -11,7 +11,12 @@ libosinfo reads ``OSINFO_SYSTEM_DIR`` (/usr/share/osinfo), ``OSINFO_LOCAL_DIR`` 
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -204,3 +209,56 @@ class Catalogue:
             recommended=Resources(rec["memory"], rec["cpus"], rec["storage"]), recommended_source=source,
             efi=efi, efi_required=efi and not bios, bios=bios, q35=self._has_device(os, Q35),
             virtio={name: self._has_device(os, dev) for name, dev in VIRTIO.items()}, fallback=fallback)
+
+
+#: How long media detection may take: libosinfo reads a few sectors of the ISO; more means it hangs.
+DETECT_DEADLINE = 30.0
+
+
+def detect_in_child(iso: Path, *, deadline: float = DETECT_DEADLINE, cancelled: Callable[[], bool] = lambda: False,
+                    argv: Sequence[str] | None = None) -> str:
+    """The short id of the OS on `iso`, detected by libosinfo in a child process.
+
+    ``Media.create_from_location`` can block forever inside GLib (seen with the embedded libvirt driver loaded in
+    the same process) and a thread stuck there can be neither stopped nor left behind by Quit. A child can: it is
+    killed at the deadline or as soon as ``cancelled()`` says the screen that asked is gone. ``argv`` replaces the
+    child's command (tests)."""
+    command = list(argv) if argv is not None else [sys.executable, "-m", "firstboot.osinfo", "detect", str(iso)]
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True, cwd=Path(__file__).resolve().parents[1])
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            out, _err = child.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if cancelled() or time.monotonic() > end:
+                child.kill()
+                child.communicate()
+                if cancelled():
+                    raise UserError(f"{Path(iso).name}: detection cancelled") from None
+                raise UserError(f"{Path(iso).name}: the OS could not be detected within {deadline:.0f} s") from None
+    try:
+        answer = json.loads(out.strip().splitlines()[-1][:4096]) if out.strip() else {}
+    except (ValueError, IndexError):
+        answer = {}
+    if answer.get("short_id"):
+        return str(answer["short_id"])
+    raise UserError(str(answer.get("error") or f"{Path(iso).name}: the OS could not be detected"))
+
+
+def _main(args: list[str]) -> int:
+    """``python -m firstboot.osinfo detect ISO``: one JSON line, the short id or the error (without CLI hints)."""
+    if len(args) != 2 or args[0] != "detect":
+        print(json.dumps({"error": "usage: python -m firstboot.osinfo detect ISO"}))
+        return 2
+    try:
+        print(json.dumps({"short_id": Catalogue().detect(Path(args[1])).short_id}))
+    except (UserError, InstallFailure) as exc:
+        print(json.dumps({"error": exc.message}))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -205,8 +205,11 @@ class Session:
     def os_entries(self) -> list[dict]:
         return self.catalogue.entries()
 
-    def detect(self, iso: Path) -> str:
-        return self.catalogue.detect(iso).short_id
+    def detect(self, iso: Path, cancelled=lambda: False) -> str:
+        """The OS on the ISO, detected in a child process with a deadline, killed when ``cancelled()``."""
+        from .osinfo import detect_in_child
+
+        return detect_in_child(iso, cancelled=cancelled)
 
     def plan(self, request, os_id: str | None):
         from .primary import build, host_facts

@@ -17,6 +17,7 @@ from phyllome_installer.core.errors import EXIT_FAILED, EXIT_INTERRUPTED
 from phyllome_installer.core.files import read_bounded
 from phyllome_installer.frontend import SANDBOX_PLACEHOLDER, Discovered, Installer
 
+from . import console as console_theme
 from .discovered import AnswerProblemsScreen, DiscoveryScreen
 from .disk import DiskScreen
 from .encryption import EncryptionScreen
@@ -43,8 +44,12 @@ class InstallerApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, installer: Installer, *, answers: Path | None = None, log_path: Path | None = None,
-                 ansi_color: bool = True, discovery: Discovery | None = None, boot: Boot | None = None) -> None:
-        super().__init__(ansi_color=ansi_color)
+                 ansi_color: bool = True, discovery: Discovery | None = None, boot: Boot | None = None,
+                 console: bool | None = None) -> None:
+        self.console_theme = console_theme.wanted() if console is None else console
+        """The console theme (screens/console.py): on a Linux VT or with few colours."""
+        console_theme.install()
+        super().__init__(ansi_color=ansi_color, css_path=console_theme.css_paths(self.CSS_PATH, self.console_theme))
         self.installer = installer
         self.log_path = log_path or installer.log_path
         self.draft: dict[str, Any] = {}
@@ -288,5 +293,7 @@ def on_virtual_console() -> bool:
 
 
 def create_installer_app(installer: Installer, *, answers: Path | None = None, log_path: Path | None = None,
-                         discovery: Discovery | None = None, boot: Boot | None = None) -> InstallerApp:
-    return InstallerApp(installer, answers=answers, log_path=log_path, discovery=discovery, boot=boot)
+                         discovery: Discovery | None = None, boot: Boot | None = None,
+                         console: bool | None = None) -> InstallerApp:
+    return InstallerApp(installer, answers=answers, log_path=log_path, discovery=discovery, boot=boot,
+                        console=console)

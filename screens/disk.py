@@ -65,7 +65,8 @@ class DiskScreen(Step):
     def probe(self) -> None:
         try:
             machine = self.app.machine()
-            self.post_message(self.Probed([d for d in machine.disks if "boot_medium" not in d.flags]))
+            # Every disk, the boot medium too: listed with its reason and refused (the live medium is a disk).
+            self.post_message(self.Probed(list(machine.disks)))
         except Exception as exc:  # shown on screen; the log has the details
             self.post_message(self.Probed([], str(exc)))
 
@@ -93,8 +94,9 @@ class DiskScreen(Step):
         else:
             status.update(f"{len(self.disks)} disk(s). Use the arrows and Enter.")
             chosen = self.app.draft.get("disk")
+            usable = [row for row, disk in enumerate(self.disks) if disk.usable]
             for row, disk in enumerate(self.disks):
-                if disk.path == chosen:
+                if disk.path == chosen or (chosen is None and usable and row == usable[0]):
                     table.move_cursor(row=row)
             table.focus()
             self._show(table.cursor_row)

@@ -13,6 +13,9 @@ from textual.widgets import Button, Static
 
 from .widgets import Step
 
+UNATTENDED_POST_DELAY = 30.0
+"""Seconds the recovery code stays on screen before an unattended install reboots or powers off."""
+
 
 class DoneScreen(Step):
     STEP = 7
@@ -49,6 +52,10 @@ class DoneScreen(Step):
 
     def on_mount(self) -> None:
         self.query_one("#stay" if self.app.sandboxed else "#reboot", Button).focus()
+        action = self.config.post.action
+        if self.app.installer.unattended and action in ("reboot", "poweroff") and not self.app.sandboxed:
+            # Unattended, [post] decides as it does for `phyllome-install install`; the code stays on screen a while.
+            self.set_timer(UNATTENDED_POST_DELAY, lambda: self.app.finish(action))
 
     def action_noop(self) -> None:
         pass

@@ -9,6 +9,7 @@ from textual.widgets import Button, Checkbox, Input, Static
 
 from phyllome_installer.core.facts import MIN_PASSPHRASE
 
+from .console import Field, Tick
 from .host_user import HostUserScreen
 from .widgets import FormField, Step
 
@@ -23,8 +24,8 @@ def _strength(passphrase: str) -> str:
 
 
 def encrypt_label(on: bool) -> str:
-    """The checkbox's state in words: a VT in monochrome shows no colour."""
-    return f"Encrypt the VM store (recommended): {'ON' if on else 'OFF, the VMs disks are readable by anyone'}"
+    """The checkbox's state in words beside its mark ([x]/[ ]): a VT in monochrome shows no colour."""
+    return "Encrypt the VM store (recommended): " + ("ON" if on else "OFF, anyone can read the VMs' disks")
 
 
 class EncryptionScreen(Step):
@@ -42,11 +43,11 @@ class EncryptionScreen(Step):
         yield from self.compose_header()
         with VerticalScroll(classes="body", can_focus=False):
             yield Static("Protect your virtual machines' disks", classes="title")
-            yield Checkbox(encrypt_label(enabled), value=enabled, id="enabled", compact=True)
-            yield FormField("Passphrase:", Input(secret[0], password=True, id="pass1", compact=True,
+            yield Tick(encrypt_label(enabled), value=enabled, id="enabled", compact=True)
+            yield FormField("Passphrase:", Field(secret[0], password=True, id="pass1", compact=True,
                                                  disabled=not enabled),
                             hint=Static("", id="layout", classes="hint"))
-            yield FormField("Passphrase again:", Input(secret[1], password=True, id="pass2", compact=True,
+            yield FormField("Passphrase again:", Field(secret[1], password=True, id="pass2", compact=True,
                                                        disabled=not enabled))
             yield Static("", id="strength")
             yield Static("", id="kept", classes="hint-line")
@@ -79,7 +80,7 @@ class EncryptionScreen(Step):
 
     @on(Checkbox.Changed, "#enabled")
     def toggle(self, event: Checkbox.Changed) -> None:
-        event.checkbox.label = encrypt_label(event.value)
+        event.checkbox.set_text(encrypt_label(event.value))
         for name in ("#pass1", "#pass2"):
             self.query_one(name, Input).disabled = not event.value
 

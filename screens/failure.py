@@ -44,12 +44,21 @@ class FailureScreen(Step):
                 yield Static("Nothing was written to the disk.", id="verdict")
             yield Static(f"Task: {self.failed_task}")
             yield Static(self.error, id="failure")
-            yield Static(f"Log: {self.app.log_path}")
+            yield Static(f"Log: {self.app.log_path}" if self.app.log_path else "No log was kept.")
         with Horizontal(classes="buttons", id="failure-buttons"):
             if not self.stopped:
                 yield Button("Retry (r)", id="retry", variant="primary")
-            yield Button(f"Quit (q, exit code {self.exit_code})", id="quit")
+            yield Button("Quit (q)", id="quit")  # the exit code is for scripts: the log has it
         yield from self.compose_footer()
+
+    def action_help(self) -> None:
+        if self.stopped:  # no Retry here: a stop cannot be taken back
+            from .widgets import HelpScreen
+
+            self.app.push_screen(HelpScreen("Stopped", "The install was stopped. The log has every command and its "
+                                            "output. Quit, then start the installer again to install."))
+            return
+        super().action_help()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action == "retry" and self.stopped)  # hidden from the footer too

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Static
 
 from phyllome_installer.core.facts import MIN_PASSWORD
 
+from .console import Field
 from .summary import SummaryScreen
 from .widgets import FormField, Step
 
@@ -32,19 +33,20 @@ class HostUserScreen(Step):
         yield from self.compose_header()
         with VerticalScroll(classes="body", can_focus=False):
             yield Static("This computer and its administrator", classes="title")
-            yield FormField("Hostname:", Input(draft.get("hostname", "phyllome"), id="hostname", compact=True))
-            yield FormField("Time zone:", Input(draft.get("timezone", "UTC"), placeholder="e.g. Europe/Paris",
+            yield FormField("Hostname:", Field(draft.get("hostname", "phyllome"), id="hostname", compact=True))
+            yield FormField("Time zone:", Field(draft.get("timezone", "UTC"), placeholder="e.g. Europe/Paris",
                                                 id="timezone", compact=True,
                                                 suggester=SuggestFromList(sorted(timezones()),
                                                                           case_sensitive=False)))
-            yield FormField("Admin user name:", Input(draft.get("user", ""), placeholder="e.g. admin", id="user",
+            yield FormField("Admin user name:", Field(draft.get("user", ""), placeholder="e.g. admin", id="user",
                                                       compact=True))
-            yield FormField("Password:", Input(pw1, placeholder=f"at least {MIN_PASSWORD} characters",
+            yield FormField("Password:", Field(pw1, placeholder=f"at least {MIN_PASSWORD} characters",
                                                password=True, id="pw1", compact=True))
-            yield FormField("Password again:", Input(pw2, password=True, id="pw2", compact=True))
-            yield FormField("SSH key (optional):", Input(draft.get("ssh_key", ""), placeholder="ssh-ed25519 AAAA...",
+            yield FormField("Password again:", Field(pw2, password=True, id="pw2", compact=True))
+            yield FormField("SSH key (optional):", Field(draft.get("ssh_key", ""), placeholder="ssh-ed25519 AAAA...",
                                                          id="ssh", compact=True))
             yield Static("", id="error", classes="warning")
+        with Horizontal(id="host-buttons"):  # below the fields, never scrolled away by their errors
             yield Button("Next: summary", id="next", variant="primary")
         yield from self.compose_footer()
 

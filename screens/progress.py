@@ -19,6 +19,7 @@ from textual.widgets import ProgressBar, RichLog, Static
 from phyllome_installer.core.errors import EXIT_FAILED
 from phyllome_installer.core.progress import Event, LogLine, TaskFailed, TaskFinished, TaskProgress, TaskStarted
 
+from .console import StepsBar
 from .done import DoneScreen
 from .failure import FailureScreen
 from .widgets import ConfirmQuit, Step
@@ -53,8 +54,8 @@ class ProgressScreen(Step):
         yield from self.compose_header()
         with Vertical(classes="body"):
             yield Static("Installing Phyllome OS", classes="title")
-            yield Static("", id="tasks")
-            yield ProgressBar(total=100, show_eta=False, id="overall")
+            yield Static("", id="tasks", markup=False)  # "[ok]" is a state, not markup
+            yield StepsBar(total=100, show_eta=False, id="overall")
             yield Static("", id="elapsed")
             yield Static("", id="stopping", classes="warning")
             yield RichLog(id="log", max_lines=2000, wrap=True, markup=False)

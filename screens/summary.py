@@ -9,6 +9,8 @@ from textual.widgets import Button, Input, Static
 
 from phyllome_installer.frontend import confirmation_word
 
+from .console import Field
+from .hanging import Hanging
 from .progress import ProgressScreen
 from .widgets import Step
 
@@ -24,11 +26,11 @@ class SummaryScreen(Step):
         # The warning and the confirmation stay on screen; only the plan between them scrolls.
         yield Static("", id="erase", classes="danger")
         with VerticalScroll(classes="body", id="plan-box"):  # Tab reaches it: the arrows scroll the plan
-            yield Static("", id="plan")
+            yield Hanging("", id="plan")
         with Vertical(id="confirm-box"):
             yield Static("", id="ask")
             with Horizontal(classes="row"):
-                yield Input(placeholder="confirmation", id="confirm")
+                yield Field(placeholder="confirmation", id="confirm")
                 yield Button("Erase and install", id="install", variant="error", disabled=True)
             yield Static("", id="error", classes="warning")
         yield from self.compose_footer()
@@ -94,5 +96,11 @@ def choices(config, plan) -> str:
             ("Administrator", f"{user.name} (logs in with {' and '.join(login) or 'nothing'})"),
             ("Payload", f"{payload.kind}: {source}"),
             ("Root filesystem", storage.root_fs + (", compressed" if storage.compression else "")),
-            ("First boot", config.firstboot.describe())]
+            ("First boot", first_boot(config))]
     return "Your choices\n" + "\n".join(f"  {name + ':':<17}{value}" for name, value in rows)
+
+
+def first_boot(config) -> str:  # type: ignore[no-untyped-def]
+    """What the first boot will do; with the VM store not encrypted there is nothing to unlock."""
+    text = config.firstboot.describe()
+    return text if config.storage.encryption.enabled else text.replace("unlock, ", "")

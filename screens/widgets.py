@@ -124,8 +124,15 @@ class Step(Screen):
     def compose_footer(self) -> ComposeResult:
         yield Footer()
 
+    def can_go_back(self) -> bool:
+        return len(self.app.screen_stack) > 2
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc is offered (in the footer) only where it goes back to something."""
+        return self.can_go_back() if action == "back" else True
+
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:
+        if self.can_go_back():
             self.app.pop_screen()
 
     def action_help(self) -> None:

@@ -13,6 +13,7 @@ from firstboot.unlock import Unlocker
 from phyllome_installer.core.errors import EXIT_INTERRUPTED
 from phyllome_installer.core.interrupt import Stop
 
+from .. import console as console_theme
 from .checks import ChecksScreen
 from .unlock import UnlockScreen
 from .widgets import ConfirmQuit
@@ -25,8 +26,11 @@ class FirstBootApp(App[int]):
     BINDINGS = [Binding("ctrl+q,ctrl+c", "request_quit", "Quit", priority=True)]
 
     def __init__(self, session: Session, config: Any, *, log_path: Path | None = None, ansi_color: bool = True,
-                 unlocker: Unlocker | None = None) -> None:
-        super().__init__(ansi_color=ansi_color)
+                 unlocker: Unlocker | None = None, console: bool | None = None) -> None:
+        self.console_theme = console_theme.wanted() if console is None else console
+        """The console theme (screens/console.py): on a Linux VT or with few colours."""
+        console_theme.install()
+        super().__init__(ansi_color=ansi_color, css_path=console_theme.css_paths(self.CSS_PATH, self.console_theme))
         self.session = session
         self.config = config
         self.log_path = log_path
@@ -50,8 +54,15 @@ class FirstBootApp(App[int]):
         self.push_screen(UnlockScreen() if locked else ChecksScreen())
 
     def action_request_quit(self) -> None:
+        from .done import DoneScreen
+
+        state = "done" if isinstance(self.screen, DoneScreen) else "writing" if self.busy else "idle"
+
         def answer(quit_now: bool | None) -> None:
             if not quit_now:
+                return
+            if state == "done":  # the result is saved and the marker gone: nothing to record, nothing failed
+                self.exit(0)
                 return
             # Recorded for the journal and firstboot.json; the marker stays, so the first boot runs again.
             self.result.fail("quit", f"quit by the user on the {type(self.screen).__name__} step")
@@ -63,7 +74,7 @@ class FirstBootApp(App[int]):
                 self.exit(0)
 
         if not isinstance(self.screen, ConfirmQuit):
-            self.push_screen(ConfirmQuit(self.busy), answer)
+            self.push_screen(ConfirmQuit(state), answer)
 
     def save(self) -> None:
         """Record what happened so far (a failure: the marker stays)."""
@@ -75,5 +86,5 @@ class FirstBootApp(App[int]):
 
 
 def create_firstboot_app(session: Session, config: Any, *, log_path: Path | None = None,
-                         unlocker: Unlocker | None = None) -> FirstBootApp:
-    return FirstBootApp(session, config, log_path=log_path, unlocker=unlocker)
+                         unlocker: Unlocker | None = None, console: bool | None = None) -> FirstBootApp:
+    return FirstBootApp(session, config, log_path=log_path, unlocker=unlocker, console=console)

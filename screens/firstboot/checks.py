@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
 from .widgets import FirstBootStep
@@ -26,7 +26,8 @@ class ChecksScreen(FirstBootStep):
         with VerticalScroll(classes="body", id="checks-body"):
             yield Static("What this computer offers a desktop VM. Press R to check again after a change.",
                          classes="title")
-            yield Static("Checking...", id="checks")
+            with Vertical(id="checks"):
+                yield Static("Checking...")
             yield Static("", id="reboot", classes="warning")
         with Horizontal(classes="buttons"):
             yield Button("Next", id="next", variant="primary")
@@ -40,7 +41,9 @@ class ChecksScreen(FirstBootStep):
         self.action_recheck()
 
     def action_recheck(self) -> None:
-        self.query_one("#checks", Static).update("Checking...")
+        box = self.query_one("#checks", Vertical)
+        box.remove_children()
+        box.mount(Static("Checking..."))
         self._run_checks()
 
     @work(thread=True, exclusive=True, group="checks")
@@ -51,16 +54,20 @@ class ChecksScreen(FirstBootStep):
 
     def _show(self, checks: list, fixes: dict[str, list[str]]) -> None:
         self.checks, self.fixes = checks, fixes
-        lines = []
-        for check in checks:
-            lines.append(f"{check.status:<4}  {check.title}")
+        rows = []
+        for check in checks:  # the state in its own column: a long title or remedy wraps under its own text
             detail = check.remedy if check.status in ("WARN", "FAIL") else (check.found if check.status == "NOTE"
                                                                             else "")
             if detail:
-                lines.append(f"      {'fix: ' if check.status in ('WARN', 'FAIL') else ''}{detail}")
+                detail = ("\nfix: " if check.status in ("WARN", "FAIL") else "\n") + detail
+            rows.append(Horizontal(Static(check.status, classes="check-status"),
+                                   Static(check.title + detail, classes="check-text", markup=False),
+                                   classes="check-row"))
         counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "WARN", "FAIL", "NOTE")}
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-        self.query_one("#checks", Static).update(f"{summary}\n\n" + "\n".join(lines))
+        box = self.query_one("#checks", Vertical)
+        box.remove_children()
+        box.mount(Static(summary, classes="check-summary"), *rows)
         args = sorted({a for v in fixes.values() for a in v})
         fix = self.query_one("#fix", Button)
         fix.display = bool(args) and not self.app.session.pending_reboot

@@ -29,7 +29,10 @@ class CreateScreen(FirstBootStep):
         self.app.busy = True
         self._create()
 
-    def action_back(self) -> None:  # nothing to go back to while creating
+    def can_go_back(self) -> bool:  # nothing to go back to while creating
+        return False
+
+    def action_back(self) -> None:
         pass
 
     def _step(self, text: str) -> None:

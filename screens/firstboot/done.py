@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Static
 
+from ..hanging import Hanging
 from .widgets import FirstBootStep
 
 
@@ -26,7 +27,8 @@ class DoneScreen(FirstBootStep):
             "",
             f"Start it:        virsh{connect} start {name}",
             f"Stop it:         virsh{connect} shutdown {name}   (force: virsh destroy {name})",
-            f"See its screen:  virt-viewer{connect} {name}   (address: virsh{connect} domdisplay {name})",
+            f"See its screen:  from another computer, with a SPICE or VNC viewer, at the address that "
+            f"virsh{connect} domdisplay {name} prints",
             f"Autostart is ON: {name} starts with this computer, once the VM store is unlocked.",
             "",
             "The first boot is complete and will not run again." if self.marker_removed else
@@ -35,13 +37,16 @@ class DoneScreen(FirstBootStep):
         yield from self.compose_header()
         with VerticalScroll(classes="body"):
             yield Static(f"Done: the VM {name} is ready.", classes="title ok")
-            yield Static(text, id="done", markup=False)
+            yield Hanging(text, id="done")
         with Horizontal(classes="buttons"):
             yield Button("Finish", id="finish", variant="primary")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
         self.query_one("#finish", Button).focus()
+
+    def can_go_back(self) -> bool:  # the VM is made: nothing to go back to
+        return False
 
     def action_back(self) -> None:
         pass

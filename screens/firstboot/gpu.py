@@ -70,6 +70,16 @@ class GpuScreen(FirstBootStep):
     def _refresh(self) -> None:
         self.gpus = self.app.session.gpus(self._family())
         self.query_one("#gpus", Static).update(describe(self.gpus))
+        # Only what can work on this machine for this guest: the rest is explained above, not offered.
+        available = {"auto", "virtio-gpu-2d"} | {s.name for gpu in self.gpus for s in gpu.strategies if s.available}
+        chosen = None
+        for choice in self.query_one("#strategy", RadioSet).query(Choice):
+            choice.display = choice.name in available
+            if choice.value:
+                chosen = choice
+        if chosen is None or not chosen.display:
+            auto = next(c for c in self.query_one("#strategy", RadioSet).query(Choice) if c.name == "auto")
+            auto.value = True
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         if event.radio_set.id == "family":

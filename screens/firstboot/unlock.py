@@ -1,4 +1,5 @@
-"""Step 1: unlock the VM store (only shown when it is locked): passphrase or recovery code, three tries, or skip."""
+"""Step 1: unlock the VM store (only shown when it is locked): passphrase or recovery code, three tries, then try
+again or go on without it. Also pushed from the review (``returning``): then it comes back there with the outcome."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from textual.widgets import Button, Input, Label, Static
 
 from firstboot.unlock import LOCKED_MESSAGE, TRIES
 
+from ..console import Field
 from .widgets import FirstBootStep
 
 
 class UnlockScreen(FirstBootStep):
     STEP = 1
 
-    def __init__(self) -> None:
+    def __init__(self, returning: bool = False) -> None:
         super().__init__()
         self.tries = 0
         self.given_up = False
+        self.returning = returning
+        """Pushed by a later step that needs the store: dismissed with True (unlocked) or False, not on to checks."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -29,14 +33,16 @@ class UnlockScreen(FirstBootStep):
                          "the store: no VM can be created or started until it is unlocked.")
             with Horizontal(classes="field"):
                 yield Label("Passphrase or code")
-                yield Input(password=True, id="secret")
+                yield Field(password=True, id="secret")
             yield Static("", id="secret-error", classes="field-error")
         with Horizontal(classes="buttons"):
             yield Button("Unlock", id="unlock", variant="primary")
+            yield Button("Try again", id="again", variant="primary")
             yield Button("Skip", id="skip")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        self.query_one("#again", Button).display = False
         self.query_one("#secret", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -44,6 +50,9 @@ class UnlockScreen(FirstBootStep):
             self._unlock()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "again":
+            self._again()
+            return
         if event.button.id == "skip":
             if self.given_up:
                 self._next()
@@ -93,11 +102,26 @@ class UnlockScreen(FirstBootStep):
         self.query_one("#secret-error", Static).update(message)
         self.query_one("#unlock", Button).display = False
         self.given_up = True
+        self.query_one("#again", Button).display = True
         skip = self.query_one("#skip", Button)
         skip.label = "Continue without the VM store"
         skip.focus()
 
+    def _again(self) -> None:
+        """Three more tries: the person at the console may have mistyped, or found the recovery code since."""
+        self.tries, self.given_up = 0, False
+        self.query_one("#again", Button).display = False
+        self.query_one("#unlock", Button).display = True
+        self.query_one("#skip", Button).label = "Skip"
+        self.query_one("#secret-error", Static).update("")
+        field = self.query_one("#secret", Input)
+        field.disabled = False
+        field.focus()
+
     def _next(self) -> None:
+        if self.returning:
+            self.dismiss(self.app.unlocker.state() != "locked")
+            return
         from .checks import ChecksScreen
 
         self.app.switch_screen(ChecksScreen())  # done with: Esc on the checks does not come back here

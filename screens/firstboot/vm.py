@@ -10,9 +10,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from phyllome_installer.answers import parse_size
 
+from ..console import Field
 from .widgets import FirstBootStep
 
 GiB = 1 << 30
@@ -35,6 +37,16 @@ def field_of(message: str) -> str:
     return "general"
 
 
+def in_words(error: dict) -> str:
+    """A refused value in words a person can act on (pydantic says "String should match pattern '^[...]$'")."""
+    if error.get("type") == "string_pattern_mismatch":
+        field = str(error["loc"][0]) if error.get("loc") else "value"
+        if field == "name":
+            return "use letters, digits, '.', '_' or '-' only (no spaces), at most 63 characters"
+        return "this has characters that are not allowed here"
+    return str(error.get("msg", "not accepted"))
+
+
 class VmScreen(FirstBootStep):
     STEP = 4
 
@@ -55,10 +67,10 @@ class VmScreen(FirstBootStep):
             for key, placeholder in (("os", "short id, e.g. win11, fedora37"), ("name", "desktop"),
                                      ("memory", "automatic, e.g. 8GiB"), ("cpus", "automatic"),
                                      ("disk_size", "automatic, e.g. 128GiB")):
-                value = choices.get({"cpus": "vcpus"}.get(key, key))
+                value = choices.get("typed", {}).get(key, choices.get({"cpus": "vcpus"}.get(key, key)))
                 with Horizontal(classes="field"):
                     yield Label(LABELS[key])
-                    yield Input(str(value) if value is not None else "", placeholder=placeholder, id=key)
+                    yield Field(str(value) if value is not None else "", placeholder=placeholder, id=key)
                     yield Static("", id=f"{key}-hint", classes="hint")
                 yield Static("", id=f"{key}-error", classes="field-error")
             yield Static("", id="general-error", classes="field-error")
@@ -67,7 +79,6 @@ class VmScreen(FirstBootStep):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#os-hint", Static).update("vm os-list shows them")
         self.query_one("#iso", Select).focus()
         vm = self.app.config.vm
         if vm is not None and (vm.os or vm.iso) and not self.app.choices.get("asked_vm"):
@@ -78,17 +89,37 @@ class VmScreen(FirstBootStep):
         if self.query_one("#iso", Select).value not in (Select.NULL, None) and not self.query_one("#os", Input).value:
             self._detect(str(self.query_one("#iso", Select).value))
 
+    def on_unmount(self) -> None:
+        """Back or Quit: a detection still running ends with its screen (its child process is killed)."""
+        self.app.workers.cancel_node(self)
+
+    def action_back(self) -> None:
+        self.remember()
+        super().action_back()
+
+    def remember(self) -> None:
+        """What is typed, as typed (empty stays "automatic"), kept for when this screen opens again."""
+        iso = self.query_one("#iso", Select).value
+        self.app.choices["iso"] = str(iso) if iso not in (Select.NULL, None) else None
+        self.app.choices["typed"] = {k: self.query_one(f"#{k}", Input).value for k in FIELDS[1:]}
+
     def on_select_changed(self, event: Select.Changed) -> None:
+        # Another ISO: what was said about the last one no longer holds.
+        self.query_one("#iso-error", Static).update("")
+        self.query_one("#os-hint", Static).update("")
         if event.value not in (Select.NULL, None):
+            self.query_one("#os-hint", Static).update("detecting...")
             self._detect(str(event.value))
 
     @work(thread=True, exclusive=True, group="detect")
     def _detect(self, iso: str) -> None:
+        worker = get_current_worker()  # cancelled when this screen goes (Back, Quit): the detection is killed
         try:
-            found, error = self.app.session.detect(Path(iso)), ""
+            found, error = self.app.session.detect(Path(iso), cancelled=lambda: worker.is_cancelled), ""
         except Exception as exc:
-            found, error = "", str(exc)
-        self.app.call_from_thread(self._detected, found, error)
+            found, error = "", getattr(exc, "message", str(exc))
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._detected, found, error)
 
     def _detected(self, found: str, error: str) -> None:
         if found:
@@ -96,6 +127,7 @@ class VmScreen(FirstBootStep):
             self.query_one("#os-hint", Static).update("detected from the ISO")
             self.query_one("#iso-error", Static).update("")
         else:
+            self.query_one("#os-hint", Static).update("")
             self.query_one("#iso-error", Static).update(error + ": type the OS below")
 
     def _values(self) -> tuple[dict, dict[str, str]]:
@@ -152,7 +184,7 @@ class VmScreen(FirstBootStep):
             planned, errors = self.app.session.plan(request, values["os"]), {}
         except ValidationError as exc:
             planned = None
-            errors = {str(e["loc"][0]) if e["loc"] else "general": e["msg"] for e in exc.errors()}
+            errors = {str(e["loc"][0]) if e["loc"] else "general": in_words(e) for e in exc.errors()}
         except Exception as exc:
             planned, errors = None, {field_of(str(exc)): str(exc)}
         self.app.call_from_thread(self._planned, values, planned, errors)
@@ -162,15 +194,13 @@ class VmScreen(FirstBootStep):
         self._show_errors(errors)
         if planned is None:
             return
-        spec = planned.spec
         minimum = planned.profile.minimum
         self.query_one("#memory-hint", Static).update(f"minimum {size_text(minimum.memory)}" if minimum.memory
                                                       else "")
         self.query_one("#cpus-hint", Static).update(f"minimum {minimum.cpus}" if minimum.cpus else "")
         self.query_one("#disk_size-hint", Static).update(f"minimum {size_text(minimum.storage)}"
                                                          if minimum.storage else "")
-        self.app.choices.update(iso=values["iso"], os=spec.os, name=spec.name, memory=size_text(spec.memory),
-                                vcpus=spec.vcpus, disk_size=size_text(spec.disk_size))
+        self.remember()  # as typed: a size the rule chose stays "automatic" after Back
         self.app.planned = planned
         from .review import ReviewScreen
 

@@ -25,8 +25,15 @@ class FirstBootStep(Screen):
     def compose_footer(self) -> ComposeResult:
         yield Footer()
 
+    def can_go_back(self) -> bool:
+        return len(self.app.screen_stack) > 2 and not getattr(self.app, "busy", False)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc is offered (in the footer) only where it goes back to something."""
+        return self.can_go_back() if action == "back" else True
+
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2 and not getattr(self.app, "busy", False):
+        if self.can_go_back():
             self.app.pop_screen()
 
 
@@ -54,6 +61,8 @@ class ConfirmQuit(InstallerConfirmQuit):
     WORDING = {
         "idle": ("Quit the first boot?", "Nothing is lost: the first boot opens again at the next start. Your VMs "
                  "can also be set up later with phyllome-firstboot.", "Quit (y)", "Stay (n)"),
+        "done": ("Quit?", "The first boot is complete: it does not run again. Your VMs can be changed later with "
+                 "virsh.", "Quit (y)", "Stay (n)"),
         "writing": ("Quit the first boot?", "WARNING: the VM is being created. Quitting stops before its next step; "
                     "whatever was done is undone where it can be. The first boot runs again at the next start.",
                     "Quit (y)", "Stay (n)"),

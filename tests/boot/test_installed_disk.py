@@ -6,7 +6,8 @@ upgrade from the host's remote, a reboot into the new deployment, a rollback and
 proven from inside the guest (`/proc/cmdline`'s ostree= and the deployment it points at).
 
 Each stage is named; a stage that does not come shows the end of the serial console. The F2FS root (the real one)
-is installed inside the VM tier's guest and booted at the end.
+is installed from the live medium and booted by the iso tier (tests/iso), which replaced the F2FS install made in
+the VM tier's guest.
 """
 
 from __future__ import annotations
@@ -297,75 +298,3 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
     # "1.<key>" version, which its title shows.
     titles = re.findall(r"menuentry '([^']*\(ostree:\d\))'", menu)
     assert len(titles) == 2 and ") 1." in titles[0] and ") 1." not in titles[1], menu
-
-
-F2FS_ANSWERS = ANSWERS.replace("{root_fs}", "f2fs").replace("{upgrade}\n", "").replace("{tpm}\n", "")
-
-
-def f2fs_installed_disk(workdir: Path, tmp_path: Path) -> Path:
-    """A disk with the payload installed on an F2FS root by the real command inside the VM tier's guest.
-
-    The install takes about 13 minutes under TCG (the pull of the payload 7, fscrypt's key derivation 3), so the
-    installed disk is cached in /var/cache/phyllome-boot by its inputs: the payload's commit (which covers the
-    installer's source: it is in the payload), the guest's script and init, the kernel, the answers. Boot it with
-    snapshot=on: the cached disk is never written.
-    """
-    import hashlib
-    import json
-
-    from payload import build as payload_build
-    from tests.boot.smoke_disk import CACHE
-    from tests.vm import harness
-
-    payload = payload_build.build()
-    kernel = harness.fetch_kernel()
-    answers = F2FS_ANSWERS.format(disk="/dev/vda", repo=payload.repo, ref=payload_build.REF, password=PASSWORD)
-    assert "passphrase" in answers and 'root_fs = "f2fs"' in answers
-    root = Path(__file__).resolve().parents[2]
-    key = hashlib.sha256("\0".join([payload.commit, kernel.version, answers]).encode()
-                         + (root / "tests/vm/guest_install.py").read_bytes() + (root / "tests/vm/init").read_bytes()
-                         + Path(__file__).read_bytes()).hexdigest()[:16]
-    cached = CACHE / f"installed-f2fs-{key}.img"
-    if cached.exists():
-        return cached
-    initramfs = harness.build_initramfs(kernel)
-    image = workdir / "disk.img"
-    with open(image, "wb") as handle:
-        handle.truncate(12 << 30)
-    answers_file = workdir / "answers.toml"  # the guest sees this machine's files at the same paths
-    answers_file.write_text(answers)
-    script = workdir / "guest.sh"
-    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "tests.vm.guest_install", "/mnt/out",
-                                                 str(answers_file)))
-    script.write_text(f"set -eu\ncd {shlex.quote(str(root))}\nexec {command}\n")
-    out = tmp_path / "out"
-    run = harness.boot(kernel, initramfs, script, image, out, timeout=1800)
-    result = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else None
-    assert run.rc == 0 and result, f"guest exit {run.rc}\n{run.guest_log[-4000:]}\n{run.console[-2000:]}"
-    assert result["install_rc"] == 0, result["install_tail"]
-    assert "encrypt" in result["f2fs_features"]
-    CACHE.mkdir(parents=True, exist_ok=True)
-    for old in CACHE.glob("installed-f2fs-*.img"):
-        old.unlink()  # one installed disk at a time (about 1.5 GiB each)
-    shutil.move(image, cached)
-    return cached
-
-
-def test_an_f2fs_install_made_in_the_vm_tier_boots(workdir, tmp_path):
-    """The real root filesystem: the install runs inside the VM tier's guest (this kernel has no F2FS) with the
-    real command (`phyllome-install install --answers`, tests/vm/guest_install.py) onto its /dev/vda; then that
-    disk boots by itself under OVMF."""
-    image = f2fs_installed_disk(workdir, tmp_path)
-    with UefiMachine(image, workdir / "vm", memory_mib=2048, snapshot=True) as machine:
-        try:
-            machine.expect(r"Linux version 6\.", 300, "firmware -> GRUB -> kernel")
-            machine.expect(r"OSTree Prepare OS", 300, "initramfs -> ostree-prepare-root")
-            machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
-            unlock(machine)
-            login(machine)
-            machine.send_line("echo ROOTFS=$(findmnt -n -o FSTYPE /sysroot) CMDLINE=$(cat /proc/cmdline)")
-            found = machine.expect(r"ROOTFS=(\w+) CMDLINE=(.*ostree=\S+.*)", 60, "ostree deployment on F2FS")
-            print("booted:", found.group(0))
-        finally:
-            print("stages:", machine.timings())
-    assert found.group(1) == "f2fs"

@@ -50,3 +50,10 @@ async def walk_to_summary(pilot, *, passphrase="correct horse battery", password
     await pilot.press("end", *["backspace"] * 3, *"Europe/Paris", "enter")
     await pilot.press(*"admin", "enter", *password, "enter", *password, "enter", "enter")
     await pilot.pause(0.3)
+
+
+@pytest.fixture(autouse=True)
+def no_console_theme(monkeypatch):
+    """The apps' own theme in every test unless one asks for the console's (tests/tui/test_console.py): the TERM of
+    the shell running pytest must not change a picture."""
+    monkeypatch.setenv("PHYLLOME_CONSOLE", "0")

@@ -23,10 +23,10 @@ def machine_copy(tmp_path: Path, name: str = "iommu-firmware-not-kernel") -> Pat
 
 
 def make_app(tmp_path: Path, *, uri: str = "test:///default", firstboot: dict | None = None, unlocker=None,
-             runner=None, machine: str = "iommu-firmware-not-kernel"):
+             runner=None, machine: str = "iommu-firmware-not-kernel", console: bool | None = None):
     root = machine_copy(tmp_path, machine)
     store = tmp_path / "images"
     store.mkdir(exist_ok=True)
     session = Session(runner or RecordingRunner(), root=root, uri=uri, store=store)
     return create_firstboot_app(session, FirstBoot.model_validate(firstboot or {}), log_path=tmp_path / "fb.log",
-                                unlocker=unlocker or ScriptedUnlocker(state="not-encrypted"))
+                                unlocker=unlocker or ScriptedUnlocker(state="not-encrypted"), console=console)

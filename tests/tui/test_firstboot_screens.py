@@ -19,7 +19,9 @@ SIZE = (80, 25)
 
 
 def text(app, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
+    """What a widget shows, with the Statics inside it (a check is a row of two: its state, its text)."""
+    widget = app.screen.query_one(selector)
+    return " ".join([str(widget.render()), *(str(s.render()) for s in widget.query("Static"))])
 
 
 async def test_a_locked_store_opens_on_unlock_and_the_right_passphrase_goes_on(tmp_path):
@@ -81,7 +83,7 @@ async def test_checks_show_states_as_words_and_apply_the_kernel_arguments(tmp_pa
         await pilot.pause()
         assert isinstance(app.screen, ChecksScreen)
         shown = text(app, "#checks")
-        assert "WARN  if IOMMU is enabled by kernel" in shown and "fix: add intel_iommu=on" in shown
+        assert "WARN if IOMMU is enabled by kernel" in shown and "fix: add intel_iommu=on" in shown
         fix = app.screen.query_one("#fix", Button)
         assert fix.display and "intel_iommu=on iommu=pt" in str(fix.label)
         fix.press()

@@ -1,5 +1,6 @@
-"""A real terminal: tmux at 80x25 with TERM=linux runs `phyllome-firstboot tui` and is typed through to the Done
-screen, with the real dry run on qemu:///embed (no daemon), starting from a partial saved [firstboot]."""
+"""A real terminal: tmux at 80x25 with TERM=linux (the console theme) runs `phyllome-firstboot tui` and is typed
+through to the Done screen, with the real dry run on qemu:///embed (no daemon), starting from a partial saved
+[firstboot]."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def test_the_first_boot_in_a_linux_console_sized_terminal(tmp_path):
     with embed.short_root("fbt-") as lvroot:
         uri, env = embed.prepare(lvroot)
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        command = (f"TERM=linux {exports} {shlex.quote(str(FIRSTBOOT))} tui --root {root} --store {store} "
-                   f"--uri {shlex.quote(uri)} --log {log}; echo EXITED-$?; sleep 60")
+        command = (f"TERM=linux PHYLLOME_CONSOLE=1 {exports} {shlex.quote(str(FIRSTBOOT))} tui --root {root} "
+                   f"--store {store} --uri {shlex.quote(uri)} --log {log}; echo EXITED-$?; sleep 60")
         term = Tmux(f"phyllome-fb-test-{time.monotonic_ns()}", command)
         try:
             screen = term.wait_for("Step 2 of 7 · Hardware checks")

@@ -1,4 +1,5 @@
-"""A real terminal: tmux at 80x25 with TERM=linux runs `phyllome-install --sandbox` and is typed through (root):
+"""A real terminal: tmux at 80x25 with TERM=linux (the console theme) runs `phyllome-install --sandbox` and is typed
+through (root):
 the whole flow, and Ctrl+C in the middle of the install."""
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class Tmux:
 
 def start(tmp_path: Path) -> Tmux:
     log = tmp_path / "install.log"
-    command = (f"cd {shlex.quote(str(ROOT))} && TERM=linux PHYLLOME_SAVE_ANSWERS={tmp_path}/saved.toml "
+    command = (f"cd {shlex.quote(str(ROOT))} && TERM=linux PHYLLOME_CONSOLE=1 "
+               f"PHYLLOME_SAVE_ANSWERS={tmp_path}/saved.toml "
                f"{shlex.quote(sys.executable)} -m phyllome_installer.cli --sandbox --sandbox-dir {tmp_path}/sandbox "
                f"--log {log}; echo EXITED-$?; sleep 60")
     return Tmux(f"phyllome-test-{time.monotonic_ns()}", command)

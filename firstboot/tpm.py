@@ -110,7 +110,8 @@ class Tpm:
         read-only /sysroot (/.fscrypt links there), so the command runs in a private mount namespace where
         /sysroot is writable (as ostree's own commands do), never remounting it for the running system."""
         sysroot = self.root / "sysroot"
-        if not (os.path.ismount(sysroot) and os.statvfs(sysroot).f_flag & os.ST_RDONLY):
+        # Not os.path.ismount: / is a bind of a directory of the same filesystem, so the two share a device.
+        if not ((sysroot / "ostree").is_dir() and os.statvfs(sysroot).f_flag & os.ST_RDONLY):
             return []
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                 f'mount -o remount,rw {sysroot} && exec "$@"', "sh"]

@@ -59,10 +59,16 @@ def enrol_if_wanted(root: Path, unlocker, tpm, tell) -> None:
     try:
         tpm.enrol(secret, protector)
     except (PhyllomeError, CommandError) as exc:
-        tell(f"The TPM was not enrolled: {str(exc).splitlines()[0]}. The passphrase unlocks the VM store; "
-             "enrol later with: phyllome-firstboot tpm enrol")
+        tell(f"The TPM was not enrolled: {_why(exc)}. The passphrase unlocks the VM store; enrol later with: "
+             "phyllome-firstboot tpm enrol")
         return
     tell(ENROLLED)
+
+
+def _why(exc: Exception) -> str:
+    """One line: the tool's own last words for a failed command, else the message."""
+    tail = getattr(exc, "output_tail", "").strip().splitlines()
+    return tail[-1].strip() if tail else str(exc).splitlines()[0]
 
 
 def cmd_tpm(args: argparse.Namespace) -> int:
@@ -114,7 +120,7 @@ def cmd_tpm(args: argparse.Namespace) -> int:
         if "incorrect" in str(exc):
             print("phyllome-firstboot: wrong passphrase or recovery code: nothing was changed", file=sys.stderr)
             return EXIT_BAD_INPUT
-        print(f"phyllome-firstboot: the TPM was not enrolled: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"phyllome-firstboot: the TPM was not enrolled: {_why(exc)}", file=sys.stderr)
         return EXIT_FAILED
     print(ENROLLED)
     return 0

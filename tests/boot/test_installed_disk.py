@@ -244,9 +244,12 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
                 machine.expect(r"dracut-|Initramfs", 300, "kernel -> initramfs")
                 machine.expect(r"ostree-prepare-root|OSTree", 300, "initramfs -> ostree-prepare-root")
                 machine.expect(r"Welcome to Debian GNU/Linux 12 \(bookworm\)!", 300, "switch root -> systemd")
-                unlock(machine)
-                # The first real boot seals the key to the TPM (PCR 7: Secure Boot on, Microsoft's keys).
-                machine.expect(r"The TPM will unlock the VM store at the next boots", 300, "TPM enrolled")
+                # The first real boot: the passphrase unlocks, then seals a key to the TPM (PCR 7: Secure Boot on,
+                # Microsoft's keys); the enrolment is said before the unlock's last line.
+                machine.expect(r"Passphrase or recovery code for the VM store", 600, "systemd -> the unlock prompt")
+                machine.type_secret(PASSPHRASE, 150, "passphrase typed")
+                machine.expect(r"The TPM will unlock the VM store at the next boots", 900, "unlock -> TPM enrolled")
+                machine.expect(r"VM store \S+ is unlocked", 120, "unlocked")
                 login(machine)
                 first = booted(machine, "first deployment booted")
                 assert first.group(3) == "1" and first.group(2).startswith(payload.commit), first.group(0)

@@ -163,7 +163,9 @@ class Tpm:
                 self._fswrite("metadata", "add-protector-to-policy", f"--protector={mount}:{new}",
                               f"--policy={mount}:{policy}", f"--key={key}", f"--unlock-with={mount}:{unlock_with}",
                               "--quiet", stdin=secret.rstrip("\n") + "\n")
-                self.credential.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # /var/lib/phyllome is shared (the first boot's result is readable there): the credential itself
+                # is root's alone.
+                self.credential.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
                 self.runner.run(["systemd-creds", "encrypt", *self.seal, f"--name={CREDENTIAL_NAME}", str(key),
                                  str(self.credential)])
                 os.chmod(self.credential, 0o600)

@@ -118,8 +118,8 @@ def login(machine) -> None:
     found = machine.expect(r"MARKER=(\w+) RESULT=(\w+)", 60, "first boot done")
     if not (found.group(1) == "removed" and found.group(2) == "saved"):  # what the first boot said, to the report
         machine.send_line(as_root("journalctl -b -o cat -u phyllome-firstboot -u phyllome-unlock --no-pager | "
-                                  "tail -60; echo JOURNAL-END"))
-        journal = machine.expect(r"([\s\S]*)JOURNAL-END", 120, "the first boot's journal")
+                                  "tail -60; ls -la /var/lib/phyllome; echo JOURNAL-$((40+2))-END"))
+        journal = machine.expect(r"([\s\S]*)JOURNAL-42-END", 120, "the first boot's journal")
         raise AssertionError(f"{found.group(0)}\n--- the first boot's journal ---\n{journal.group(1)[-5000:]}")
 
 

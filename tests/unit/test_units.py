@@ -88,3 +88,16 @@ def test_the_marker_path_in_the_unit_is_the_one_the_code_uses():
     from firstboot.state import MARKER
 
     assert f"ConditionPathExists=/{MARKER}" in units.unit_text("phyllome-firstboot.service")
+
+
+@pytest.mark.parametrize("name", ["phyllome-firstboot.service", "phyllome-installer.service"])
+def test_the_screens_units_give_textual_the_tty_on_stderr(name):
+    """Textual's Linux driver draws on stderr (sys.__stderr__): a unit that sends stderr to the journal shows a
+    blank tty1 (the live installer was; the first boot would have been)."""
+    import importlib.util
+
+    driver = importlib.util.find_spec("textual.drivers.linux_driver").origin  # read, not imported: no textual here
+    assert "sys.__stderr__" in Path(driver).read_text()  # what this test relies on
+    text = (Path(units.__file__).parent / "data/systemd" / name).read_text()
+    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["StandardError"] == "tty" and settings["TTYPath"] == "/dev/tty1", settings

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.runner import Runner
+from storage.fscrypt import Fscrypt
 
 log = logging.getLogger("phyllome.tpm")
 
@@ -100,7 +101,9 @@ class Tpm:
         self.env = {"FSCRYPT_CONF": str(fscrypt_conf)}
         self.root = Path(root)
         self.seal = seal
+        self.uses_tpm = seal[0] == "--with-key=tpm2"
         self.credential = self.root / CREDENTIAL
+        self.tool = Fscrypt(runner, Path(fscrypt_conf))
 
     def _fscrypt(self, *args: str, stdin: str | None = None, check: bool = True):
         return self.runner.run(["fscrypt", *args], stdin=stdin, env=self.env, check=check)
@@ -126,22 +129,21 @@ class Tpm:
                 re.findall(r'^([0-9a-f]{16})\s+\S+\s+(custom|raw key) protector "(.*)"$', out, re.MULTILINE)}
 
     def _policy(self) -> str:
-        out = self._fscrypt("status", str(self.store)).stdout
-        found = re.search(r"^Policy:\s+([0-9a-f]+)", out, re.MULTILINE)
-        if not found:
+        policy = self.tool.status(self.store).policy  # storage/fscrypt.py reads fscrypt's status
+        if not policy:
             raise InstallFailure(f"fscrypt reports no policy for {self.store}")
-        return found.group(1)
+        return policy
 
     def status(self) -> Status:
         tpm = (next((pid for pid, (kind, name) in self._protectors().items()
                      if kind == "raw key" and name == PROTECTOR), ""))
-        return Status(present(self.root) if self.seal[0] == "--with-key=tpm2" else None, tpm,
+        return Status(present(self.root) if self.uses_tpm else None, tpm,
                       self.credential.is_file())
 
     def enrol(self, secret: str, unlock_with: str) -> str:
         """Add the tpm protector (its key sealed to the TPM), replacing an earlier one. ``secret`` opens the policy
         through the protector ``unlock_with`` (the passphrase's or the recovery code's id). Returns its id."""
-        if self.seal[0] == "--with-key=tpm2" and (why := present(self.root)):
+        if self.uses_tpm and (why := present(self.root)):
             raise UserError(f"{why}: the VM store cannot be unlocked by a TPM here")
         if self.status().protector:
             self.remove()

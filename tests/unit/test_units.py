@@ -101,3 +101,13 @@ def test_the_screens_units_give_textual_the_tty_on_stderr(name):
     text = (Path(units.__file__).parent / "data/systemd" / name).read_text()
     settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
     assert settings["StandardError"] == "tty" and settings["TTYPath"] == "/dev/tty1", settings
+
+
+@pytest.mark.parametrize("name", ["phyllome-firstboot.service", "phyllome-installer.service"])
+def test_the_kernels_messages_stay_off_the_screens_and_come_back_after(name):
+    """An RCU stall printed on tty1 overwrote the installer's first lines on a slow machine (CI, the ISO test):
+    while a screen owns the console only KERN_EMERG reaches it, and the saved level is restored however it ends."""
+    text = (Path(units.__file__).parent / "data/systemd" / name).read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert "ExecStartPre=-/usr/bin/dmesg --console-off" in lines
+    assert "ExecStopPost=-/usr/bin/dmesg --console-on" in lines

@@ -48,9 +48,12 @@ class UefiMachine:
 
     def __init__(self, disk: Path, workdir: Path, *, memory_mib: int = 2048, cpus: int = 2, net: bool = False,
                  snapshot: bool = False, disk_format: str = "raw", extra: tuple[str, ...] = (),
-                 secure_boot: bool = False, tpm_state: Path | None = None) -> None:
+                 secure_boot: bool = False, tpm_state: Path | None = None, bios: bool = False) -> None:
         """``tpm_state``: a TPM 2.0 (swtpm, tpm-crb) whose state lives in this directory: one machine's TPM across
-        its boots (a firmware change between boots is what PCR 7 sees)."""
+        its boots (a firmware change between boots is what PCR 7 sees). ``bios``: a legacy PC instead (QEMU's
+        SeaBIOS, no OVMF), for media that must boot there too."""
+        assert not (bios and secure_boot)
+        self.bios = bios
         self.disk = disk
         self.secure_boot = secure_boot
         self.tpm_state = tpm_state
@@ -85,8 +88,8 @@ class UefiMachine:
             if self.secure_boot else ["-machine", "q35"]
         argv = ["qemu-system-x86_64", *machine, "-accel", "tcg", "-cpu", "max", "-smp", str(self.cpus),
                 "-m", str(self.memory_mib), "-nodefaults", "-display", "none", "-no-reboot",
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+                *([] if self.bios else ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                                        "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]),
                 "-drive", drive,
                 "-chardev", f"socket,id=ser0,path={socket_path},server=on,wait=on",
                 "-serial", "chardev:ser0",

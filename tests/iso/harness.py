@@ -47,7 +47,7 @@ class LiveMachine(UefiMachine):
     `disks` are more virtio disks (vdb, ...)."""
 
     def __init__(self, disk: Path, workdir: Path, iso: Path, *, usb: bool = True, disks: tuple[Path, ...] = (),
-                 memory_mib: int = 2048) -> None:
+                 memory_mib: int = 2048, bios: bool = False) -> None:
         self.monitor_path = workdir / "monitor.sock"
         extra = ["-device", "VGA", "-monitor", f"unix:{self.monitor_path},server=on,wait=off",
                  "-drive", f"if=none,id=iso,file={iso},format=raw,readonly=on"]
@@ -57,7 +57,7 @@ class LiveMachine(UefiMachine):
             extra += ["-device", "ide-cd,drive=iso,bootindex=0"]
         for path in disks:
             extra += ["-drive", f"file={path},if=virtio,format=raw,cache=unsafe"]
-        super().__init__(disk, workdir, memory_mib=memory_mib, extra=tuple(extra))
+        super().__init__(disk, workdir, memory_mib=memory_mib, extra=tuple(extra), bios=bios)
         self._monitor: socket.socket | None = None
 
     # -- the monitor ---------------------------------------------------------------------------------------------

@@ -195,3 +195,38 @@ def test_the_media_check_passes_the_medium_and_fails_a_damaged_copy(medium, work
     bad = subprocess.run(["checkisomd5", "--verbose", str(damaged)], capture_output=True, text=True, check=False)
     assert bad.returncode != 0, bad.stdout + bad.stderr
     assert "FAIL" in (bad.stdout + bad.stderr).upper(), bad.stdout + bad.stderr
+
+
+BROKEN = """version = 1
+[storage]
+disk = "/dev/vda"
+wipe = "/dev/vda"
+root_fs = "btrfs"
+[storage.encryption]
+passphrase = "{passphrase}"
+[host]
+hostname = "no spaces allowed"
+"""
+
+
+def test_a_legacy_bios_pc_on_the_serial_console_refuses_a_broken_answer_file_and_goes_on(medium, workdir):
+    """The hybrid medium on a PC without UEFI (SeaBIOS, from a CD), its menu's serial entry, and a broken answer
+    file on a PHYLLOME-ANS partition: the installer on ttyS0 names each problem by line, uses nothing of the file
+    (the disk stays blank), and goes on interactively."""
+    secret = "serial canary 5e1a-93"
+    target = blank_disk(workdir / "blank.img", 4 << 30)
+    answers = answers_disk(workdir / "answers.img", BROKEN.format(passphrase=secret))
+    machine = LiveMachine(target, workdir / "bios", medium.iso, usb=False, disks=(answers,), bios=True)
+    try:
+        with machine:
+            machine.boot_entry("Install Phyllome OS on the serial console", down=2)
+            machine.expect(r"The answer file has problems: it is not used", 1500, "the installer on ttyS0")
+            machine.expect(r":5:1: storage\.root_fs: must be one of", 60, "the problem named by its line")
+            machine.expect(r"Go on interactively", 60, "the way on")
+            machine.send_line("")  # Enter on the focused button
+            machine.expect(r"Welcome to the Phyllome OS installer", 300, "-> the interactive installer")
+    finally:
+        print("stages:", machine.timings())
+    assert secret not in machine.console
+    with open(target, "rb") as disk:
+        assert disk.read(1 << 20) == bytes(1 << 20), "the target's first MiB was written"

@@ -268,10 +268,15 @@ class Backend:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
                 raise
             net = self.conn.networkDefineXML(DEFAULT_NETWORK)
-        if not net.autostart():
-            net.setAutostart(1)
-        if not net.isActive():
-            net.create()
+        try:
+            if not net.autostart():
+                net.setAutostart(1)
+            if not net.isActive():
+                net.create()
+        except libvirt.libvirtError as exc:  # e.g. no dnsmasq: the guest's network card would have nothing behind
+            raise InstallFailure(f"libvirt's default NAT network cannot start: {exc.get_error_message()}",
+                                 hint="nothing was created; libvirt's NAT network needs dnsmasq (dnsmasq-base) "
+                                      "and iptables: `virsh net-start default` shows the same error") from exc
         return "default"
 
     def ensure_mdev(self, spec: VmSpec) -> None:

@@ -143,6 +143,9 @@ def run_unattended(session, config, result, out=print) -> None:
         out(result.steps[-1].detail)
     except PhyllomeError as exc:
         result.fail(step, str(exc))
+    except Exception as exc:  # a bug: the result still says where the first boot stopped, and the marker stays
+        log.debug("internal error in step %s", step, exc_info=True)
+        result.fail(step, f"internal error: {type(exc).__name__}: {exc} (the traceback is in the log)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -144,3 +144,67 @@ def test_an_empty_answer_skips_and_a_right_one_unlocks():
     assert outcome.state == "unlocked" and outcome.tries == 2
     assert ScriptedUnlocker("unlocked", "r").run(_answers(), print).state == "already-unlocked"
     assert ScriptedUnlocker("not-encrypted", "r").run(_answers(), print).ok
+
+
+class _SessionThatBreaks:
+    """A session whose plan raises what no one expected (a bug, a library's own exception): faked, since the
+    point is what the unattended run records when the unexpected happens."""
+
+    store = Path("/nonexistent-store")
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def checks(self):
+        return []
+
+    def plan(self, request, os_id):
+        raise self.exc
+
+
+def test_an_unexpected_error_in_the_unattended_run_is_recorded_with_the_marker_kept_faked_session(tmp_path):
+    from phyllome_installer.cli_firstboot import run_unattended
+
+    (tmp_path / "etc/phyllome").mkdir(parents=True)
+    (tmp_path / "etc/phyllome/firstboot").write_text("")
+    config = FirstBoot(unattended=True, vm={"name": "desk", "os": "fedora37", "memory": "1GiB"})
+    result = fs.Result("unattended")
+    run_unattended(_SessionThatBreaks(LookupError("no such thing")), config, result, out=lambda line: None)
+    assert not fs.finish(result, tmp_path)  # saved, and the marker stays for the next boot
+    saved = json.loads((tmp_path / "var/lib/phyllome/firstboot.json").read_text())
+    assert saved["failed_step"] == "plan" and not saved["ok"], saved
+    assert saved["error"].startswith("internal error: LookupError: no such thing"), saved
+    assert (tmp_path / "etc/phyllome/firstboot").exists()
+
+
+def test_a_default_network_that_cannot_start_is_a_failure_that_says_what_is_missing_faked_network():
+    """The installed host's libvirt without dnsmasq (found by the boot test): libvirt's own error, then what to
+    install. The network object is faked: every libvirt driver this machine runs either starts it or has none."""
+    import libvirt
+
+    from firstboot import libvirt_backend as lb
+    from phyllome_installer.core.errors import InstallFailure
+
+    class Network:
+        def autostart(self):
+            return True
+
+        def isActive(self):  # noqa: N802 (libvirt's name)
+            return False
+
+        def create(self):
+            exc = libvirt.libvirtError("virNetworkCreate() failed")
+            exc.err = (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_NETWORK,
+                       "Unable to find 'dnsmasq' binary in $PATH: No such file or directory", 2, None, None,
+                       None, 0, 0)
+            raise exc
+
+    class Conn:
+        def networkLookupByName(self, name):  # noqa: N802
+            return Network()
+
+    backend = lb.Backend(Conn(), RecordingRunner())
+    with pytest.raises(InstallFailure) as caught:
+        backend.ensure_network()
+    assert "default NAT network cannot start: Unable to find 'dnsmasq'" in str(caught.value)
+    assert "dnsmasq-base" in caught.value.hint

@@ -14,11 +14,11 @@ import os
 import stat
 from pathlib import Path
 
-from storage.layout import MIN_DISK_BYTES
-from storage.probe import human_size
+from storage.sizes import MIN_DISK_BYTES
 
 from .answers import LocalPayload, Payload
 from .core.errors import UserError
+from .core.sizes import human_size
 
 GiB = 1 << 30
 SLACK = 512 << 20

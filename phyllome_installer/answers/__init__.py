@@ -6,7 +6,8 @@ that key rather than of the table.
 
 One job per module: ``base`` (version, limits, the rule error), ``values`` (value types, control characters),
 ``rules`` (cross-field rules, wipe consent), ``models`` (the schema), ``positions`` (where each key is in the
-TOML text), ``errors`` (problems with their positions), ``files`` (load, validate, save).
+TOML text), ``errors`` (problems with their positions), ``writer`` (TOML text), ``files`` (load, validate,
+save).
 """
 
 from .base import DEFAULT_PROTECT, MIN_PASSPHRASE, SCHEMA_VERSION, RuleError
@@ -23,7 +24,6 @@ from .files import (
     parse_bytes,
     save,
     summary,
-    toml_scalar,
     validate_data,
 )
 from .models import (
@@ -44,6 +44,7 @@ from .models import (
 )
 from .rules import wipe_conflicts, wipe_names_disk
 from .values import control_character, kernel_arg, parse_size, size_value, timezones
+from .writer import toml_scalar
 
 __all__ = [
     "DEFAULT_PROTECT", "MAX_ANSWER_BYTES", "MAX_NESTING", "MIN_PASSPHRASE", "SCHEMA_VERSION", "AnswerFileError",

@@ -3,13 +3,12 @@ Schema, a one-line summary, and writing a config back without its secrets."""
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from ..core.files import BoundedReadError, read_bounded
 from ..core.secrets import REDACTOR, Redactor
@@ -17,6 +16,7 @@ from .errors import AnswerFileError, LoadResult, Problem, describe, dotted, synt
 from .models import InstallConfig, UrlPayload
 from .positions import locate, positions
 from .rules import raw_rules
+from .writer import toml_table
 
 MAX_NESTING = 32
 
@@ -213,40 +213,6 @@ SAVED_HEADER = """\
 """
 
 _SECRET_KEYS = {"passphrase", "password", "password_hash"}
-
-
-def toml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        # TOML basic strings share JSON's escapes for everything json.dumps emits.
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bool = False) -> None:
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_list(v)}
-    if path:
-        out.append(("\n[[{}]]" if array else "\n[{}]").format(".".join(path)))
-    for key, value in scalars.items():
-        if isinstance(value, SecretStr):
-            out.append(f"# {key} = \"...\"  (removed: secrets are never written)")
-        else:
-            out.append(f"{key} = {toml_scalar(value)}")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            toml_table(value, path + [key], out)
-        elif _is_table_list(value):
-            for item in value:
-                toml_table(item, path + [key], out, array=True)
-
-
-def _is_table_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
 def dumps(config: InstallConfig) -> str:

@@ -27,6 +27,7 @@ from .values import (
     password_hash_rule,
     password_rule,
 )
+from .writer import toml_table
 
 #: Characters of user kernel arguments at most: x86-64's command line holds 2048, with the installer's own.
 MAX_USER_KARGS = 1024
@@ -292,8 +293,6 @@ class FirstBoot(Section):
 
     def to_toml(self) -> str:
         """This section alone as TOML (it holds no secret): what the installer saves into the target."""
-        from .files import toml_table  # files.py builds on these models
-
         out: list[str] = []
         toml_table({"firstboot": self.model_dump(mode="python", exclude_none=True)}, [], out)
         return "# [firstboot] of the answer file, saved by phyllome-install for the first boot.\n" + \

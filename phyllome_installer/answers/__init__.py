@@ -20,6 +20,8 @@ from .files import (
     json_schema,
     load,
     load_config,
+    load_firstboot,
+    loads_guarded,
     parse,
     parse_bytes,
     save,
@@ -51,6 +53,7 @@ __all__ = [
     "ContainerPayload", "DiskMatch", "Encryption", "FirstBoot", "Host", "InstallConfig", "LoadResult",
     "LocalPayload", "Payload", "Post", "PrimaryVm", "Problem", "RuleError", "Section", "Storage", "UrlPayload",
     "User", "config_from_bytes", "control_character", "dotted", "dumps", "json_schema", "kernel_arg", "load",
-    "load_config", "parse", "parse_bytes", "parse_size", "save", "size_value", "summary", "timezones",
+    "load_config", "load_firstboot", "loads_guarded", "parse", "parse_bytes", "parse_size", "save", "size_value",
+    "summary", "timezones",
     "toml_scalar", "validate_data", "wipe_conflicts", "wipe_names_disk",
 ]

@@ -10,10 +10,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..core.errors import UserError
+from ..core.facts import FIRSTBOOT_ANSWERS
 from ..core.files import BoundedReadError, read_bounded
 from ..core.secrets import REDACTOR, Redactor
 from .errors import AnswerFileError, LoadResult, Problem, describe, dotted, syntax_problem
-from .models import InstallConfig, UrlPayload
+from .models import FirstBoot, InstallConfig, UrlPayload
 from .positions import locate, positions
 from .rules import raw_rules
 from .writer import toml_table
@@ -59,6 +61,16 @@ def too_deep(text: str) -> tuple[int, int] | None:
             depth = max(depth - 1, 0)
         i += 1
     return None
+
+
+def loads_guarded(text: str) -> dict[str, Any]:
+    """``tomllib.loads`` behind the nesting guard: nesting deeper than :data:`MAX_NESTING` is refused as a TOML
+    error (instead of a RecursionError), for the readers of TOML besides :func:`parse`."""
+    deep = too_deep(text)
+    if deep is not None:
+        raise tomllib.TOMLDecodeError(f"arrays or tables nested deeper than {MAX_NESTING} levels "
+                                      f"(at line {deep[0]}, column {deep[1]})")
+    return tomllib.loads(text)
 
 
 def parse(text: str, path: str = "<answers>", *, unattended: bool = True,
@@ -181,6 +193,29 @@ def config_or_raise(result: LoadResult) -> InstallConfig:
         raise AnswerFileError(result.problems)
     assert result.config is not None
     return result.config
+
+
+def load_firstboot(path: Path | None, root: Path) -> FirstBoot:
+    """[firstboot] from ``path`` (a whole answer file or the saved section) or the target's saved copy; the
+    defaults when there is none. Bad input: UserError naming every problem."""
+    if path is None:
+        path = Path(root) / FIRSTBOOT_ANSWERS
+        if not path.exists():
+            return FirstBoot()
+    try:
+        data = loads_guarded(read_bounded(path, 1 << 20).decode("utf-8-sig"))
+    except (BoundedReadError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: cannot read [firstboot]: {exc}") from exc
+    # Only [firstboot]: a whole answer file's install sections were the installer's business (a passphrase file
+    # or a disk named there need not exist on the installed host).
+    section = data.get("firstboot", {})
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: firstboot: expected a table ([firstboot])")
+    try:
+        return FirstBoot.model_validate(section)
+    except ValidationError as exc:
+        raise UserError("; ".join(f"{path}: firstboot.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                  for e in exc.errors())) from exc
 
 
 def json_schema() -> dict[str, Any]:

@@ -39,6 +39,15 @@ def test_no_saved_firstboot_means_the_defaults_and_bad_values_are_named(tmp_path
     assert "firstboot.unattended" in str(info.value) and "firstboot.vm.vcpus" in str(info.value)
 
 
+@pytest.mark.parametrize("nest", ["[" * 5000 + "]" * 5000, "{a = " * 5000 + "1" + "}" * 5000, "[" * 40])
+def test_a_deeply_nested_firstboot_file_is_bad_input_not_a_traceback(tmp_path, nest):
+    """The first boot reads TOML through the answer file's nesting guard (loads_guarded), as the installer does."""
+    bad = tmp_path / "deep.toml"
+    bad.write_text(f"[firstboot]\nenabled = {nest}\n")
+    with pytest.raises(UserError, match="nested deeper than 32 levels"):
+        load_firstboot(bad, tmp_path)
+
+
 def test_karg_fixes_are_offered_only_for_what_the_host_can_apply():
     warn = Check("iommu-kernel", "t", "WARN", "0 groups", "add intel_iommu=on iommu=pt to the kernel command line")
     assert fs.karg_fix(warn, "intel") == ["intel_iommu=on", "iommu=pt"]

@@ -9,13 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from phyllome_installer.core.facts import VM_STORE
+from phyllome_installer.core.facts import GPU_STRATEGIES, VM_STORE, GpuRequest, GpuStrategy, Vmm
 
 from .host import GiB
 
-STRATEGIES = ("virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf")
+STRATEGIES = GPU_STRATEGIES
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-VMMS = ("qemu", "cloud-hypervisor")
 # Hyper-V enlightenments we want for Windows (virt-install's and Phyllome's set); only those the domain
 # capabilities offer are emitted. Sub-elements and newer ones (tlbflush direct/extended, reenlightenment)
 # are left out: libvirt 9.0's schema rejects some of them.
@@ -36,8 +35,8 @@ class Request(BaseModel):
     cpus: int | None = Field(default=None, ge=1, le=512)
     disk_size: int | None = Field(default=None, gt=0)
     disk_format: Literal["qcow2", "raw"] = "qcow2"
-    gpu: Literal["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"] = "auto"
-    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
+    gpu: GpuRequest = "auto"
+    vmm: Vmm = "qemu"
     tpm: bool | None = None
     iso: str | None = None
     store: str = VM_STORE
@@ -67,7 +66,7 @@ class Request(BaseModel):
 class GpuChoice(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    strategy: Literal["virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"]
+    strategy: GpuStrategy
     reason: str
     gpu: str | None = None
     """The host GPU's PCI address."""
@@ -82,7 +81,7 @@ class VmSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
-    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
+    vmm: Vmm = "qemu"
     os: str
     os_name: str
     family: str

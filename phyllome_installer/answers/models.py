@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
+from ..core.facts import GpuRequest, Vmm
 from .base import DEFAULT_PROTECT, SCHEMA_VERSION, RuleError, enforce
 from .rules import config_rules, encryption_rules, match_rules, storage_rules, user_rules, vm_rules
 from .values import (
@@ -250,9 +251,9 @@ class PrimaryVm(Section):
     """Size of the guest's disk (at least 1GiB) in the encrypted VM store; default: osinfo's recommendation."""
     disk_format: Literal["qcow2", "raw"] = "qcow2"
     """Format of the guest's disk."""
-    gpu: Literal["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"] = "auto"
+    gpu: GpuRequest = "auto"
     """Graphics strategy (firstboot/gpu.py's names); auto takes the first-boot checks' recommendation."""
-    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
+    vmm: Vmm = "qemu"
     """Virtual machine monitor: QEMU/KVM, or Cloud Hypervisor through libvirt's ch driver."""
     tpm: bool | None = None
     """Emulated TPM 2.0; default: on where the OS requires it (Windows 11)."""

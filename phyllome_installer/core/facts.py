@@ -6,7 +6,7 @@ passphrase rule, and the probe and the checks read the CPU vendor the same way.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 #: The first-boot marker on the installed system (relative to its root): present until first boot succeeded.
 FIRSTBOOT_MARKER = "etc/phyllome/firstboot"
@@ -23,6 +23,16 @@ OSNAME = "phyllome"
 #: Words the install itself passes as whole command-line arguments that are long enough to be a passphrase or a
 #: password: a secret equal to one of them would be refused on the command line, so the answer file refuses it.
 COMMAND_WORDS = frozenset({OSNAME, "EFI System", "x86_64-efi", "--removable", "--no-nvram"})
+
+#: How the primary VM gets its graphics (firstboot/gpu.py ranks them per GPU), plainest first.
+GpuStrategy = Literal["virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"]
+GPU_STRATEGIES: tuple[str, ...] = get_args(GpuStrategy)
+#: What a user may ask for: a strategy, or "auto" (the first-boot checks' recommendation).
+GpuRequest = Literal["auto", GpuStrategy]
+GPU_REQUESTS: tuple[str, ...] = get_args(GpuRequest)
+#: The virtual machine monitors of the primary VM (QEMU/KVM, or Cloud Hypervisor through libvirt's ch driver).
+Vmm = Literal["qemu", "cloud-hypervisor"]
+VMMS: tuple[str, ...] = get_args(Vmm)
 
 CpuVendor = Literal["intel", "amd", "other"]
 

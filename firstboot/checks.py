@@ -22,11 +22,11 @@ from phyllome_installer.core import facts
 from phyllome_installer.core.facts import cpu_vendor
 from phyllome_installer.core.files import BoundedReadError, read_bounded
 from phyllome_installer.core.runner import SubprocessRunner
+from phyllome_installer.core.sizes import GiB
 
 from . import kvm
 
 Status = Literal["PASS", "WARN", "FAIL", "NOTE"]
-GiB = 1 << 30
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01

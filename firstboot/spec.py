@@ -10,8 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from phyllome_installer.core.facts import GPU_STRATEGIES, VM_STORE, GpuRequest, GpuStrategy, Vmm
-
-from .host import GiB
+from phyllome_installer.core.sizes import gib_text
 
 STRATEGIES = GPU_STRATEGIES
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -106,13 +105,11 @@ class VmSpec(BaseModel):
 
     def summary(self) -> list[tuple[str, str, str]]:
         """(setting, value, where it came from) rows for the CLI and the first-boot screen."""
-        def size(n: int) -> str:
-            return f"{n / GiB:.1f} GiB" if n % GiB else f"{n // GiB} GiB"
         rows = [("os", f"{self.os} ({self.os_name})", self.sources["os"]),
-                ("memory", size(self.memory), self.sources["memory"]),
+                ("memory", gib_text(self.memory), self.sources["memory"]),
                 ("cpus", f"{self.vcpus} (1 socket, {self.cores} core{'s' * (self.cores > 1)}, {self.threads} "
                          f"thread{'s' * (self.threads > 1)} each)", self.sources["cpus"]),
-                ("disk", f"{size(self.disk_size)} {self.disk_format} at {self.disk}", self.sources["disk_size"]),
+                ("disk", f"{gib_text(self.disk_size)} {self.disk_format} at {self.disk}", self.sources["disk_size"]),
                 ("firmware", self.firmware.upper() + (" + Secure Boot" if self.secure_boot else ""),
                  self.sources["firmware"]),
                 ("tpm", "TPM 2.0 (tpm-crb, swtpm)" if self.tpm else "none", self.sources["tpm"]),

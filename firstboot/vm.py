@@ -11,16 +11,13 @@ import uuid
 from pathlib import Path
 
 from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.sizes import GiB, gib_text
 
 from .gpu import Gpu
-from .host import GiB, HostFacts, reserve
+from .host import HostFacts, reserve
 from .osinfo import OsProfile
 from .spec import MDEV_NAMESPACE, STRATEGIES, GpuChoice, Request, VmSpec
 from .vm_xml import render
-
-
-def _gib(n: int) -> str:
-    return f"{n // GiB} GiB" if n % GiB == 0 else f"{n / GiB:.1f} GiB"
 
 
 def _choose_gpu(request: Request, profile: OsProfile, gpus: list[Gpu], vfs: dict[str, list[str]]) -> GpuChoice:
@@ -82,18 +79,18 @@ def plan(request: Request, profile: OsProfile, host: HostFacts, gpus: list[Gpu] 
 
     if request.memory is not None:
         if minimum.memory and request.memory < minimum.memory:
-            raise UserError(f"memory {_gib(request.memory)} is below {what}'s minimum of {_gib(minimum.memory)} "
-                            "(osinfo-db)")
+            raise UserError(f"memory {gib_text(request.memory)} is below {what}'s minimum of "
+                            f"{gib_text(minimum.memory)} (osinfo-db)")
         if request.memory > host.memory:
-            raise UserError(f"memory {_gib(request.memory)} is more than this host has ({_gib(host.memory)})")
+            raise UserError(f"memory {gib_text(request.memory)} is more than this host has ({gib_text(host.memory)})")
         memory, sources["memory"] = request.memory, "user"
     else:
         memory = (host.memory - keep_memory) // (256 << 20) * (256 << 20)
-        sources["memory"] = f"sizing rule: host memory {_gib(host.memory)} minus the host's {_gib(keep_memory)}"
+        sources["memory"] = f"sizing rule: host memory {gib_text(host.memory)} minus the host's {gib_text(keep_memory)}"
         if minimum.memory and memory < minimum.memory:
             memory, sources["memory"] = minimum.memory, "osinfo minimum"
-            notes.append(f"this host has {_gib(host.memory)}: the VM gets {what}'s minimum of {_gib(memory)}, and "
-                         f"the host keeps less than its {_gib(keep_memory)} reserve")
+            notes.append(f"this host has {gib_text(host.memory)}: the VM gets {what}'s minimum of "
+                         f"{gib_text(memory)}, and the host keeps less than its {gib_text(keep_memory)} reserve")
 
     if request.cpus is not None:
         if minimum.cpus and request.cpus < minimum.cpus:
@@ -110,8 +107,8 @@ def plan(request: Request, profile: OsProfile, host: HostFacts, gpus: list[Gpu] 
 
     if request.disk_size is not None:
         if minimum.storage and request.disk_size < minimum.storage:
-            raise UserError(f"disk size {_gib(request.disk_size)} is below {what}'s minimum of "
-                            f"{_gib(minimum.storage)} (osinfo-db)")
+            raise UserError(f"disk size {gib_text(request.disk_size)} is below {what}'s minimum of "
+                            f"{gib_text(minimum.storage)} (osinfo-db)")
         disk_size, sources["disk_size"] = request.disk_size, "user"
     elif profile.recommended.storage:
         disk_size, sources["disk_size"] = profile.recommended.storage, profile.recommended_source["storage"]

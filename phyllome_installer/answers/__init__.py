@@ -45,7 +45,7 @@ from .models import (
     User,
 )
 from .rules import wipe_conflicts, wipe_names_disk
-from .values import control_character, kernel_arg, parse_size, size_value, timezones
+from .values import control_character, kernel_arg, parse_size, size_text, size_value, timezones
 from .writer import toml_scalar
 
 __all__ = [
@@ -53,7 +53,7 @@ __all__ = [
     "ContainerPayload", "DiskMatch", "Encryption", "FirstBoot", "Host", "InstallConfig", "LoadResult",
     "LocalPayload", "Payload", "Post", "PrimaryVm", "Problem", "RuleError", "Section", "Storage", "UrlPayload",
     "User", "config_from_bytes", "control_character", "dotted", "dumps", "json_schema", "kernel_arg", "load",
-    "load_config", "load_firstboot", "loads_guarded", "parse", "parse_bytes", "parse_size", "save", "size_value",
-    "summary", "timezones",
+    "load_config", "load_firstboot", "loads_guarded", "parse", "parse_bytes", "parse_size", "save", "size_text",
+    "size_value", "summary", "timezones",
     "toml_scalar", "validate_data", "wipe_conflicts", "wipe_names_disk",
 ]

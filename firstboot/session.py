@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.facts import VM_STORE
 from phyllome_installer.core.runner import Runner
 
 from . import state
@@ -156,7 +157,7 @@ class Session:
     """The machine a first boot runs on: its root (files), runner (commands) and libvirt URI."""
 
     def __init__(self, runner: Runner, *, root: Path = Path("/"), uri: str = "qemu:///system",
-                 store: Path = Path("/var/lib/libvirt/images")) -> None:
+                 store: Path = Path(VM_STORE)) -> None:
         self.runner = runner
         self.root = Path(root)
         self.uri = uri

@@ -29,13 +29,13 @@ from phyllome_installer.core import mountinfo
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.progress import NullSink, Sink, TaskProgress
 from phyllome_installer.core.runner import Runner
+from phyllome_installer.core.sizes import SECTOR
 from phyllome_installer.core.targetfs import TargetFiles
 
 from .layout import Layout, PartitionSpec
 from .probe import Disk, Prober
 
 log = logging.getLogger("phyllome.storage.apply")
-SECTOR = 512
 _APPLY_LOCK = threading.Lock()  # one apply at a time
 
 

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from phyllome_installer.core import mountinfo
-from phyllome_installer.core.facts import cpu_vendor
+from phyllome_installer.core.facts import cpu_vendor, mem_total_field
 from phyllome_installer.core.runner import Runner
 from phyllome_installer.core.sizes import human_size
 
@@ -169,8 +169,8 @@ class Prober:
         return "uefi" if (self.sys / "firmware" / "efi").is_dir() else "bios"
 
     def ram(self) -> int:
-        match = re.search(r"^MemTotal:\s+(\d+) kB", _read(self.proc / "meminfo"), re.MULTILINE)
-        return int(match.group(1)) * 1024 if match else 0
+        kib = mem_total_field(_read(self.proc / "meminfo"))
+        return int(kib) * 1024 if kib else 0
 
     # ------------------------------------------------------------------ disks
     def disks(self) -> list[Disk]:

@@ -6,6 +6,7 @@ passphrase rule, and the probe and the checks read the CPU vendor the same way.
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
 
 #: The first-boot marker on the installed system (relative to its root): present until first boot succeeded.
@@ -33,6 +34,19 @@ GPU_REQUESTS: tuple[str, ...] = get_args(GpuRequest)
 #: The virtual machine monitors of the primary VM (QEMU/KVM, or Cloud Hypervisor through libvirt's ch driver).
 Vmm = Literal["qemu", "cloud-hypervisor"]
 VMMS: tuple[str, ...] = get_args(Vmm)
+
+#: The CPU flags of hardware virtualization: Intel VT-x, AMD-V.
+VIRTUALIZATION_FLAGS = frozenset({"vmx", "svm"})
+#: fscrypt's FS_IOC_GET_ENCRYPTION_POLICY_EX (linux/fscrypt.h): whether a directory has a policy, and which.
+FS_IOC_GET_ENCRYPTION_POLICY_EX = 0xC0096616
+_MEM_TOTAL = re.compile(r"^MemTotal:\s+(\d+) kB", re.MULTILINE)
+
+
+def mem_total_field(meminfo: str) -> str | None:
+    """The digits of /proc/meminfo's MemTotal (in KiB), None when the text has none."""
+    match = _MEM_TOTAL.search(meminfo)
+    return match.group(1) if match else None
+
 
 CpuVendor = Literal["intel", "amd", "other"]
 

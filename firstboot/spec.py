@@ -9,11 +9,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from phyllome_installer.core.facts import GPU_STRATEGIES, VM_STORE, GpuRequest, GpuStrategy, Vmm
+from phyllome_installer.core.facts import GPU_STRATEGIES, VM_NAME_PATTERN, VM_STORE, GpuRequest, GpuStrategy, Vmm
 from phyllome_installer.core.sizes import gib_text
 
 STRATEGIES = GPU_STRATEGIES
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_PATTERN = VM_NAME_PATTERN
 # Hyper-V enlightenments we want for Windows (virt-install's and Phyllome's set); only those the domain
 # capabilities offer are emitted. Sub-elements and newer ones (tlbflush direct/extended, reenlightenment)
 # are left out: libvirt 9.0's schema rejects some of them.

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
-from ..core.facts import GpuRequest, Vmm
+from ..core.facts import OS_ID_PATTERN, VM_NAME_PATTERN, GpuRequest, Vmm
 from .base import DEFAULT_PROTECT, SCHEMA_VERSION, RuleError, enforce
 from .rules import config_rules, encryption_rules, match_rules, storage_rules, user_rules, vm_rules
 from .values import (
@@ -236,9 +236,9 @@ class User(Section):
 class PrimaryVm(Section):
     """The primary guest VM to create at first boot (phyllome-firstboot run --unattended)."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "desktop"
+    name: Annotated[str, Field(pattern=VM_NAME_PATTERN)] = "desktop"
     """libvirt domain name."""
-    os: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    os: Annotated[str, Field(pattern=OS_ID_PATTERN)] | None = None
     """Guest OS, as a libosinfo short id (e.g. "win11", "fedora37"); detected from the ISO when omitted. An id
     osinfo-db does not know falls back to the newest of its family (phyllome-firstboot vm os-list)."""
     iso: AbsolutePath | None = None

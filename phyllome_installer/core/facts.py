@@ -35,6 +35,10 @@ GPU_REQUESTS: tuple[str, ...] = get_args(GpuRequest)
 Vmm = Literal["qemu", "cloud-hypervisor"]
 VMMS: tuple[str, ...] = get_args(Vmm)
 
+#: A libvirt domain name of the primary VM (the answer file's [firstboot.vm] and the first boot's request).
+VM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: A libosinfo short id ("win11", "fedora37"), as the answer file and firstboot/osinfo.py accept it.
+OS_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 #: The CPU flags of hardware virtualization: Intel VT-x, AMD-V.
 VIRTUALIZATION_FLAGS = frozenset({"vmx", "svm"})
 #: fscrypt's FS_IOC_GET_ENCRYPTION_POLICY_EX (linux/fscrypt.h): whether a directory has a policy, and which.

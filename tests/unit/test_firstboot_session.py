@@ -153,3 +153,18 @@ def test_an_empty_answer_skips_and_a_right_one_unlocks():
     assert outcome.state == "unlocked" and outcome.tries == 2
     assert ScriptedUnlocker("unlocked", "r").run(_answers(), print).state == "already-unlocked"
     assert ScriptedUnlocker("not-encrypted", "r").run(_answers(), print).ok
+
+
+def test_the_result_is_written_whole_and_never_through_a_link(tmp_path):
+    """save_result writes through core/files.write_regular: JSON, mode 0644, no temporary file left; a symlink
+    planted at the result's place is refused, not followed."""
+    path = fs.save_result(fs.Result(mode="unattended", vm={"name": "desktop"}), tmp_path)
+    assert json.loads(path.read_text())["vm"] == {"name": "desktop"} and path.read_text().endswith("}\n")
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in path.parent.iterdir()) == ["firstboot.json"]
+    path.unlink()
+    (tmp_path / "elsewhere").write_text("keep")
+    path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        fs.save_result(fs.Result(mode="unattended"), tmp_path)
+    assert (tmp_path / "elsewhere").read_text() == "keep"

@@ -22,7 +22,7 @@ DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-de
 
 help:
 	@echo "make demo   run the installer TUI against a safe sandbox disk image"
-	@echo "make test   ruff + the whole test suite (installs everything it needs first)"
+	@echo "make test   ruff + the import contracts + the whole test suite (installs everything it needs first)"
 	@echo "make setup  install Debian packages and the Python venv (idempotent)"
 	@echo "make docs   regenerate generated documentation"
 	@echo "make bench  performance benchmarks"
@@ -51,6 +51,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 demo: setup

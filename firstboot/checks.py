@@ -18,19 +18,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from phyllome_installer.core import facts
+from phyllome_installer.core import cmdline, facts
 from phyllome_installer.core.facts import cpu_vendor
 from phyllome_installer.core.files import BoundedReadError, read_bounded
 from phyllome_installer.core.runner import SubprocessRunner
+from phyllome_installer.core.sizes import GiB
 
 from . import kvm
 
 Status = Literal["PASS", "WARN", "FAIL", "NOTE"]
-GiB = 1 << 30
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
-FS_IOC_GET_ENCRYPTION_POLICY_EX = 0xC0096616
 VM_STORE = facts.VM_STORE.lstrip("/")
 MAX_READ = 8 << 20
 
@@ -133,7 +132,7 @@ class Machine:
         return cpu_vendor(self.read("proc/cpuinfo"))
 
     def cmdline(self) -> list[str]:
-        return self.read("proc/cmdline").split()
+        return cmdline.words(self.read("proc/cmdline"))
 
     def kvm(self) -> dict:
         """``{"exists", "api_version", "create_vm", "error", "runs", "smm", "run_error"}`` for /dev/kvm: ``runs``
@@ -191,7 +190,7 @@ def has_policy(directory: Path) -> bool | None:
     except OSError:
         return None
     try:
-        fcntl.ioctl(fd, FS_IOC_GET_ENCRYPTION_POLICY_EX, bytearray(struct.pack("Q", 24) + bytes(24)))
+        fcntl.ioctl(fd, facts.FS_IOC_GET_ENCRYPTION_POLICY_EX, bytearray(struct.pack("Q", 24) + bytes(24)))
         return True
     except OSError:
         return False  # ENODATA: not encrypted; ENOTTY/EOPNOTSUPP: the filesystem cannot
@@ -205,7 +204,7 @@ def has_policy(directory: Path) -> bool | None:
 def cpu_virtualization(m: Machine) -> Check:
     flags = m.cpu_flags()
     found = "vmx (Intel VT-x)" if "vmx" in flags else "svm (AMD-V)" if "svm" in flags else "no vmx or svm flag"
-    if flags & {"vmx", "svm"}:
+    if flags & facts.VIRTUALIZATION_FLAGS:
         return Check("cpu-virt", "for hardware virtualization", "PASS", found)
     return Check("cpu-virt", "for hardware virtualization", "FAIL", found,
                  "enable Intel VT-x or AMD-V (SVM) in the firmware setup; without it VMs run emulated, very slowly")
@@ -215,7 +214,7 @@ def kvm_device(m: Machine) -> Check:
     title = "if device /dev/kvm is usable"
     info = m.kvm()
     if not info.get("exists"):
-        remedy = "load the kvm_intel or kvm_amd module" if m.cpu_flags() & {"vmx", "svm"} else \
+        remedy = "load the kvm_intel or kvm_amd module" if m.cpu_flags() & facts.VIRTUALIZATION_FLAGS else \
             "enable hardware virtualization in the firmware, then load kvm_intel or kvm_amd"
         return Check("kvm", title, "FAIL", "/dev/kvm is missing", remedy)
     if info.get("api_version") != 12 or not info.get("create_vm"):
@@ -367,9 +366,9 @@ def swtpm(m: Machine) -> Check:
 
 
 def memory(m: Machine) -> Check:
-    match = re.search(r"^MemTotal:\s+(\d+) kB", m.read("proc/meminfo"), re.MULTILINE)
-    kib = number(match.group(1)) if match else None
-    if match and kib is None:
+    digits = facts.mem_total_field(m.read("proc/meminfo"))
+    kib = number(digits) if digits else None
+    if digits and kib is None:
         m.unreadable["proc/meminfo"] = "has a MemTotal too large to be true"
     total = (kib or 0) * 1024
     found = f"{total / GiB:.1f} GiB of RAM"

@@ -10,9 +10,10 @@ import xml.etree.ElementTree as ET
 
 from pydantic import BaseModel, ConfigDict
 
+from phyllome_installer.core.sizes import GiB
+
 from . import kvm
 
-GiB = 1 << 30
 VIRTIO_WIN = ("usr/share/virtio-win/virtio-win.iso", "usr/share/virtio-win/virtio-win-latest.iso")
 
 

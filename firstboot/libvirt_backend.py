@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phyllome_installer.core.errors import InstallFailure, UserError
+from phyllome_installer.core.facts import FS_IOC_GET_ENCRYPTION_POLICY_EX
 from phyllome_installer.core.interrupt import deferred
 from phyllome_installer.core.runner import Runner, SubprocessRunner
 
@@ -31,7 +32,6 @@ from .vm import VmSpec, domain_xml
 
 log = logging.getLogger("phyllome.vm")
 
-FS_IOC_GET_ENCRYPTION_POLICY_EX = 0xC0096616
 FS_IOC_GET_ENCRYPTION_KEY_STATUS = 0xC080661A
 POOL = "phyllome"
 DEFAULT_NETWORK = """<network>

@@ -21,13 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from phyllome_installer.core.errors import InstallFailure, UserError
+from phyllome_installer.core.facts import OS_ID_PATTERN
 
 ARCH = "x86_64"
 VIRTIO = {"net": "http://pcisig.com/pci/1af4/1041", "block": "http://pcisig.com/pci/1af4/1042",
           "gpu": "http://pcisig.com/pci/1af4/1050", "input": "http://pcisig.com/pci/1af4/1052",
           "rng": "http://pcisig.com/pci/1af4/1044"}
 Q35 = "http://qemu.org/chipset/x86/q35"
-SHORT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SHORT_ID = re.compile(OS_ID_PATTERN)
 
 
 def _libosinfo():

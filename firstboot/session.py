@@ -9,11 +9,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.facts import VM_STORE
+from phyllome_installer.core.files import write_regular
 from phyllome_installer.core.runner import Runner
 
 from . import state
@@ -131,15 +132,8 @@ def _now() -> str:
 
 
 def save_result(result: Result, root: Path = Path("/")) -> Path:
-    path = Path(root) / state.RESULT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".firstboot-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(result.to_dict(), handle, indent=2)
-        handle.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(result.to_dict(), indent=2) + "\n"
+    return write_regular(Path(root) / state.RESULT, text.encode(), 0o644)  # whole, never through a link
 
 
 def finish(result: Result, root: Path = Path("/")) -> bool:
@@ -156,7 +150,7 @@ class Session:
     """The machine a first boot runs on: its root (files), runner (commands) and libvirt URI."""
 
     def __init__(self, runner: Runner, *, root: Path = Path("/"), uri: str = "qemu:///system",
-                 store: Path = Path("/var/lib/libvirt/images")) -> None:
+                 store: Path = Path(VM_STORE)) -> None:
         self.runner = runner
         self.root = Path(root)
         self.uri = uri

@@ -21,13 +21,14 @@ from typing import TextIO
 
 from phyllome_installer.core import mountinfo as core_mountinfo
 from phyllome_installer.core.errors import InstallFailure, UserError
+from phyllome_installer.core.facts import VM_STORE
 from phyllome_installer.core.runner import Runner
 from phyllome_installer.core.secrets import REDACTOR, Redactor
 from storage.fscrypt import PROTECTOR_NAME, RECOVERY_NAME, Fscrypt
 
 from .checks import has_policy
 
-STORE = Path("/var/lib/libvirt/images")
+STORE = Path(VM_STORE)
 TRIES = 3
 MAX_SECRET = 1024
 """The longest passphrase or recovery code a try may be (characters); a longer line is refused unread."""

@@ -2,138 +2,22 @@
 
 Both steps are pure functions. :func:`plan` applies the sizing rule and records where every value came from;
 :func:`domain_xml` renders the spec for the host's libvirt, emitting only what its capabilities offer.
+The models (:class:`Request`, :class:`VmSpec`) live in spec.py, which the renderers import too.
 """
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from phyllome_installer.core.errors import UserError
-from phyllome_installer.core.facts import VM_STORE
+from phyllome_installer.core.sizes import GiB, gib_text
 
 from .gpu import Gpu
-from .host import GiB, HostFacts, reserve
+from .host import HostFacts, reserve
 from .osinfo import OsProfile
-
-STRATEGIES = ("virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf")
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-VMMS = ("qemu", "cloud-hypervisor")
-# Hyper-V enlightenments we want for Windows (virt-install's and Phyllome's set); only those the domain
-# capabilities offer are emitted. Sub-elements and newer ones (tlbflush direct/extended, reenlightenment)
-# are left out: libvirt 9.0's schema rejects some of them.
-HYPERV = ("relaxed", "vapic", "spinlocks", "vpindex", "runtime", "synic", "stimer", "reset", "vendor_id",
-          "frequencies", "tlbflush", "ipi")
-MAX_DISK = 64 << 40
-"""The largest guest disk (64 TiB): more is a typo (99999TiB), refused by plan and create alike."""
-MDEV_NAMESPACE = uuid.UUID("5b1c7c1e-5e0a-4b8f-9a53-70687966c1c0")
-
-
-class Request(BaseModel):
-    """What the user asked for; ``None`` means "choose for me"."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(default="desktop", pattern=NAME_PATTERN)
-    memory: int | None = Field(default=None, gt=0)
-    cpus: int | None = Field(default=None, ge=1, le=512)
-    disk_size: int | None = Field(default=None, gt=0)
-    disk_format: Literal["qcow2", "raw"] = "qcow2"
-    gpu: Literal["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"] = "auto"
-    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
-    tpm: bool | None = None
-    iso: str | None = None
-    store: str = VM_STORE
-    serial_log: str | None = None
-
-    @field_validator("disk_size")
-    @classmethod
-    def _disk(cls, value: int | None) -> int | None:
-        if value is not None and value > MAX_DISK:
-            raise ValueError(f"{value >> 40} TiB is more than the largest guest disk, {MAX_DISK >> 40} TiB")
-        return value
-
-    @field_validator("iso", "store", "serial_log")
-    @classmethod
-    def _path(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError(f"{value!r} contains control characters")
-        if not value.startswith("/") or "/../" in value + "/":
-            raise ValueError(f"{value!r} is not an absolute path without '..'")
-        if any(value == top or value.startswith(top + "/") for top in ("/proc", "/sys", "/dev")):
-            raise ValueError(f"{value!r} is in /proc, /sys or /dev: not a place for VM files")
-        return value.rstrip("/") or "/"
-
-
-class GpuChoice(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    strategy: Literal["virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"]
-    reason: str
-    gpu: str | None = None
-    """The host GPU's PCI address."""
-    hostdevs: list[str] = []
-    """PCI addresses given to the guest (vfio-pci: every function of the GPU's slot; sriov-vf: one VF)."""
-    mdev_type: str | None = None
-    mdev_uuid: str | None = None
-    render_node: str | None = None
-
-
-class VmSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=NAME_PATTERN)
-    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
-    os: str
-    os_name: str
-    family: str
-    memory: int
-    vcpus: int
-    cores: int
-    threads: int
-    disk: str
-    disk_size: int
-    disk_format: Literal["qcow2", "raw"]
-    firmware: Literal["efi", "bios"]
-    secure_boot: bool
-    nvram: str | None
-    tpm: bool
-    iso: str | None
-    driver_iso: str | None
-    virtio: dict[str, bool]
-    gpu: GpuChoice
-    serial_log: str | None = None
-    sources: dict[str, str]
-    notes: list[str] = []
-
-    def summary(self) -> list[tuple[str, str, str]]:
-        """(setting, value, where it came from) rows for the CLI and the first-boot screen."""
-        def size(n: int) -> str:
-            return f"{n / GiB:.1f} GiB" if n % GiB else f"{n // GiB} GiB"
-        rows = [("os", f"{self.os} ({self.os_name})", self.sources["os"]),
-                ("memory", size(self.memory), self.sources["memory"]),
-                ("cpus", f"{self.vcpus} (1 socket, {self.cores} core{'s' * (self.cores > 1)}, {self.threads} "
-                         f"thread{'s' * (self.threads > 1)} each)", self.sources["cpus"]),
-                ("disk", f"{size(self.disk_size)} {self.disk_format} at {self.disk}", self.sources["disk_size"]),
-                ("firmware", self.firmware.upper() + (" + Secure Boot" if self.secure_boot else ""),
-                 self.sources["firmware"]),
-                ("tpm", "TPM 2.0 (tpm-crb, swtpm)" if self.tpm else "none", self.sources["tpm"]),
-                ("gpu", self.gpu.strategy, self.gpu.reason),
-                ("vmm", self.vmm, self.sources["vmm"])]
-        if self.iso:
-            rows.append(("iso", self.iso, "user"))
-        if self.driver_iso:
-            rows.append(("drivers", self.driver_iso, "virtio-win on the host"))
-        return rows
-
-
-def _gib(n: int) -> str:
-    return f"{n // GiB} GiB" if n % GiB == 0 else f"{n / GiB:.1f} GiB"
+from .spec import MDEV_NAMESPACE, STRATEGIES, GpuChoice, Request, VmSpec
+from .vm_xml import render
 
 
 def _choose_gpu(request: Request, profile: OsProfile, gpus: list[Gpu], vfs: dict[str, list[str]]) -> GpuChoice:
@@ -195,18 +79,18 @@ def plan(request: Request, profile: OsProfile, host: HostFacts, gpus: list[Gpu] 
 
     if request.memory is not None:
         if minimum.memory and request.memory < minimum.memory:
-            raise UserError(f"memory {_gib(request.memory)} is below {what}'s minimum of {_gib(minimum.memory)} "
-                            "(osinfo-db)")
+            raise UserError(f"memory {gib_text(request.memory)} is below {what}'s minimum of "
+                            f"{gib_text(minimum.memory)} (osinfo-db)")
         if request.memory > host.memory:
-            raise UserError(f"memory {_gib(request.memory)} is more than this host has ({_gib(host.memory)})")
+            raise UserError(f"memory {gib_text(request.memory)} is more than this host has ({gib_text(host.memory)})")
         memory, sources["memory"] = request.memory, "user"
     else:
         memory = (host.memory - keep_memory) // (256 << 20) * (256 << 20)
-        sources["memory"] = f"sizing rule: host memory {_gib(host.memory)} minus the host's {_gib(keep_memory)}"
+        sources["memory"] = f"sizing rule: host memory {gib_text(host.memory)} minus the host's {gib_text(keep_memory)}"
         if minimum.memory and memory < minimum.memory:
             memory, sources["memory"] = minimum.memory, "osinfo minimum"
-            notes.append(f"this host has {_gib(host.memory)}: the VM gets {what}'s minimum of {_gib(memory)}, and "
-                         f"the host keeps less than its {_gib(keep_memory)} reserve")
+            notes.append(f"this host has {gib_text(host.memory)}: the VM gets {what}'s minimum of "
+                         f"{gib_text(memory)}, and the host keeps less than its {gib_text(keep_memory)} reserve")
 
     if request.cpus is not None:
         if minimum.cpus and request.cpus < minimum.cpus:
@@ -223,8 +107,8 @@ def plan(request: Request, profile: OsProfile, host: HostFacts, gpus: list[Gpu] 
 
     if request.disk_size is not None:
         if minimum.storage and request.disk_size < minimum.storage:
-            raise UserError(f"disk size {_gib(request.disk_size)} is below {what}'s minimum of "
-                            f"{_gib(minimum.storage)} (osinfo-db)")
+            raise UserError(f"disk size {gib_text(request.disk_size)} is below {what}'s minimum of "
+                            f"{gib_text(minimum.storage)} (osinfo-db)")
         disk_size, sources["disk_size"] = request.disk_size, "user"
     elif profile.recommended.storage:
         disk_size, sources["disk_size"] = profile.recommended.storage, profile.recommended_source["storage"]
@@ -270,6 +154,4 @@ def plan(request: Request, profile: OsProfile, host: HostFacts, gpus: list[Gpu] 
 
 def domain_xml(spec: VmSpec, host: HostFacts) -> str:
     """The libvirt domain XML of ``spec`` for this host (pure: same inputs, same bytes); see firstboot/vm_xml.py."""
-    from .vm_xml import render
-
     return render(spec, host)

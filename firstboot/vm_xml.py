@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from .host import HostFacts
-from .vm import HYPERV, VmSpec
+from .spec import HYPERV, VmSpec
 
 #: libvirt versions (major * 1_000_000 + minor * 1_000) that introduced what is emitted conditionally
 HYPERV_MODE = 8_000_000  # <hyperv mode='custom'>

@@ -34,7 +34,7 @@ from .core.errors import (
     PhyllomeError,
     UserError,
 )
-from .core.facts import VM_STORE
+from .core.facts import GPU_REQUESTS, VM_STORE, VMMS
 from .core.interrupt import Stop, deferred, signals_stop
 from .core.lock import InstallLock
 from .core.logs import LOG_DIR, setup_logging
@@ -340,9 +340,9 @@ def _vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, metavar="N", help="virtual CPUs")
     p.add_argument("--disk-size", type=size_arg, metavar="SIZE", help="the guest disk's size, e.g. 128GiB")
     p.add_argument("--disk-format", choices=["qcow2", "raw"], default="qcow2", help="the guest disk's format")
-    p.add_argument("--gpu", choices=["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"],
+    p.add_argument("--gpu", choices=GPU_REQUESTS,
                    default="auto", help="graphics strategy (default: the checks' recommendation)")
-    p.add_argument("--vmm", choices=["qemu", "cloud-hypervisor"], default="qemu", help="virtual machine monitor")
+    p.add_argument("--vmm", choices=VMMS, default="qemu", help="virtual machine monitor")
     p.add_argument("--tpm", action=argparse.BooleanOptionalAction, default=None,
                    help="emulated TPM 2.0 (default: where the OS needs one)")
     p.add_argument("--serial-log", type=Path, metavar="PATH", help=argparse.SUPPRESS)

@@ -13,43 +13,14 @@ import logging
 import os
 import stat
 import sys
-import tomllib
 from pathlib import Path
 
+from .answers import load_firstboot
 from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, InstallFailure, PhyllomeError, UserError
 from .core.facts import VM_STORE
-from .core.files import BoundedReadError, check_writable_target, file_kind, read_bounded
+from .core.files import BoundedReadError, check_writable_target, file_kind
 
 log = logging.getLogger("phyllome.firstboot")
-
-
-def load_firstboot(path: Path | None, root: Path):
-    """[firstboot] from ``path`` (a whole answer file or the saved section) or the target's saved copy; the
-    defaults when there is none. Bad input: UserError naming every problem."""
-    from pydantic import ValidationError
-
-    from firstboot.state import ANSWERS
-
-    from .answers import FirstBoot
-
-    if path is None:
-        path = Path(root) / ANSWERS
-        if not path.exists():
-            return FirstBoot()
-    try:
-        data = tomllib.loads(read_bounded(path, 1 << 20).decode("utf-8-sig"))
-    except (BoundedReadError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path}: cannot read [firstboot]: {exc}") from exc
-    # Only [firstboot]: a whole answer file's install sections were the installer's business (a passphrase file
-    # or a disk named there need not exist on the installed host).
-    section = data.get("firstboot", {})
-    if not isinstance(section, dict):
-        raise UserError(f"{path}: firstboot: expected a table ([firstboot])")
-    try:
-        return FirstBoot.model_validate(section)
-    except ValidationError as exc:
-        raise UserError("; ".join(f"{path}: firstboot.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                  for e in exc.errors())) from exc
 
 
 def iso_file(path: str | Path | None, name: str = "--iso") -> str | None:

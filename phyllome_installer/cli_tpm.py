@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .answers import load_firstboot
 from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, PhyllomeError, UserError
 from .core.facts import FIRSTBOOT_MARKER
 from .core.runner import CommandError, Runner
@@ -45,8 +46,6 @@ def unlock_first(unlocker, tpm, tell):
 
 def enrol_if_wanted(root: Path, unlocker, tpm, tell) -> None:
     """At the first real boot, with [firstboot] tpm_unlock: enrol with the secret that just opened the store."""
-    from .cli_firstboot import load_firstboot
-
     if unlocker.opened is None or not (Path(root) / FIRSTBOOT_MARKER).exists():
         return
     try:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .answers import ContainerPayload, LocalPayload, UrlPayload
+from .answers import ContainerPayload, LocalPayload, Payload, UrlPayload
 from .core.confined import Root
 from .core.errors import InstallFailure, UserError
 from .core.facts import OSNAME
@@ -28,8 +28,6 @@ VIRT_KARGS = {
     "amd": ["amd_iommu=on", "iommu=pt", "rd.driver.pre=vfio-pci"],
     "other": ["iommu=pt", "rd.driver.pre=vfio-pci"],
 }
-
-Payload = LocalPayload | UrlPayload | ContainerPayload
 
 
 def kernel_args(root_uuid: str, cpu_vendor: str, extra: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .core.errors import UserError
+from .core.facts import VIRTUALIZATION_FLAGS
 from .core.interrupt import Stop
 from .core.progress import NullSink, Sink
 from .core.runner import Runner
@@ -188,7 +189,7 @@ def readiness(proc: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> list
         flags = set((proc / "cpuinfo").read_text().split())
     except OSError:
         flags = set()
-    if not flags & {"vmx", "svm"}:
+    if not flags & VIRTUALIZATION_FLAGS:
         warnings.append("No hardware virtualization (VT-x/AMD-V) is visible: enable it in the firmware settings.")
     iommu = sys_root / "class" / "iommu"
     if not (iommu.is_dir() and any(iommu.iterdir())):

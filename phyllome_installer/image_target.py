@@ -14,13 +14,12 @@ import os
 import stat
 from pathlib import Path
 
-from storage.layout import MIN_DISK_BYTES
-from storage.probe import human_size
+from storage.sizes import MIN_DISK_BYTES
 
 from .answers import LocalPayload, Payload
 from .core.errors import UserError
+from .core.sizes import GiB, human_size
 
-GiB = 1 << 30
 SLACK = 512 << 20
 """What an install writes besides the payload: filesystems' metadata, the boot loader, the log."""
 UNKNOWN_PAYLOAD = 4 * GiB

@@ -25,7 +25,7 @@ from .core.secrets import REDACTOR
 from .hostconfig import HostConfig, fstab
 
 if TYPE_CHECKING:
-    from .plan import Context
+    from .context import Context
 
 log = logging.getLogger("phyllome.tasks")
 

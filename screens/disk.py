@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def contents(disk: Disk) -> str:
     """What is on a disk, in words: the partition table, each partition's filesystem, the systems found."""
-    from storage.probe import human_size
+    from phyllome_installer.core.sizes import human_size
 
     if not disk.has_data:
         return "Contents: empty (no partition table, no filesystem)."

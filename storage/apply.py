@@ -29,13 +29,13 @@ from phyllome_installer.core import mountinfo
 from phyllome_installer.core.errors import InstallFailure, UserError
 from phyllome_installer.core.progress import NullSink, Sink, TaskProgress
 from phyllome_installer.core.runner import Runner
+from phyllome_installer.core.sizes import SECTOR
 from phyllome_installer.core.targetfs import TargetFiles
 
 from .layout import Layout, PartitionSpec
-from .probe import Disk, Prober
+from .probe import Disk, Prober, blkid_export
 
 log = logging.getLogger("phyllome.storage.apply")
-SECTOR = 512
 _APPLY_LOCK = threading.Lock()  # one apply at a time
 
 
@@ -141,7 +141,7 @@ class BlivetApplier:
                 continue
             problems += _compare(spec, part, int(table.get("sectorsize", SECTOR)))
             device = partition_path(layout.disk, spec.number)
-            info = _export(self.runner.run(["blkid", "-p", "-o", "export", device], check=False).stdout)
+            info = blkid_export(self.runner.run(["blkid", "-p", "-o", "export", device], check=False).stdout)
             if info.get("TYPE") != spec.fstype:
                 problems.append(f"{device}: filesystem {info.get('TYPE')!r}, expected {spec.fstype!r}")
             if info.get("LABEL") != spec.label:
@@ -173,10 +173,6 @@ def _compare(spec: PartitionSpec, part: dict, sector: int = SECTOR) -> list[str]
     if part.get("name", "") != spec.name:
         problems.append(f"partition {spec.number}: name {part.get('name')!r}, expected {spec.name!r}")
     return problems
-
-
-def _export(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 # ---------------------------------------------------------------------- mounting the target tree

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-SECTOR = 512
+from phyllome_installer.core.sizes import SECTOR
 
 
 def emit(fraction: float, message: str) -> None:

@@ -10,15 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from phyllome_installer.core.errors import UserError
+from phyllome_installer.core.sizes import human_size
 
-from .probe import Disk, human_size
+from .probe import Disk
+from .sizes import ALIGN, BOOT_SIZE, ESP_SIZE, MIN_ROOT, minimum_disk_size
 
-MiB = 1 << 20
-GiB = 1 << 30
-ALIGN = MiB
-ESP_SIZE = 600 * MiB
-BOOT_SIZE = 1 * GiB
-MIN_ROOT = 8 * GiB
 GPT_TAIL = 16 * 1024 + 4096
 """The backup GPT at the end of the disk: its 16 KiB partition array and one header sector, reserved for the
 largest logical sector (4096 bytes, "4Kn" disks), so one layout fits 512-byte and 4Kn disks alike."""
@@ -61,14 +57,6 @@ class Layout:
         rows = [f"{p.number}  {p.name:<11} {human_size(p.size):>10}  {p.fstype:<5} {p.mountpoint:<10} "
                 f"{' '.join(p.mkfs_options)}".rstrip() for p in self.partitions]
         return [f"{self.disk} (GPT, {human_size(self.disk_size)}):", *("  " + r for r in rows)]
-
-
-def minimum_disk_size() -> int:
-    return ALIGN + ESP_SIZE + BOOT_SIZE + MIN_ROOT + ALIGN
-
-
-#: The smallest disk the installer offers (the probe flags smaller ones as too small).
-MIN_DISK_BYTES = minimum_disk_size()
 
 
 def plan(disk: str, disk_size: int, *, root_fs: str = "f2fs", compression: bool = False) -> Layout:

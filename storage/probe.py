@@ -21,14 +21,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from phyllome_installer.core import mountinfo
-from phyllome_installer.core.facts import cpu_vendor
+from phyllome_installer.core.facts import cpu_vendor, mem_total_field
 from phyllome_installer.core.runner import Runner
+from phyllome_installer.core.sizes import human_size
+
+from .sizes import MIN_DISK_BYTES
 
 log = logging.getLogger("phyllome.storage.probe")
 
-GiB = 1 << 30
-MiB = 1 << 20
-#: ESP 600 MiB + /boot 1 GiB + a root of at least 8 GiB, plus alignment: see layout.py.
+#: ESP 600 MiB + /boot 1 GiB + a root of at least 8 GiB, plus alignment: see sizes.py.
 PROFILE_VERSION = 1
 #: Mount points that belong to the running live system; their devices are the boot medium.
 SYSTEM_MOUNTS = ("/", "/run/initramfs/live", "/run/install/repo", "/run/rootfsbase", "/boot", "/boot/efi",
@@ -112,15 +113,6 @@ class MachineProfile(_Model):
         return None
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def _read(path: Path, default: str = "") -> str:
     try:
         return path.read_text(errors="replace").strip()
@@ -177,8 +169,8 @@ class Prober:
         return "uefi" if (self.sys / "firmware" / "efi").is_dir() else "bios"
 
     def ram(self) -> int:
-        match = re.search(r"^MemTotal:\s+(\d+) kB", _read(self.proc / "meminfo"), re.MULTILINE)
-        return int(match.group(1)) * 1024 if match else 0
+        kib = mem_total_field(_read(self.proc / "meminfo"))
+        return int(kib) * 1024 if kib else 0
 
     # ------------------------------------------------------------------ disks
     def disks(self) -> list[Disk]:
@@ -248,8 +240,6 @@ class Prober:
                 flags["busy"] = twin
         if _read(entry / "ro") == "1":
             flags["read_only"] = "the disk is read-only"
-        from .layout import MIN_DISK_BYTES  # the layout decides what fits; it imports this module
-
         if size < MIN_DISK_BYTES:
             flags["too_small"] = f"{human_size(size)} is less than the {human_size(MIN_DISK_BYTES)} needed"
         serial, by_id = self._serial(entry), self._by_id(name)

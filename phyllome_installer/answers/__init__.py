@@ -6,7 +6,8 @@ that key rather than of the table.
 
 One job per module: ``base`` (version, limits, the rule error), ``values`` (value types, control characters),
 ``rules`` (cross-field rules, wipe consent), ``models`` (the schema), ``positions`` (where each key is in the
-TOML text), ``errors`` (problems with their positions), ``files`` (load, validate, save).
+TOML text), ``errors`` (problems with their positions), ``writer`` (TOML text), ``files`` (load, validate,
+save).
 """
 
 from .base import DEFAULT_PROTECT, MIN_PASSPHRASE, SCHEMA_VERSION, RuleError
@@ -19,11 +20,12 @@ from .files import (
     json_schema,
     load,
     load_config,
+    load_firstboot,
+    loads_guarded,
     parse,
     parse_bytes,
     save,
     summary,
-    toml_scalar,
     validate_data,
 )
 from .models import (
@@ -43,13 +45,15 @@ from .models import (
     User,
 )
 from .rules import wipe_conflicts, wipe_names_disk
-from .values import control_character, kernel_arg, parse_size, size_value, timezones
+from .values import control_character, kernel_arg, parse_size, size_text, size_value, timezones
+from .writer import toml_scalar
 
 __all__ = [
     "DEFAULT_PROTECT", "MAX_ANSWER_BYTES", "MAX_NESTING", "MIN_PASSPHRASE", "SCHEMA_VERSION", "AnswerFileError",
     "ContainerPayload", "DiskMatch", "Encryption", "FirstBoot", "Host", "InstallConfig", "LoadResult",
     "LocalPayload", "Payload", "Post", "PrimaryVm", "Problem", "RuleError", "Section", "Storage", "UrlPayload",
     "User", "config_from_bytes", "control_character", "dotted", "dumps", "json_schema", "kernel_arg", "load",
-    "load_config", "parse", "parse_bytes", "parse_size", "save", "size_value", "summary", "timezones",
+    "load_config", "load_firstboot", "loads_guarded", "parse", "parse_bytes", "parse_size", "save", "size_text",
+    "size_value", "summary", "timezones",
     "toml_scalar", "validate_data", "wipe_conflicts", "wipe_names_disk",
 ]

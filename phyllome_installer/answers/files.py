@@ -3,20 +3,22 @@ Schema, a one-line summary, and writing a config back without its secrets."""
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
+from ..core.errors import UserError
+from ..core.facts import FIRSTBOOT_ANSWERS
 from ..core.files import BoundedReadError, read_bounded
 from ..core.secrets import REDACTOR, Redactor
 from .errors import AnswerFileError, LoadResult, Problem, describe, dotted, syntax_problem
-from .models import InstallConfig, UrlPayload
+from .models import FirstBoot, InstallConfig, UrlPayload
 from .positions import locate, positions
 from .rules import raw_rules
+from .writer import toml_table
 
 MAX_NESTING = 32
 
@@ -59,6 +61,16 @@ def too_deep(text: str) -> tuple[int, int] | None:
             depth = max(depth - 1, 0)
         i += 1
     return None
+
+
+def loads_guarded(text: str) -> dict[str, Any]:
+    """``tomllib.loads`` behind the nesting guard: nesting deeper than :data:`MAX_NESTING` is refused as a TOML
+    error (instead of a RecursionError), for the readers of TOML besides :func:`parse`."""
+    deep = too_deep(text)
+    if deep is not None:
+        raise tomllib.TOMLDecodeError(f"arrays or tables nested deeper than {MAX_NESTING} levels "
+                                      f"(at line {deep[0]}, column {deep[1]})")
+    return tomllib.loads(text)
 
 
 def parse(text: str, path: str = "<answers>", *, unattended: bool = True,
@@ -183,6 +195,29 @@ def config_or_raise(result: LoadResult) -> InstallConfig:
     return result.config
 
 
+def load_firstboot(path: Path | None, root: Path) -> FirstBoot:
+    """[firstboot] from ``path`` (a whole answer file or the saved section) or the target's saved copy; the
+    defaults when there is none. Bad input: UserError naming every problem."""
+    if path is None:
+        path = Path(root) / FIRSTBOOT_ANSWERS
+        if not path.exists():
+            return FirstBoot()
+    try:
+        data = loads_guarded(read_bounded(path, 1 << 20).decode("utf-8-sig"))
+    except (BoundedReadError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: cannot read [firstboot]: {exc}") from exc
+    # Only [firstboot]: a whole answer file's install sections were the installer's business (a passphrase file
+    # or a disk named there need not exist on the installed host).
+    section = data.get("firstboot", {})
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: firstboot: expected a table ([firstboot])")
+    try:
+        return FirstBoot.model_validate(section)
+    except ValidationError as exc:
+        raise UserError("; ".join(f"{path}: firstboot.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                  for e in exc.errors())) from exc
+
+
 def json_schema() -> dict[str, Any]:
     schema = InstallConfig.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -213,40 +248,6 @@ SAVED_HEADER = """\
 """
 
 _SECRET_KEYS = {"passphrase", "password", "password_hash"}
-
-
-def toml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        # TOML basic strings share JSON's escapes for everything json.dumps emits.
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bool = False) -> None:
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_list(v)}
-    if path:
-        out.append(("\n[[{}]]" if array else "\n[{}]").format(".".join(path)))
-    for key, value in scalars.items():
-        if isinstance(value, SecretStr):
-            out.append(f"# {key} = \"...\"  (removed: secrets are never written)")
-        else:
-            out.append(f"{key} = {toml_scalar(value)}")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            toml_table(value, path + [key], out)
-        elif _is_table_list(value):
-            for item in value:
-                toml_table(item, path + [key], out, array=True)
-
-
-def _is_table_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
 def dumps(config: InstallConfig) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
+from ..core.facts import OS_ID_PATTERN, VM_NAME_PATTERN, GpuRequest, Vmm
 from .base import DEFAULT_PROTECT, SCHEMA_VERSION, RuleError, enforce
 from .rules import config_rules, encryption_rules, match_rules, storage_rules, user_rules, vm_rules
 from .values import (
@@ -27,6 +28,7 @@ from .values import (
     password_hash_rule,
     password_rule,
 )
+from .writer import toml_table
 
 #: Characters of user kernel arguments at most: x86-64's command line holds 2048, with the installer's own.
 MAX_USER_KARGS = 1024
@@ -234,9 +236,9 @@ class User(Section):
 class PrimaryVm(Section):
     """The primary guest VM to create at first boot (phyllome-firstboot run --unattended)."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "desktop"
+    name: Annotated[str, Field(pattern=VM_NAME_PATTERN)] = "desktop"
     """libvirt domain name."""
-    os: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    os: Annotated[str, Field(pattern=OS_ID_PATTERN)] | None = None
     """Guest OS, as a libosinfo short id (e.g. "win11", "fedora37"); detected from the ISO when omitted. An id
     osinfo-db does not know falls back to the newest of its family (phyllome-firstboot vm os-list)."""
     iso: AbsolutePath | None = None
@@ -249,9 +251,9 @@ class PrimaryVm(Section):
     """Size of the guest's disk (at least 1GiB) in the encrypted VM store; default: osinfo's recommendation."""
     disk_format: Literal["qcow2", "raw"] = "qcow2"
     """Format of the guest's disk."""
-    gpu: Literal["auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"] = "auto"
+    gpu: GpuRequest = "auto"
     """Graphics strategy (firstboot/gpu.py's names); auto takes the first-boot checks' recommendation."""
-    vmm: Literal["qemu", "cloud-hypervisor"] = "qemu"
+    vmm: Vmm = "qemu"
     """Virtual machine monitor: QEMU/KVM, or Cloud Hypervisor through libvirt's ch driver."""
     tpm: bool | None = None
     """Emulated TPM 2.0; default: on where the OS requires it (Windows 11)."""
@@ -292,8 +294,6 @@ class FirstBoot(Section):
 
     def to_toml(self) -> str:
         """This section alone as TOML (it holds no secret): what the installer saves into the target."""
-        from .files import toml_table  # files.py builds on these models
-
         out: list[str] = []
         toml_table({"firstboot": self.model_dump(mode="python", exclude_none=True)}, [], out)
         return "# [firstboot] of the answer file, saved by phyllome-install for the first boot.\n" + \

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from ..core import cmdline
 from ..core.facts import MIN_PASSWORD
+from ..core.sizes import GiB
 from .base import Problems
 
 _SIZE = re.compile(r"\s*(\d{1,20}(?:\.\d{1,9})?)\s*([KMGTP]i?B|B)\s*", re.IGNORECASE | re.ASCII)
@@ -41,6 +42,11 @@ def parse_size(text: str) -> int:
     if size > MAX_SIZE:
         raise ValueError(f"{shown(text)} is too large (more than 8 EiB)")
     return size
+
+
+def size_text(n: int) -> str:
+    """A size as the answer file writes it (what :func:`parse_size` reads back): "8GiB", else whole MiB."""
+    return f"{n // GiB}GiB" if n % GiB == 0 else f"{n >> 20}MiB"
 
 
 def size_value(value: Any) -> Any:

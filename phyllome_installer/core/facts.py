@@ -6,7 +6,8 @@ passphrase rule, and the probe and the checks read the CPU vendor the same way.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Literal, get_args
 
 #: The first-boot marker on the installed system (relative to its root): present until first boot succeeded.
 FIRSTBOOT_MARKER = "etc/phyllome/firstboot"
@@ -23,6 +24,33 @@ OSNAME = "phyllome"
 #: Words the install itself passes as whole command-line arguments that are long enough to be a passphrase or a
 #: password: a secret equal to one of them would be refused on the command line, so the answer file refuses it.
 COMMAND_WORDS = frozenset({OSNAME, "EFI System", "x86_64-efi", "--removable", "--no-nvram"})
+
+#: How the primary VM gets its graphics (firstboot/gpu.py ranks them per GPU), plainest first.
+GpuStrategy = Literal["virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf"]
+GPU_STRATEGIES: tuple[str, ...] = get_args(GpuStrategy)
+#: What a user may ask for: a strategy, or "auto" (the first-boot checks' recommendation).
+GpuRequest = Literal["auto", GpuStrategy]
+GPU_REQUESTS: tuple[str, ...] = get_args(GpuRequest)
+#: The virtual machine monitors of the primary VM (QEMU/KVM, or Cloud Hypervisor through libvirt's ch driver).
+Vmm = Literal["qemu", "cloud-hypervisor"]
+VMMS: tuple[str, ...] = get_args(Vmm)
+
+#: A libvirt domain name of the primary VM (the answer file's [firstboot.vm] and the first boot's request).
+VM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: A libosinfo short id ("win11", "fedora37"), as the answer file and firstboot/osinfo.py accept it.
+OS_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+#: The CPU flags of hardware virtualization: Intel VT-x, AMD-V.
+VIRTUALIZATION_FLAGS = frozenset({"vmx", "svm"})
+#: fscrypt's FS_IOC_GET_ENCRYPTION_POLICY_EX (linux/fscrypt.h): whether a directory has a policy, and which.
+FS_IOC_GET_ENCRYPTION_POLICY_EX = 0xC0096616
+_MEM_TOTAL = re.compile(r"^MemTotal:\s+(\d+) kB", re.MULTILINE)
+
+
+def mem_total_field(meminfo: str) -> str | None:
+    """The digits of /proc/meminfo's MemTotal (in KiB), None when the text has none."""
+    match = _MEM_TOTAL.search(meminfo)
+    return match.group(1) if match else None
+
 
 CpuVendor = Literal["intel", "amd", "other"]
 

@@ -7,10 +7,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Label, RadioSet, Static
 
+from phyllome_installer.core.facts import GPU_REQUESTS
+
 from .widgets import Choice, FirstBootStep
 
 FAMILIES = ("windows", "linux")
-STRATEGIES = ("auto", "virtio-gpu-2d", "virtio-gpu-3d", "vfio-pci", "mdev", "sriov-vf")
+STRATEGIES = GPU_REQUESTS
 
 
 def describe(gpus: list) -> str:

@@ -12,19 +12,14 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from phyllome_installer.answers import parse_size
+from phyllome_installer.answers import parse_size, size_text
 
 from ..console import Field
 from .widgets import FirstBootStep
 
-GiB = 1 << 30
 FIELDS = ("iso", "os", "name", "memory", "cpus", "disk_size")
 LABELS = {"iso": "Installation ISO", "os": "Operating system", "name": "VM name", "memory": "Memory",
           "cpus": "Virtual CPUs", "disk_size": "Disk size"}
-
-
-def size_text(n: int) -> str:
-    return f"{n // GiB}GiB" if n % GiB == 0 else f"{n >> 20}MiB"
 
 
 def field_of(message: str) -> str:

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from phyllome_installer.core.runner import SubprocessRunner
-from storage.layout import MIN_DISK_BYTES
 from storage.probe import Prober
+from storage.sizes import MIN_DISK_BYTES
 from tests.loopdev import loop_image, mounted, sh
 
 pytestmark = pytest.mark.root

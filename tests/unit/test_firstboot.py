@@ -144,3 +144,12 @@ def test_the_check_command_runs_on_this_machine(tmp_path):
                              "--log", str(tmp_path / "log")], capture_output=True, text=True, check=False)
     assert result.returncode in (0, 1) and "Traceback" not in result.stderr
     assert json.loads(result.stdout)["checks"]
+
+
+def test_the_checks_split_the_kernel_command_line_as_the_kernel_does(tmp_path):
+    """core/cmdline.py's split, not str.split: a quoted value is one word, and nothing after "--" is the kernel's."""
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cmdline").write_text('root=UUID=x quiet foo="a b" intel_iommu=on -- iommu=pt\n')
+    assert Machine(tmp_path).cmdline() == ["root=UUID=x", "quiet", 'foo="a b"', "intel_iommu=on"]
+    (tmp_path / "proc/cmdline").write_text("ro console=\"ttyS0 intremap=off\"\n")
+    assert "intremap=off" not in Machine(tmp_path).cmdline()

@@ -39,6 +39,15 @@ def test_no_saved_firstboot_means_the_defaults_and_bad_values_are_named(tmp_path
     assert "firstboot.unattended" in str(info.value) and "firstboot.vm.vcpus" in str(info.value)
 
 
+@pytest.mark.parametrize("nest", ["[" * 5000 + "]" * 5000, "{a = " * 5000 + "1" + "}" * 5000, "[" * 40])
+def test_a_deeply_nested_firstboot_file_is_bad_input_not_a_traceback(tmp_path, nest):
+    """The first boot reads TOML through the answer file's nesting guard (loads_guarded), as the installer does."""
+    bad = tmp_path / "deep.toml"
+    bad.write_text(f"[firstboot]\nenabled = {nest}\n")
+    with pytest.raises(UserError, match="nested deeper than 32 levels"):
+        load_firstboot(bad, tmp_path)
+
+
 def test_karg_fixes_are_offered_only_for_what_the_host_can_apply():
     warn = Check("iommu-kernel", "t", "WARN", "0 groups", "add intel_iommu=on iommu=pt to the kernel command line")
     assert fs.karg_fix(warn, "intel") == ["intel_iommu=on", "iommu=pt"]
@@ -208,3 +217,18 @@ def test_a_default_network_that_cannot_start_is_a_failure_that_says_what_is_miss
         backend.ensure_network()
     assert "default NAT network cannot start: Unable to find 'dnsmasq'" in str(caught.value)
     assert "dnsmasq-base" in caught.value.hint
+
+
+def test_the_result_is_written_whole_and_never_through_a_link(tmp_path):
+    """save_result writes through core/files.write_regular: JSON, mode 0644, no temporary file left; a symlink
+    planted at the result's place is refused, not followed."""
+    path = fs.save_result(fs.Result(mode="unattended", vm={"name": "desktop"}), tmp_path)
+    assert json.loads(path.read_text())["vm"] == {"name": "desktop"} and path.read_text().endswith("}\n")
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in path.parent.iterdir()) == ["firstboot.json"]
+    path.unlink()
+    (tmp_path / "elsewhere").write_text("keep")
+    path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        fs.save_result(fs.Result(mode="unattended"), tmp_path)
+    assert (tmp_path / "elsewhere").read_text() == "keep"

@@ -1,4 +1,4 @@
-"""The core never loads the UI framework (DESIGN.md section 1)."""
+"""The core never loads the UI framework (DESIGN.md section 1); the import contracts: test_import_contracts.py."""
 
 from __future__ import annotations
 
@@ -33,28 +33,6 @@ def test_headless_packages_do_not_import_textual(package):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "", f"{package} pulled in: {out.stdout.strip()}"
-
-
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
-
-
-@pytest.mark.parametrize("package", ["storage", "firstboot", "phyllome_installer/core"])
-def test_lower_layers_import_only_the_ground_floor(package):
-    """storage/ and firstboot/ may use phyllome_installer.core only; core uses nothing of the project."""
-    for path in (ROOT / package).rglob("*.py"):
-        for name in _imports(path):
-            top = name.split(".")[0]
-            if top == "phyllome_installer":
-                assert package != "phyllome_installer/core", f"{path}: core imports {name}"
-                assert name.startswith("phyllome_installer.core"), f"{path} imports {name}"
-            assert top not in ("screens", "textual"), f"{path} imports {name}"
 
 
 def test_no_shell_true_anywhere():

@@ -239,7 +239,12 @@ class Backend:
             ET.SubElement(volume, "name").text = disk.name
             ET.SubElement(volume, "capacity", unit="bytes").text = str(spec.disk_size)
             ET.SubElement(ET.SubElement(volume, "target"), "format", type=spec.disk_format)
-            pool.createXML(ET.tostring(volume, encoding="unicode"), 0)
+            try:
+                pool.createXML(ET.tostring(volume, encoding="unicode"), 0)
+            except self.libvirt.libvirtError as exc:  # e.g. a qcow2 disk without qemu-img on the host
+                raise InstallFailure(f"the VM's disk {disk} cannot be created: {exc.get_error_message()}",
+                                     hint="nothing was created; libvirt creates qcow2 disks with qemu-img "
+                                          "(qemu-utils)") from exc
             return True
         if disk.exists():
             return False

@@ -232,3 +232,32 @@ def test_the_result_is_written_whole_and_never_through_a_link(tmp_path):
     with pytest.raises(OSError):
         fs.save_result(fs.Result(mode="unattended"), tmp_path)
     assert (tmp_path / "elsewhere").read_text() == "keep"
+
+
+def test_a_disk_libvirt_cannot_create_is_a_failure_that_says_what_is_missing_faked_pool(tmp_path):
+    """The installed host's libvirt without qemu-img (found by the boot test): faked pool, since this machine's
+    libvirt has qemu-img."""
+    import libvirt
+
+    from firstboot import libvirt_backend as lb
+    from firstboot.spec import VmSpec
+    from phyllome_installer.core.errors import InstallFailure
+
+    class Pool:
+        def refresh(self, flags):
+            pass
+
+        def listVolumes(self):  # noqa: N802 (libvirt's name)
+            return []
+
+        def createXML(self, xml, flags):  # noqa: N802
+            exc = libvirt.libvirtError("virStorageVolCreateXML() failed")
+            exc.err = (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_STORAGE, "internal error: creation of "
+                       "non-raw file images is not supported without qemu-img.", 2, None, None, None, 0, 0)
+            raise exc
+
+    spec = VmSpec.model_construct(disk=str(tmp_path / "desktop.qcow2"), disk_size=1 << 30, disk_format="qcow2")
+    with pytest.raises(InstallFailure) as caught:
+        lb.Backend(object(), RecordingRunner()).create_volume(spec, Pool())
+    assert "desktop.qcow2 cannot be created: internal error: creation of non-raw" in str(caught.value)
+    assert "qemu-utils" in caught.value.hint

@@ -83,7 +83,7 @@ async def test_checks_show_states_as_words_and_apply_the_kernel_arguments(tmp_pa
         await pilot.pause()
         assert isinstance(app.screen, ChecksScreen)
         shown = text(app, "#checks")
-        assert "WARN if IOMMU is enabled by kernel" in shown and "fix: add intel_iommu=on" in shown
+        assert "WARN The kernel has turned the IOMMU on" in shown and "fix: add intel_iommu=on" in shown
         fix = app.screen.query_one("#fix", Button)
         assert fix.display and "intel_iommu=on iommu=pt" in str(fix.label)
         fix.press()

@@ -35,8 +35,8 @@ def test_names_come_from_the_written_table_then_xkb_and_the_keymap_name_stays_vi
     assert shown("gr", xkb) == "Greek (gr)" and shown("de-neo", xkb) == "German (Neo 2, de-neo)"
     assert shown("sun-pl", xkb) == "sun-pl"  # unknown: the name itself, never a guess
     assert options(["us", "gr", "de", "sun-pl", "latam"], xkb) == [
-        ("English (US, us)", "us"), ("German (de)", "de"), ("Greek (gr)", "gr"), ("sun-pl", "sun-pl"),
-        ("Spanish (Latin American, latam)", "latam")]
+        ("English (US, us)", "us"), ("German (de)", "de"), ("Greek (gr)", "gr"),
+        ("Spanish (Latin American, latam)", "latam"), ("sun-pl", "sun-pl")]
 
 
 def test_a_hostile_rules_list_gives_plain_names(tmp_path):

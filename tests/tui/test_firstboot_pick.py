@@ -1,0 +1,111 @@
+"""The OS and the GPU are picked, never typed (issue 21): the OS from osinfo's list when no ISO is given or its
+detection fails, with "from: user" or "detected from the ISO" said as it is; on a machine with an iGPU and a dGPU
+the person picks which one the VM gets, and the strategies offered and planned follow that GPU. Real osinfo-db,
+real xorriso ISOs, the saved machine trees of tests/data/machines."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.firstboot_helpers import make_app
+from tests.tui.test_detect_deadline import make_iso
+from tests.tui.test_firstboot_snapshots import SavedHostSession
+
+SIZE = (80, 25)
+
+
+@pytest.fixture
+def flow(tmp_path):
+    def make(machine: str = "this-ci-vm", isos: tuple[str, ...] = ()):
+        made = make_app(tmp_path, machine=machine)
+        made.session = SavedHostSession(made.session.runner, root=made.session.root, uri="qemu:///system",
+                                        store=made.session.store)
+        shelf = made.session.root / "var/lib/libvirt/isos"
+        shelf.mkdir(parents=True, exist_ok=True)
+        for volume in isos:
+            (tmp_path / volume).mkdir()
+            make_iso(tmp_path / volume, volume).rename(shelf / f"{volume}.iso")
+        return made
+    return make
+
+
+async def settle(pilot):
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def to(pilot, name: str):
+    await settle(pilot)
+    while type(pilot.app.screen).__name__ != name:
+        await pilot.click("#next")
+        await settle(pilot)
+
+
+def said(screen, selector: str) -> str:
+    return str(screen.query_one(selector).render())
+
+
+def review_os(app) -> str:
+    lines = said(app.screen, "#review").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("os "))
+    return " ".join(lines[at:at + 2])
+
+
+async def pick(pilot, selector: str, typed: str = "", downs: int = 0):
+    """Open a list with Enter, type to jump (as a person does), move down, Enter."""
+    pilot.app.screen.query_one(selector).focus()
+    await pilot.press("enter", *typed, *(["down"] * downs if downs > 0 else ["up"] * -downs), "enter")
+    await settle(pilot)
+
+
+async def test_with_no_iso_the_os_is_picked_by_name_from_osinfo_and_said_to_be_the_users(flow):
+    app = flow()
+    async with app.run_test(size=SIZE) as pilot:
+        await to(pilot, "VmScreen")
+        await pilot.click("#next")
+        await settle(pilot)
+        assert "pick the OS" in said(app.screen, "#os-error")
+        await pick(pilot, "#os", "windows 1")
+        assert app.screen.query_one("#os").value == "win11"
+        assert "Windows 11 (win11)" in said(app.screen.query_one("#os"), "SelectCurrent Static")
+        await pilot.click("#next")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "ReviewScreen"
+        assert "win11" in review_os(app) and "from: user" in review_os(app)
+
+
+async def test_a_detected_os_is_said_to_come_from_the_iso_until_the_person_picks_another(flow):
+    app = flow(isos=("Fedora-WS-Live-37-1-7",))
+    async with app.run_test(size=SIZE) as pilot:
+        await to(pilot, "VmScreen")
+        await pick(pilot, "#iso", downs=1)
+        assert app.screen.query_one("#os").value == "fedora37"
+        assert said(app.screen, "#os-hint") == "detected from the ISO"
+        await pilot.click("#next")
+        await settle(pilot)
+        assert "fedora37" in review_os(app) and "from: detected from the ISO" in review_os(app)
+        await pilot.press("escape")  # back to change it: the OS is now the person's choice
+        await settle(pilot)
+        assert said(app.screen, "#os-hint") == "detected from the ISO"  # kept across Back
+        await pick(pilot, "#os", "debian")
+        assert app.screen.query_one("#os").value != "fedora37" and said(app.screen, "#os-hint") == ""
+        await pilot.click("#next")
+        await settle(pilot)
+        assert "Debian" in review_os(app) or "debian" in review_os(app)
+        assert "from: user" in review_os(app)
+
+
+async def test_an_iso_osinfo_does_not_know_asks_for_the_os_and_drops_the_last_isos_os(flow):
+    app = flow(isos=("Fedora-WS-Live-37-1-7", "NOT_AN_OS"))
+    async with app.run_test(size=SIZE) as pilot:
+        await to(pilot, "VmScreen")
+        isos = [str(value) for _, value in app.screen.query_one("#iso")._options]  # the first: none
+        fedora = next(i for i, v in enumerate(isos) if "Fedora" in v)
+        unknown = next(i for i, v in enumerate(isos) if "NOT_AN_OS" in v)
+        await pick(pilot, "#iso", downs=fedora)
+        assert app.screen.query_one("#os").value == "fedora37"
+        await pick(pilot, "#iso", downs=unknown - fedora)
+        assert "does not recognise" in said(app.screen, "#iso-error")
+        assert "pick the OS below" in said(app.screen, "#iso-error")
+        assert app.screen.query_one("#os").is_blank() and said(app.screen, "#os-hint") == ""

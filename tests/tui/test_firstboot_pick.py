@@ -109,3 +109,65 @@ async def test_an_iso_osinfo_does_not_know_asks_for_the_os_and_drops_the_last_is
         assert "does not recognise" in said(app.screen, "#iso-error")
         assert "pick the OS below" in said(app.screen, "#iso-error")
         assert app.screen.query_one("#os").is_blank() and said(app.screen, "#os-hint") == ""
+
+
+def offered(app) -> list[str]:
+    return [c.name for c in app.screen.query_one("#strategy").query("Choice") if c.display]
+
+
+async def press_choice(pilot, radio_set: str, name: str):
+    """Focus a radio set, move to the choice with the arrows and press Enter, as at the console."""
+    chooser = pilot.app.screen.query_one(radio_set)
+    chooser.focus()
+    names = [c.name for c in chooser.query("Choice")]
+    for _ in names:  # the arrows move over what is offered only
+        if chooser._selected is not None and names[chooser._selected] == name:
+            break
+        await pilot.press("down")
+        assert chooser.query("Choice")[chooser._selected].display
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def test_with_an_igpu_and_a_dgpu_the_person_picks_the_gpu_and_the_strategy_follows_it(flow):
+    """amd-desktop-isolated-dgpu: a Radeon RX 6800 (isolated, vfio-pci) and the Raphael iGPU (the host display)."""
+    app = flow(machine="amd-desktop-isolated-dgpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await to(pilot, "GpuScreen")
+        gpus = [(c.name, c.value, c.text) for c in app.screen.query_one("#gpu").query("Choice")]
+        assert gpus == [("0000:0a:00.0", True, "0000:0a:00.0 Navi 21 [Radeon RX 6800/6800 XT / 6900 XT]"),
+                        ("0000:10:00.0", False, "0000:10:00.0 Raphael (host display)")]  # the dGPU first
+        assert "Raphael" not in said(app.screen, "#gpus") and "Navi 21" in said(app.screen, "#gpus")
+        await press_choice(pilot, "#gpu", "0000:10:00.0")
+        assert "Raphael" in said(app.screen, "#gpus") and "Navi 21" not in said(app.screen, "#gpus")
+        assert "console blind" in said(app.screen, "#gpus")  # what passing the host's display through costs
+        await press_choice(pilot, "#strategy", "vfio-pci")
+        await pilot.click("#next")
+        await settle(pilot)
+        await pick(pilot, "#os", "windows 1")
+        await pilot.click("#next")
+        await settle(pilot)
+        errors = " ".join(str(e.render()) for e in app.screen.query(".field-error"))
+        assert type(app.screen).__name__ == "ReviewScreen", errors
+        spec = app.planned.spec
+        assert (spec.gpu.strategy, spec.gpu.gpu) == ("vfio-pci", "0000:10:00.0"), spec.gpu
+        assert "0000:10:00.0" in said(app.screen, "#review") and "0000:0a:00.0" not in said(app.screen, "#review")
+        await pilot.press("escape", "escape")  # back to graphics: the choice is kept; the dGPU again
+        await settle(pilot)
+        assert type(app.screen).__name__ == "GpuScreen"
+        assert [c.name for c in app.screen.query_one("#gpu").query("Choice") if c.value] == ["0000:10:00.0"]
+        await press_choice(pilot, "#gpu", "0000:0a:00.0")
+        assert offered(app) == ["auto", "virtio-gpu-2d", "vfio-pci"]
+        await press_choice(pilot, "#strategy", "auto")
+        await pilot.click("#next")
+        await settle(pilot)
+        await pilot.click("#next")
+        await settle(pilot)
+        assert (app.planned.spec.gpu.strategy, app.planned.spec.gpu.gpu) == ("vfio-pci", "0000:0a:00.0")
+
+
+async def test_with_one_gpu_there_is_nothing_to_pick(flow):
+    app = flow(machine="intel-laptop-gvtg")
+    async with app.run_test(size=SIZE) as pilot:
+        await to(pilot, "GpuScreen")
+        assert not app.screen.query("#gpu") and "mdev" in offered(app)

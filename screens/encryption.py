@@ -9,7 +9,6 @@ from textual.widgets import Button, Checkbox, Input, Static
 
 from phyllome_installer.core.facts import MIN_PASSPHRASE
 
-from . import keymap_names
 from .console import Field, Tick
 from .host_user import HostUserScreen
 from .widgets import FormField, Step
@@ -57,8 +56,7 @@ class EncryptionScreen(Step):
         yield from self.compose_footer()
 
     def on_screen_resume(self) -> None:
-        keymap = keymap_names.shown(self.app.draft.get("keyboard", "us"))
-        self.query_one("#layout", Static).update(f"layout: {keymap}")
+        self.query_one("#layout", Static).update(f"layout: {self.app.draft.get('keyboard', 'us')}")
 
     def on_mount(self) -> None:
         self.on_screen_resume()

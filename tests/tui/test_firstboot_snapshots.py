@@ -11,7 +11,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
 
 from firstboot import host as hostfacts
 from firstboot.libvirt_backend import Created
@@ -193,5 +192,5 @@ async def test_a_firstboot_vm_that_names_the_os_asks_nothing_more_and_esc_comes_
         assert "8 GiB" in str(review.query_one("#review").render())
         await pilot.press("escape")
         await pilot.pause()
-        values = {k: pilot.app.screen.query_one(f"#{k}", Input).value for k in ("os", "name", "memory")}
+        values = {k: str(pilot.app.screen.query_one(f"#{k}").value) for k in ("os", "name", "memory")}
         assert values == {"os": "win11", "name": "work", "memory": "8GiB"}

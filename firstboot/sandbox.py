@@ -30,8 +30,7 @@ log = logging.getLogger("phyllome.firstboot.sandbox")
 BASE = Path("/var/tmp/phyllome-fb-sandbox")
 """Short: libvirt's sockets go below it (a UNIX socket path is at most 107 bytes)."""
 LINKED = ("proc", "sys", "dev", "usr")
-QEMU_CONF = """# The first boot's sandbox (firstboot/sandbox.py): QEMU as root, no security driver, no virtlogd.
-stdio_handler = "file"
+QEMU_CONF = """stdio_handler = "file"
 user = "root"
 group = "root"
 swtpm_user = "root"
@@ -61,24 +60,33 @@ def prepare(base: Path = BASE) -> tuple[Path, Path, str, dict[str, str]]:
     base = Path(base)
     if base.is_symlink() or (base.exists() and not base.is_dir()):
         raise ValueError(f"{base} is not a directory")
-    root, store, libvirt = base / "root", base / "images", base / "lv"
-    for directory in (root / "etc/phyllome", root / "var/lib/phyllome", root / "var/lib/libvirt/isos", store,
-                      libvirt / "etc", base / "xdg", base / "swtpm-localca"):
+    root, store = base / "root", base / "images"
+    for directory in (root / "etc/phyllome", root / "var/lib/phyllome", root / "var/lib/libvirt/isos", store):
         directory.mkdir(parents=True, exist_ok=True)
     for name in LINKED:
         link = root / name
         if not link.is_symlink():
             link.symlink_to(f"/{name}")
     (root / "etc/phyllome/firstboot").write_text("installed-by=phyllome-firstboot --sandbox\n")
-    (libvirt / "etc/qemu.conf").write_text(QEMU_CONF)
-    xdg, localca = base / "xdg", base / "swtpm-localca"
+    uri, env = embedded_libvirt(base / "lv")
+    return root, store, uri, env
+
+
+def embedded_libvirt(directory: Path) -> tuple[str, dict[str, str]]:
+    """``qemu:///embed?root=DIRECTORY`` set up to run here (QEMU and swtpm as root, no security driver, no
+    virtlogd), and the environment swtpm_setup needs so that its local CA's state stays in DIRECTORY too."""
+    (directory / "etc").mkdir(parents=True, exist_ok=True)
+    (directory / "etc/qemu.conf").write_text(QEMU_CONF)
+    xdg, localca = directory / "xdg", directory / "swtpm-localca"
+    xdg.mkdir(exist_ok=True)
+    localca.mkdir(exist_ok=True)
     (xdg / "swtpm-localca.conf").write_text(
         f"statedir = {localca}\nsigningkey = {localca}/signkey.pem\nissuercert = {localca}/issuercert.pem\n"
         f"certserial = {localca}/certserial\n")
     (xdg / "swtpm_setup.conf").write_text(
         f"create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {xdg}/swtpm-localca.conf\n"
         "create_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n")
-    return root, store, f"qemu:///embed?root={libvirt}", {"XDG_CONFIG_HOME": str(xdg)}
+    return f"qemu:///embed?root={directory}", {"XDG_CONFIG_HOME": str(xdg)}
 
 
 def sandbox_session(runner: Runner, base: Path = BASE) -> SandboxSession:

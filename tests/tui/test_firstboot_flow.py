@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 from textual.widgets import Button, Input
 
 from screens.firstboot.checks import ChecksScreen
 from screens.firstboot.review import ReviewScreen
 from screens.firstboot.unlock import UnlockScreen
 from tests.tui.firstboot_helpers import ScriptedUnlocker
-from tests.tui.test_firstboot_snapshots import SavedHostSession
 
 SIZE = (80, 25)
-
-
-@pytest.fixture
-def flow(tmp_path):
-    from tests.tui import firstboot_helpers
-
-    def make(**kwargs):
-        made = firstboot_helpers.make_app(tmp_path, machine="this-ci-vm", **kwargs)
-        made.session = SavedHostSession(made.session.runner, root=made.session.root, uri="qemu:///system",
-                                        store=made.session.store)
-        return made
-    return make
 
 
 async def settle(pilot):

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.firstboot_helpers import make_app
 from tests.tui.test_detect_deadline import make_iso
-from tests.tui.test_firstboot_snapshots import SavedHostSession
+from tests.tui.test_firstboot_flow import settle
 
 SIZE = (80, 25)
 
 
 @pytest.fixture
-def flow(tmp_path):
+def picking(flow, tmp_path):
+    """test_firstboot_flow's app on a saved machine tree, with ISOs made by xorriso on its ISO shelf."""
     def make(machine: str = "this-ci-vm", isos: tuple[str, ...] = ()):
-        made = make_app(tmp_path, machine=machine)
-        made.session = SavedHostSession(made.session.runner, root=made.session.root, uri="qemu:///system",
-                                        store=made.session.store)
+        made = flow(machine=machine)
         shelf = made.session.root / "var/lib/libvirt/isos"
         shelf.mkdir(parents=True, exist_ok=True)
         for volume in isos:
@@ -27,12 +25,6 @@ def flow(tmp_path):
             make_iso(tmp_path / volume, volume).rename(shelf / f"{volume}.iso")
         return made
     return make
-
-
-async def settle(pilot):
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def to(pilot, name: str):
@@ -59,8 +51,8 @@ async def pick(pilot, selector: str, typed: str = "", downs: int = 0):
     await settle(pilot)
 
 
-async def test_with_no_iso_the_os_is_picked_by_name_from_osinfo_and_said_to_be_the_users(flow):
-    app = flow()
+async def test_with_no_iso_the_os_is_picked_by_name_from_osinfo_and_said_to_be_the_users(picking):
+    app = picking()
     async with app.run_test(size=SIZE) as pilot:
         await to(pilot, "VmScreen")
         await pilot.click("#next")
@@ -75,8 +67,8 @@ async def test_with_no_iso_the_os_is_picked_by_name_from_osinfo_and_said_to_be_t
         assert "win11" in review_os(app) and "from: user" in review_os(app)
 
 
-async def test_a_detected_os_is_said_to_come_from_the_iso_until_the_person_picks_another(flow):
-    app = flow(isos=("Fedora-WS-Live-37-1-7",))
+async def test_a_detected_os_is_said_to_come_from_the_iso_until_the_person_picks_another(picking):
+    app = picking(isos=("Fedora-WS-Live-37-1-7",))
     async with app.run_test(size=SIZE) as pilot:
         await to(pilot, "VmScreen")
         await pick(pilot, "#iso", downs=1)
@@ -96,8 +88,8 @@ async def test_a_detected_os_is_said_to_come_from_the_iso_until_the_person_picks
         assert "from: user" in review_os(app)
 
 
-async def test_an_iso_osinfo_does_not_know_asks_for_the_os_and_drops_the_last_isos_os(flow):
-    app = flow(isos=("Fedora-WS-Live-37-1-7", "NOT_AN_OS"))
+async def test_an_iso_osinfo_does_not_know_asks_for_the_os_and_drops_the_last_isos_os(picking):
+    app = picking(isos=("Fedora-WS-Live-37-1-7", "NOT_AN_OS"))
     async with app.run_test(size=SIZE) as pilot:
         await to(pilot, "VmScreen")
         isos = [str(value) for _, value in app.screen.query_one("#iso")._options]  # the first: none
@@ -129,9 +121,9 @@ async def press_choice(pilot, radio_set: str, name: str):
     await settle(pilot)
 
 
-async def test_with_an_igpu_and_a_dgpu_the_person_picks_the_gpu_and_the_strategy_follows_it(flow):
+async def test_with_an_igpu_and_a_dgpu_the_person_picks_the_gpu_and_the_strategy_follows_it(picking):
     """amd-desktop-isolated-dgpu: a Radeon RX 6800 (isolated, vfio-pci) and the Raphael iGPU (the host display)."""
-    app = flow(machine="amd-desktop-isolated-dgpu")
+    app = picking(machine="amd-desktop-isolated-dgpu")
     async with app.run_test(size=SIZE) as pilot:
         await to(pilot, "GpuScreen")
         gpus = [(c.name, c.value, c.text) for c in app.screen.query_one("#gpu").query("Choice")]
@@ -166,8 +158,8 @@ async def test_with_an_igpu_and_a_dgpu_the_person_picks_the_gpu_and_the_strategy
         assert (app.planned.spec.gpu.strategy, app.planned.spec.gpu.gpu) == ("vfio-pci", "0000:0a:00.0")
 
 
-async def test_with_one_gpu_there_is_nothing_to_pick(flow):
-    app = flow(machine="intel-laptop-gvtg")
+async def test_with_one_gpu_there_is_nothing_to_pick(picking):
+    app = picking(machine="intel-laptop-gvtg")
     async with app.run_test(size=SIZE) as pilot:
         await to(pilot, "GpuScreen")
         assert not app.screen.query("#gpu") and "mdev" in offered(app)

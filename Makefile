@@ -18,10 +18,11 @@ DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-de
 	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl systemd mmdebstrap \
 	squashfs-tools isomd5sum grub-pc-bin
 
-.PHONY: help setup deb-packages test demo docs bench payload iso clean
+.PHONY: help setup deb-packages test demo demo-firstboot docs bench payload iso clean
 
 help:
 	@echo "make demo   run the installer TUI against a safe sandbox disk image"
+	@echo "make demo-firstboot  run the first-boot screens against a safe sandbox (docs/firstboot.md)"
 	@echo "make test   ruff + the import contracts + the whole test suite (installs everything it needs first)"
 	@echo "make setup  install Debian packages and the Python venv (idempotent)"
 	@echo "make docs   regenerate generated documentation"
@@ -56,6 +57,9 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/phyllome-install --sandbox
+
+demo-firstboot: setup
+	$(VENV)/bin/phyllome-firstboot --sandbox
 
 docs: setup
 	$(PY) -m phyllome_installer.docgen docs/answer-file.md

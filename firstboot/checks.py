@@ -46,9 +46,9 @@ class Check:
         return asdict(self)
 
     def line(self) -> str:
-        """virt-host-validate's style: ``Checking <title> : PASS`` or ``FAIL (remedy)``."""
+        """virt-host-validate's layout, the title a sentence: ``<title> : PASS`` or ``FAIL (remedy)``."""
         detail = self.remedy if self.status in ("WARN", "FAIL") else (self.found if self.status == "NOTE" else "")
-        return f"Checking {self.title:<52} : {self.status}" + (f" ({detail})" if detail else "")
+        return f"{self.title:<66} : {self.status}" + (f" ({detail})" if detail else "")
 
 
 #: The largest number a machine file may hold (bytes of RAM, free space): 2**63; more is a malformed file.
@@ -202,16 +202,17 @@ def has_policy(directory: Path) -> bool | None:
 
 
 def cpu_virtualization(m: Machine) -> Check:
+    title = "The processor supports hardware virtualization (Intel VT-x or AMD-V)"
     flags = m.cpu_flags()
     found = "vmx (Intel VT-x)" if "vmx" in flags else "svm (AMD-V)" if "svm" in flags else "no vmx or svm flag"
     if flags & facts.VIRTUALIZATION_FLAGS:
-        return Check("cpu-virt", "for hardware virtualization", "PASS", found)
-    return Check("cpu-virt", "for hardware virtualization", "FAIL", found,
+        return Check("cpu-virt", title, "PASS", found)
+    return Check("cpu-virt", title, "FAIL", found,
                  "enable Intel VT-x or AMD-V (SVM) in the firmware setup; without it VMs run emulated, very slowly")
 
 
 def kvm_device(m: Machine) -> Check:
-    title = "if device /dev/kvm is usable"
+    title = "This kernel can run virtual machines with KVM (/dev/kvm)"
     info = m.kvm()
     if not info.get("exists"):
         remedy = "load the kvm_intel or kvm_amd module" if m.cpu_flags() & facts.VIRTUALIZATION_FLAGS else \
@@ -242,18 +243,18 @@ def _present(m: Machine, check_id: str, title: str, rel: str, missing: Status, r
 
 
 def vhost_net(m: Machine) -> Check:
-    return _present(m, "vhost-net", "if device /dev/vhost-net exists", "dev/vhost-net", "WARN",
+    return _present(m, "vhost-net", "Fast virtual networking is available (/dev/vhost-net)", "dev/vhost-net", "WARN",
                     "load the vhost_net module (modprobe vhost_net) for fast virtio networking")
 
 
 def tun(m: Machine) -> Check:
-    return _present(m, "tun", "if device /dev/net/tun exists", "dev/net/tun", "FAIL",
+    return _present(m, "tun", "Virtual network cards can be made (/dev/net/tun)", "dev/net/tun", "FAIL",
                     "load the tun module (modprobe tun): VMs need it for bridged and user networking")
 
 
 def iommu_firmware(m: Machine) -> Check:
     tables = m.listdir("sys/firmware/acpi/tables")
-    title = "for device assignment IOMMU support"
+    title = "The firmware offers an IOMMU, needed to give a device to a VM"
     if "DMAR" in tables:
         return Check("iommu-firmware", title, "PASS", "ACPI DMAR table (Intel VT-d)")
     if "IVRS" in tables:
@@ -270,7 +271,7 @@ def iommu_kernel(m: Machine) -> Check:
     wanted = {"intel": "intel_iommu=on", "amd": "amd_iommu=on"}.get(m.cpu_vendor(), "iommu=on")
     given = [a for a in args if a.split("=")[0] in ("intel_iommu", "amd_iommu", "iommu")]
     found = f"{len(groups)} IOMMU groups; kernel arguments: {' '.join(given) or 'none'}"
-    title = "if IOMMU is enabled by kernel"
+    title = "The kernel has turned the IOMMU on"
     if groups:
         if "iommu=pt" not in args:
             return Check("iommu-kernel", title, "NOTE", found + " (iommu=pt is recommended for host performance)")
@@ -282,7 +283,7 @@ def iommu_kernel(m: Machine) -> Check:
 
 
 def interrupt_remapping(m: Machine) -> Check:
-    title = "for interrupt remapping"
+    title = "Interrupt remapping shields the host from a device given to a VM"
     if "intremap=off" in m.cmdline():
         return Check("intremap", title, "WARN", "intremap=off on the kernel command line",
                      "remove intremap=off: passthrough is unsafe without interrupt remapping")
@@ -300,21 +301,23 @@ def interrupt_remapping(m: Machine) -> Check:
 
 
 def nested(m: Machine) -> Check:
+    title = "A VM can run virtual machines of its own (nested virtualization)"
     for module in ("kvm_intel", "kvm_amd"):
         value = m.read(f"sys/module/{module}/parameters/nested").strip()
         if value:
             if value in ("Y", "1"):
-                return Check("nested", "for nested virtualization", "PASS", f"{module} nested={value}")
-            return Check("nested", "for nested virtualization", "NOTE", f"{module} nested={value}",
+                return Check("nested", title, "PASS", f"{module} nested={value}")
+            return Check("nested", title, "NOTE", f"{module} nested={value}",
                          f"options {module} nested=1 (the installer writes it; reboot to apply)")
-    return Check("nested", "for nested virtualization", "NOTE", "no kvm_intel or kvm_amd module loaded")
+    return Check("nested", title, "NOTE", "no kvm_intel or kvm_amd module loaded")
 
 
 def ignore_msrs(m: Machine) -> Check:
+    title = "KVM ignores processor registers it does not know (MSRs)"
     value = m.read("sys/module/kvm/parameters/ignore_msrs").strip()
     if value in ("Y", "1"):
-        return Check("ignore-msrs", "if KVM ignores unknown MSRs", "PASS", "kvm.ignore_msrs=Y")
-    return Check("ignore-msrs", "if KVM ignores unknown MSRs", "NOTE",
+        return Check("ignore-msrs", title, "PASS", "kvm.ignore_msrs=Y")
+    return Check("ignore-msrs", title, "NOTE",
                  f"kvm.ignore_msrs={value or 'unknown'}: some Windows programs stop on unhandled MSRs "
                  "(kvm.ignore_msrs=1 on the kernel command line avoids it)")
 
@@ -324,22 +327,23 @@ CGROUP_NEEDED = ("cpu", "memory", "io", "pids")
 
 def cgroups(m: Machine) -> Check:
     controllers = m.read("sys/fs/cgroup/cgroup.controllers").split()
+    title = "The resource controls that limit VMs are available ({})"
     if controllers:  # cgroup v2: no 'devices' controller exists (eBPF does its work); do not ask for it
         missing = [c for c in CGROUP_NEEDED if c not in controllers]
         if missing:
-            return Check("cgroups", "for cgroup v2 controllers", "WARN", f"v2: {' '.join(controllers)}",
+            return Check("cgroups", title.format("cgroup v2"), "WARN", f"v2: {' '.join(controllers)}",
                          f"enable the {', '.join(missing)} controller(s)")
-        return Check("cgroups", "for cgroup v2 controllers", "PASS", f"v2: {' '.join(controllers)}")
+        return Check("cgroups", title.format("cgroup v2"), "PASS", f"v2: {' '.join(controllers)}")
     v1 = m.listdir("sys/fs/cgroup")
     missing = [c for c in ("cpu", "memory", "blkio", "pids", "devices") if c not in v1]
     if v1 and not missing:
-        return Check("cgroups", "for cgroup controllers", "PASS", f"v1: {' '.join(v1)}")
-    return Check("cgroups", "for cgroup controllers", "WARN", f"v1: {' '.join(v1) or 'none'}",
+        return Check("cgroups", title.format("cgroups"), "PASS", f"v1: {' '.join(v1)}")
+    return Check("cgroups", title.format("cgroups"), "WARN", f"v1: {' '.join(v1) or 'none'}",
                  "boot with the unified cgroup hierarchy (systemd.unified_cgroup_hierarchy=1)")
 
 
 def uefi_firmware(m: Machine) -> Check:
-    title = "for UEFI firmware for guests (OVMF)"
+    title = "UEFI firmware for VMs is installed (OVMF)"
     found = []
     for name in m.listdir("usr/share/qemu/firmware"):
         descriptor = load_json(m.read(f"usr/share/qemu/firmware/{name}"))
@@ -361,11 +365,12 @@ def uefi_firmware(m: Machine) -> Check:
 
 
 def swtpm(m: Machine) -> Check:
-    return _present(m, "swtpm", "for a virtual TPM (swtpm)", "usr/bin/swtpm", "WARN",
+    return _present(m, "swtpm", "A virtual TPM for VMs is installed (swtpm)", "usr/bin/swtpm", "WARN",
                     "install swtpm: Windows 11 needs a TPM 2.0")
 
 
 def memory(m: Machine) -> Check:
+    title = "This computer has enough memory for a desktop VM"
     digits = facts.mem_total_field(m.read("proc/meminfo"))
     kib = number(digits) if digits else None
     if digits and kib is None:
@@ -373,16 +378,16 @@ def memory(m: Machine) -> Check:
     total = (kib or 0) * 1024
     found = f"{total / GiB:.1f} GiB of RAM"
     if total >= 12 * GiB:
-        return Check("ram", "for enough memory", "PASS", found)
+        return Check("ram", title, "PASS", found)
     if total >= 6 * GiB:
-        return Check("ram", "for enough memory", "WARN", found,
+        return Check("ram", title, "WARN", found,
                      "a Windows 11 guest needs 4 GiB and the host about 2 GiB: give the guest little else")
-    return Check("ram", "for enough memory", "FAIL", found, "at least 8 GiB of RAM is needed for a desktop VM")
+    return Check("ram", title, "FAIL", found, "at least 8 GiB of RAM is needed for a desktop VM")
 
 
 def store_space(m: Machine) -> Check:
     free = m.store_free()
-    title = "for free space in the VM store"
+    title = "The VM store has enough free space"
     if free is None:
         return Check("store-space", title, "NOTE", "unknown (not recorded for this machine)")
     found = f"{free / GiB:.0f} GiB free under /{VM_STORE}"
@@ -393,7 +398,7 @@ def store_space(m: Machine) -> Check:
 
 def store_encryption(m: Machine) -> Check:
     state = m.store_encrypted()
-    title = "if the VM store is encrypted"
+    title = "The VM store is encrypted"
     if state is None:
         return Check("store-encryption", title, "NOTE", f"/{VM_STORE} does not exist yet")
     inline = any("inlinecrypt" in line.split()[5] for line in m.read("proc/self/mountinfo").splitlines()
@@ -418,10 +423,10 @@ def run_checks(machine: Machine) -> list[Check]:
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError, ArithmeticError,
                 RecursionError) as exc:
             name = check.__name__.replace("_", " ")
-            out.append(Check(check.__name__.replace("_", "-"), name, "WARN",
+            out.append(Check(check.__name__.replace("_", "-"), f"The {name} check could read what it needs", "WARN",
                              f"could not be checked: {type(exc).__name__}: {str(exc)[:120]}",
                              "the files this check reads are malformed: see the found value"))
     if machine.unreadable:
         listed = "; ".join(f"/{rel} {reason}" for rel, reason in sorted(machine.unreadable.items())[:8])
-        out.append(Check("unreadable", "for unreadable machine files", "NOTE", listed))
+        out.append(Check("unreadable", "Some of this computer's files could not be read", "NOTE", listed))
     return out

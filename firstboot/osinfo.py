@@ -83,9 +83,22 @@ def _family(os) -> str:
     return "linux" if family == "linux" else "other"
 
 
-def _release(os) -> str:
-    date = os.get_release_date()
+def _date(date) -> str:
     return f"{date.get_year():04d}-{int(date.get_month()):02d}-{date.get_day():02d}" if date else ""
+
+
+def _release(os) -> str:
+    return _date(os.get_release_date())
+
+
+def _shown(os) -> str:
+    """An OS as a person names it: "Windows 11 (win11)", "Fedora Linux 37 (fedora37)"."""
+    return f"{(os.get_name() or '').removeprefix('Microsoft ')} ({os.get_short_id()})"
+
+
+def _inverse(release: str) -> str:
+    """A release date that sorts newest first."""
+    return "".join(chr(0x7E - ord(c) + 0x20) if c.isdigit() else c for c in release)
 
 
 def _prefix(short_id: str) -> str:
@@ -130,6 +143,34 @@ class Catalogue:
                  "distro": os.get_distro() or "", "version": os.get_version() or "", "release": _release(os)}
                 for os in self._oses]
         return sorted(rows, key=lambda r: (r["family"], r["distro"], r["release"], r["short_id"]))
+
+    def pick_list(self, per_distro: int = 2, years: int = 10) -> list[tuple[str, str]]:
+        """(name shown, short id) of the OSes a person is likely to install, for a pick list: per distro
+        (``fedora``, ``win``, ``win2k``...) its newest ``per_distro`` releases that are not past their end of life
+        and came out in the ``years`` before osinfo-db's newest entry (the list does not age with the clock).
+        Windows first, newest first; then Linux and the rest by name."""
+        dated = [os for os in self._oses if os.get_release_date() and not
+                 re.search(r"-(unknown|rawhide|devel)$", os.get_short_id())]
+        newest = max((_release(os) for os in dated), default="")
+        oldest = f"{int(newest[:4]) - years:04d}{newest[4:]}" if newest else ""
+        groups: dict[str, list] = {}
+        for os in dated:
+            eol = os.get_eol_date()
+            if (eol and _date(eol) < newest) or _release(os) < oldest:
+                continue
+            groups.setdefault(_prefix(os.get_short_id()), []).append(os)
+        chosen = [os for group in groups.values()
+                  for os in sorted(group, key=lambda o: (_release(o), o.get_short_id()), reverse=True)[:per_distro]]
+        order = {"windows": 0, "linux": 1}
+
+        def key(os) -> tuple:
+            name = _shown(os)
+            if _family(os) == "windows":  # the desktop editions before the servers
+                return 0, "Server" in name, "", _inverse(_release(os))
+            return order.get(_family(os), 2), False, name.split()[0].casefold(), _inverse(_release(os))
+
+        chosen.sort(key=key)
+        return [(_shown(os), os.get_short_id()) for os in chosen]
 
     def _newest(self, candidates: list) -> object | None:
         dated = [os for os in candidates if os.get_release_date() and not

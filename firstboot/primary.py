@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from phyllome_installer.core.errors import InstallFailure, UserError
@@ -58,10 +58,20 @@ class Planned:
                            "domain_type": self.host.domain_type}, indent=2)
 
 
-def build(request: Request, os_id: str | None, *, catalogue: Catalogue, host: HostFacts,
-          machine: Machine) -> Planned:
+def build(request: Request, os_id: str | None, *, catalogue: Catalogue, host: HostFacts, machine: Machine,
+          gpu_address: str | None = None, detected_from: str | None = None) -> Planned:
+    """``gpu_address``: only that GPU is considered (the person chose it among several); ``detected_from``: the
+    ISO ``os_id`` was detected from (in a child process, with a deadline), said as the OS's source."""
     profile = profile_for(catalogue, os_id, request.iso)
+    if detected_from and os_id and not profile.fallback:
+        profile = replace(profile, detected_from=detected_from)
     gpus = analyse(machine, "windows" if profile.family == "windows" else "linux")
+    if gpu_address is not None:
+        chosen = [g for g in gpus if g.address == gpu_address]
+        if not chosen:
+            raise UserError(f"the GPU {gpu_address} is not on this machine (it has "
+                            f"{', '.join(g.address for g in gpus) or 'no GPU'}): choose it again")
+        gpus = chosen
     vfs = {g.address: virtual_functions(machine, g.address) for g in gpus if g.sriov_totalvfs}
     if request.vmm == "cloud-hypervisor":
         from .vm_ch import check_ch

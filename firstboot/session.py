@@ -199,17 +199,23 @@ class Session:
     def os_entries(self) -> list[dict]:
         return self.catalogue.entries()
 
+    def os_choices(self) -> list[tuple[str, str]]:
+        """(shown, short id) for the OS pick list: "Windows 11 (win11)", newest releases of each distro."""
+        return self.catalogue.pick_list()
+
     def detect(self, iso: Path, cancelled=lambda: False) -> str:
         """The OS on the ISO, detected in a child process with a deadline, killed when ``cancelled()``."""
         from .osinfo import detect_in_child
 
         return detect_in_child(iso, cancelled=cancelled)
 
-    def plan(self, request, os_id: str | None):
+    def plan(self, request, os_id: str | None, *, gpu_address: str | None = None, detected_from: str | None = None):
+        """The VM planned; ``gpu_address``: the GPU the person chose (None: any); ``detected_from``: the ISO
+        ``os_id`` was detected from (the review says so instead of "user")."""
         from .primary import build, host_facts
 
         return build(request, os_id, catalogue=self.catalogue, host=host_facts(self.uri, self.root),
-                     machine=self.machine)
+                     machine=self.machine, gpu_address=gpu_address, detected_from=detected_from)
 
     def create(self, planned, *, dry_run: bool, start: bool, on_step=None):
         from .primary import create

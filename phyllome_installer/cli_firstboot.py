@@ -76,6 +76,13 @@ def _session(args: argparse.Namespace):
                    store=getattr(args, "store", Path(VM_STORE)))
 
 
+def refuse_sandbox(args: argparse.Namespace, what: str) -> None:
+    """--sandbox is the screens' (firstboot/sandbox.py): a command that would change this machine refuses it."""
+    if getattr(args, "sandbox", False):
+        raise UserError(f"{what} has no sandbox: run phyllome-firstboot --sandbox (the screens) to try the first "
+                        "boot safely")
+
+
 def run_unattended(session, config, result, out=print) -> None:
     """The checks, then the VM from ``config.vm``: each step recorded in ``result`` (a failure stops)."""
     step = "checks"
@@ -124,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from firstboot.session import Result, finish
     from firstboot.state import not_a_host
 
+    refuse_sandbox(args, "run")
     problem = not_a_host(args.root)
     if problem is not None:  # nothing is written on a machine this first boot is not for
         raise UserError(f"run: {problem}; nothing was done")
@@ -149,9 +157,18 @@ def cmd_screens(args: argparse.Namespace, config=None) -> int:
     """``phyllome-firstboot``: the first-boot screens on this terminal."""
     from screens.firstboot.app import create_firstboot_app  # lazy: the only path that loads textual
 
-    if config is None:
-        config = load_firstboot(args.answers, getattr(args, "root", Path("/")))
-    app = create_firstboot_app(_session(args), config, log_path=args.log)
+    if getattr(args, "sandbox", False):  # nothing of this machine changes (firstboot/sandbox.py)
+        from firstboot.sandbox import BASE, sandbox_session
+
+        from .core.runner import SubprocessRunner
+
+        session = sandbox_session(SubprocessRunner(stop=args.stop), args.sandbox_dir or BASE)
+        config = load_firstboot(args.answers, session.root)
+    else:
+        session = _session(args)
+        if config is None:
+            config = load_firstboot(args.answers, getattr(args, "root", Path("/")))
+    app = create_firstboot_app(session, config, log_path=args.log)
     with _screen_owns_the_terminal():
         app.run()
     return app.return_code or 0
@@ -181,6 +198,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     from .core.interrupt import Interrupted, signals_stop
     from .core.runner import SubprocessRunner
 
+    refuse_sandbox(args, "unlock")
     use_agent = args.ask_password if args.ask_password is not None else run_by_systemd()
     # Asking through systemd-ask-password, a signal (systemd stopping the unit) ends the prompt with this command:
     # the runner terminates the agent's process group instead of leaving it orphaned on the console. A terminal
@@ -346,4 +364,5 @@ def _vm_create(args: argparse.Namespace, planned, *, dry_run: bool, start: bool)
 
 
 def cmd_vm_create(args: argparse.Namespace) -> int:
+    refuse_sandbox(args, "vm create")
     return _vm_create(args, _vm_planned(args, _vm_request(args)), dry_run=args.dry_run, start=args.start)

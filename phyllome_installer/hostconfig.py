@@ -20,6 +20,29 @@ from .core.targetfs import TargetFiles
 log = logging.getLogger("phyllome.hostconfig")
 
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")
+LIVE_FONT = Path("/usr/share/consolefonts/phyllome16.psf.gz")
+"""The live medium's console font (live/font.py: 512 glyphs with every block element the screens draw)."""
+HOST_FONT = "etc/phyllome/consolefonts/phyllome16.psf.gz"
+"""Where the installed host keeps it: /etc, which every later deployment keeps (its /usr is the payload's)."""
+MAX_FONT = 64 << 10
+"""A 512-glyph 8x16 PSF1 font with its Unicode table is about 12 KiB gzipped."""
+
+
+def vconsole_text(keymap: str, font: bool) -> str:
+    """vconsole.conf: the keymap chosen, and the live medium's font by path (setfont takes a path, so the font
+    need not be in the payload's /usr) so that the first boot on tty1 draws what it drew on the live medium."""
+    return f"KEYMAP={keymap}\n" + (f"FONT=/{HOST_FONT}\n" if font else "")
+
+
+def console_font(path: Path) -> bytes | None:
+    """The font's bytes when ``path`` is a gzipped font of a sane size (read bounded), else None."""
+    from .core.files import BoundedReadError, read_bounded
+
+    try:
+        data = read_bounded(path, MAX_FONT)
+    except BoundedReadError:
+        return None
+    return data if data[:2] == b"\x1f\x8b" else None
 
 
 def fstab(uuids: dict[str, str], root_fs: str, *, with_esp: bool = True) -> str:
@@ -75,10 +98,15 @@ class HostConfig:
         log.debug("wrote /%s", rel)
         return path
 
-    def system_files(self, host: Host, *, cpu_vendor: str, fstab_text: str) -> None:
+    def system_files(self, host: Host, *, cpu_vendor: str, fstab_text: str, font: Path = LIVE_FONT) -> None:
         self._write("etc/hostname", host.hostname + "\n")
         self._write("etc/hosts", hosts_text(self.files.read_text("etc/hosts"), host.hostname))
-        self._write("etc/vconsole.conf", f"KEYMAP={host.keyboard}\n")
+        data = console_font(font)
+        if data is not None:
+            self._write(HOST_FONT, data)
+        else:
+            log.info("no console font at %s (not on the live medium): vconsole.conf names none", font)
+        self._write("etc/vconsole.conf", vconsole_text(host.keyboard, data is not None))
         self._write("etc/locale.conf", f'LANG="{host.locale}"\n')
         self.files.symlink("etc/localtime", f"../usr/share/zoneinfo/{host.timezone}")
         log.debug("linked /etc/localtime to %s", host.timezone)

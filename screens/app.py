@@ -22,6 +22,7 @@ from .discovered import AnswerProblemsScreen, DiscoveryScreen
 from .disk import DiskScreen
 from .encryption import EncryptionScreen
 from .host_user import HostUserScreen
+from .keys import KeysInOrder
 from .progress import ProgressScreen
 from .summary import SummaryScreen
 from .welcome import WelcomeScreen
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # pydantic models load after the first paint
     from storage.probe import Disk, MachineProfile
 
 
-class InstallerApp(App[int]):
+class InstallerApp(KeysInOrder, App[int]):
     CSS_PATH = "installer.tcss"
     TITLE = "Phyllome OS installer"
     SUB_TITLE = __version__

@@ -9,6 +9,7 @@ from textual.widgets import Button, Select, Static
 
 from phyllome_installer.frontend import keymaps
 
+from . import keymap_names
 from .disk import DiskScreen
 from .widgets import Step
 
@@ -28,7 +29,7 @@ class WelcomeScreen(Step):
                          "Linux, ...) as a fast virtual machine.")
             yield Static(self.app.target_line(), id="target")
             yield Static("Keyboard layout (used from now on):", classes="label")
-            options = [(name, name) for name in keymaps()]
+            options = keymap_names.options(keymaps())  # "German (no dead keys, de-nodeadkeys)"; the value: the name
             yield Select(options, value=self.app.draft.get("keyboard", "us"), allow_blank=False, id="keyboard")
             yield Static("", id="readiness", classes="warning")
             yield Button("Next: choose the disk", id="next", variant="primary")

@@ -79,6 +79,15 @@ def display(argv: Sequence[str], redactor: Redactor = REDACTOR) -> str:
     return redactor.redact(shlex.join(argv))
 
 
+def program(argv: Sequence[str]) -> str:
+    """What a command is, for a person: its program's name (``mkfs.f2fs``), or the module for ``python -m MOD``;
+    never the directory it was run from (a checkout's path says nothing a person can act on)."""
+    name = os.path.basename(str(argv[0])) if argv else "a command"
+    if name.startswith("python") and "-m" in argv[1:-1]:
+        return str(argv[list(argv).index("-m") + 1])
+    return name
+
+
 def _validated(argv: Sequence[str], redactor: Redactor) -> tuple[str, ...]:
     if isinstance(argv, str | bytes):
         raise TypeError("a command is an argv list, not a string")
@@ -190,7 +199,7 @@ class SubprocessRunner(_LoggingRunner):
         if stopped:
             log.warning("terminated: %s", display(args, self.redactor))
             raise Interrupted(f"interrupted ({self.stop.reason if self.stop else 'stop'}) while running "
-                              f"{display(args, self.redactor)}")
+                              f"{program(args)}")  # the whole command line is in the log, above
         result = CommandResult(args, returncode, "".join(buffers["stdout"]), "".join(buffers["stderr"]))
         if secret_output:
             log.debug("  out| (%d characters, not logged)", len(result.stdout))

@@ -14,12 +14,13 @@ from phyllome_installer.core.errors import EXIT_INTERRUPTED
 from phyllome_installer.core.interrupt import Stop
 
 from .. import console as console_theme
+from ..keys import KeysInOrder
 from .checks import ChecksScreen
 from .unlock import UnlockScreen
 from .widgets import ConfirmQuit
 
 
-class FirstBootApp(App[int]):
+class FirstBootApp(KeysInOrder, App[int]):
     CSS_PATH = "firstboot.tcss"
     TITLE = "Phyllome OS first boot"
     ENABLE_COMMAND_PALETTE = False

@@ -1,5 +1,6 @@
-"""Step 3: graphics. Each GPU's isolation verdict with what blocks it, the strategies ranked for the guest family
-chosen here (each with its reason), and the strategy for the primary VM."""
+"""Step 3: graphics. With several GPUs (an iGPU and a dGPU), which one the primary VM gets; that GPU's isolation
+verdict with what blocks it, its strategies ranked for the guest family chosen here (each with its reason), and
+the strategy: only what the chosen GPU can do is offered, and the plan uses only that GPU."""
 
 from __future__ import annotations
 
@@ -13,6 +14,24 @@ from .widgets import Choice, FirstBootStep
 
 FAMILIES = ("windows", "linux")
 STRATEGIES = GPU_REQUESTS
+
+
+def short(gpu) -> str:
+    """A GPU in one line of a choice: "0000:0a:00.0 Navi 21 [Radeon RX 6800/6800 XT / 6900 XT]"."""
+    name = gpu.name
+    for vendor in ("Advanced Micro Devices, Inc. [AMD/ATI] ", "Intel Corporation ", "NVIDIA Corporation "):
+        name = name.removeprefix(vendor)
+    text = f"{gpu.address} {name}"
+    text = text if len(text) <= 56 else text[:55] + "~"
+    return text + (" (host display)" if gpu.boot_vga else "")
+
+
+def preferred(gpus: list, chosen: str | None) -> str | None:
+    """The GPU chosen before, else the first that is not the host's display (a dGPU next to the iGPU)."""
+    addresses = [g.address for g in gpus]
+    if chosen in addresses:
+        return chosen
+    return next((g.address for g in gpus if not g.boot_vga), addresses[0] if addresses else None)
 
 
 def describe(gpus: list) -> str:
@@ -50,6 +69,14 @@ class GpuScreen(FirstBootStep):
                 with RadioSet(id="family"):
                     for name in FAMILIES:
                         yield Choice(with_family[name], value=name == family, name=name)
+            gpus = self.app.session.gpus(family)
+            if len(gpus) > 1:
+                picked = preferred(gpus, choices.get("gpu_address"))
+                with Horizontal(classes="field"):
+                    yield Label("GPU for the VM")
+                    with RadioSet(id="gpu"):
+                        for gpu in gpus:
+                            yield Choice(short(gpu), value=gpu.address == picked, name=gpu.address)
             yield Static("", id="gpus")
             with Horizontal(classes="field"):
                 yield Label("Strategy")
@@ -69,14 +96,23 @@ class GpuScreen(FirstBootStep):
         pressed = self.query_one("#family", RadioSet).pressed_button
         return pressed.name if pressed is not None and pressed.name else "windows"
 
+    def _chosen_gpu(self) -> str | None:
+        """The address of the GPU picked among several; None with one GPU or none (the plan takes any)."""
+        chooser = next(iter(self.query("#gpu").results(RadioSet)), None)
+        pressed = chooser.pressed_button if chooser is not None else None
+        return pressed.name if pressed is not None else None
+
     def _refresh(self) -> None:
         self.gpus = self.app.session.gpus(self._family())
-        self.query_one("#gpus", Static).update(describe(self.gpus))
-        # Only what can work on this machine for this guest: the rest is explained above, not offered.
-        available = {"auto", "virtio-gpu-2d"} | {s.name for gpu in self.gpus for s in gpu.strategies if s.available}
+        address = self._chosen_gpu()
+        considered = [g for g in self.gpus if g.address == address] if address else self.gpus
+        self.query_one("#gpus", Static).update(describe(considered))
+        # Only what can work with this GPU for this guest: the rest is explained above, not offered.
+        available = {"auto", "virtio-gpu-2d"} | {s.name for gpu in considered for s in gpu.strategies if s.available}
         chosen = None
         for choice in self.query_one("#strategy", RadioSet).query(Choice):
             choice.display = choice.name in available
+            choice.disabled = not choice.display  # the arrows skip what is not offered (they skip only disabled)
             if choice.value:
                 chosen = choice
         if chosen is None or not chosen.display:
@@ -84,15 +120,16 @@ class GpuScreen(FirstBootStep):
             auto.value = True
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
-        if event.radio_set.id == "family":
+        if event.radio_set.id in ("family", "gpu"):
             self._refresh()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         pressed = self.query_one("#strategy", RadioSet).pressed_button
         self.app.choices["gpu"] = pressed.name if pressed is not None and pressed.name else "auto"
         self.app.choices["family"] = self._family()
+        self.app.choices["gpu_address"] = address = self._chosen_gpu()
         self.app.result.add("graphics", f"{self.app.choices['gpu']} for a {self.app.choices['family']} guest; "
-                                        f"{len(self.gpus)} GPU(s)")
+                                        f"{len(self.gpus)} GPU(s)" + (f", {address} chosen" if address else ""))
         from .vm import VmScreen
 
         self.app.push_screen(VmScreen())

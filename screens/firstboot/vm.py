@@ -1,6 +1,6 @@
-"""Step 4: the primary VM. The ISO (the ISO directory and removable media), the OS detected from it or chosen by
-its osinfo short id, and name, memory, vCPUs and disk size prefilled by the sizing rule with the minimum shown.
-Every problem is shown at once, next to its field."""
+"""Step 4: the primary VM. The ISO (the ISO directory and removable media), the OS detected from it or picked from
+osinfo's list ("Windows 11 (win11)"), and name, memory, vCPUs and disk size prefilled by the sizing rule with the
+minimum shown. Every problem is shown at once, next to its field."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def in_words(error: dict) -> str:
 
 class VmScreen(FirstBootStep):
     STEP = 4
+    detecting = False
 
     def compose(self) -> ComposeResult:
         choices = self.app.choices
@@ -59,9 +60,16 @@ class VmScreen(FirstBootStep):
                 yield Select([(p, p) for p in isos], prompt="none (add one later)", id="iso",
                              value=choices.get("iso") or Select.NULL)
             yield Static("", id="iso-error", classes="field-error")
-            for key, placeholder in (("os", "short id, e.g. win11, fedora37"), ("name", "desktop"),
-                                     ("memory", "automatic, e.g. 8GiB"), ("cpus", "automatic"),
-                                     ("disk_size", "automatic, e.g. 128GiB")):
+            os_id = choices.get("typed", {}).get("os") or choices.get("os")
+            with Horizontal(classes="field"):
+                yield Label(LABELS["os"])
+                self.os_options = self._os_options(os_id)
+                yield Select(self.os_options, prompt="detect it from the ISO", id="os",
+                             value=os_id or Select.NULL)
+                yield Static("", id="os-hint", classes="hint")
+            yield Static("", id="os-error", classes="field-error")
+            for key, placeholder in (("name", "desktop"), ("memory", "automatic, e.g. 8GiB"),
+                                     ("cpus", "automatic"), ("disk_size", "automatic, e.g. 128GiB")):
                 value = choices.get("typed", {}).get(key, choices.get({"cpus": "vcpus"}.get(key, key)))
                 with Horizontal(classes="field"):
                     yield Label(LABELS[key])
@@ -73,16 +81,39 @@ class VmScreen(FirstBootStep):
             yield Button("Next", id="next", variant="primary")
         yield from self.compose_footer()
 
+    def _os_options(self, *also: str | None) -> list[tuple[str, str]]:
+        """osinfo's pick list, with any OS named elsewhere (the answer file, a detection) that it lacks."""
+        options = list(self.app.session.os_choices())
+        known = {value for _, value in options}
+        return [(name, name) for name in dict.fromkeys(a for a in also if a and a not in known)] + options
+
+    def _start_detect(self, iso: str) -> None:
+        self.detecting = True
+        self.query_one("#os-hint", Static).update("detecting...")
+        self._detect(iso)
+
+    def _os(self) -> str:
+        value = self.query_one("#os", Select).value
+        return str(value) if value not in (Select.NULL, None) else ""
+
+    def _set_os(self, os_id: str) -> None:
+        select = self.query_one("#os", Select)
+        if os_id and os_id not in {value for _, value in self.os_options}:
+            self.os_options = self._os_options(os_id)
+            select.set_options(self.os_options)
+        select.value = os_id or Select.NULL
+
     def on_mount(self) -> None:
         self.query_one("#iso", Select).focus()
+        self._show_os_source()
         vm = self.app.config.vm
         if vm is not None and (vm.os or vm.iso) and not self.app.choices.get("asked_vm"):
             # [firstboot.vm] answers this screen: go on to the review (Esc comes back here to change it).
             self.app.choices["asked_vm"] = True
             self.call_after_refresh(self.query_one("#next", Button).press)
             return
-        if self.query_one("#iso", Select).value not in (Select.NULL, None) and not self.query_one("#os", Input).value:
-            self._detect(str(self.query_one("#iso", Select).value))
+        if self.query_one("#iso", Select).value not in (Select.NULL, None) and not self._os():
+            self._start_detect(str(self.query_one("#iso", Select).value))
 
     def on_unmount(self) -> None:
         """Back or Quit: a detection still running ends with its screen (its child process is killed)."""
@@ -96,15 +127,33 @@ class VmScreen(FirstBootStep):
         """What is typed, as typed (empty stays "automatic"), kept for when this screen opens again."""
         iso = self.query_one("#iso", Select).value
         self.app.choices["iso"] = str(iso) if iso not in (Select.NULL, None) else None
-        self.app.choices["typed"] = {k: self.query_one(f"#{k}", Input).value for k in FIELDS[1:]}
+        self.app.choices["typed"] = {"os": self._os(), **{k: self.query_one(f"#{k}", Input).value
+                                                           for k in FIELDS[2:]}}
+
+    def _detected_from(self) -> str | None:
+        """The ISO the OS shown was detected from; None when the person picked it (or picked another)."""
+        iso, os_id = self.app.choices.get("detected") or (None, None)
+        current = self.query_one("#iso", Select).value
+        return iso if os_id and os_id == self._os() and iso == (str(current) if current not in (Select.NULL, None)
+                                                               else None) else None
+
+    def _show_os_source(self) -> None:
+        if not self.detecting:
+            self.query_one("#os-hint", Static).update("detected from the ISO" if self._detected_from() else "")
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        # Another ISO: what was said about the last one no longer holds.
+        if event.select.id == "os":  # picked by the person, or set by a detection: the hint says which
+            self._show_os_source()
+            return
+        # Another ISO: what was said about the last one no longer holds, the OS detected from it included.
         self.query_one("#iso-error", Static).update("")
         self.query_one("#os-hint", Static).update("")
-        if event.value not in (Select.NULL, None):
-            self.query_one("#os-hint", Static).update("detecting...")
-            self._detect(str(event.value))
+        iso, os_id = self.app.choices.get("detected") or (None, None)
+        if os_id and self._os() == os_id and iso != (str(event.value) if event.value not in (Select.NULL, None)
+                                                     else None):
+            self._set_os("")
+        if event.value not in (Select.NULL, None) and str(event.value) != iso:
+            self._start_detect(str(event.value))
 
     @work(thread=True, exclusive=True, group="detect")
     def _detect(self, iso: str) -> None:
@@ -117,20 +166,26 @@ class VmScreen(FirstBootStep):
             self.app.call_from_thread(self._detected, found, error)
 
     def _detected(self, found: str, error: str) -> None:
+        iso = self.query_one("#iso", Select).value
+        self.detecting = False
+        self.query_one("#os-hint", Static).update("")
         if found:
-            self.query_one("#os", Input).value = found
-            self.query_one("#os-hint", Static).update("detected from the ISO")
+            self.app.choices["detected"] = (str(iso), found)
+            self._set_os(found)
             self.query_one("#iso-error", Static).update("")
         else:
-            self.query_one("#os-hint", Static).update("")
-            self.query_one("#iso-error", Static).update(error + ": type the OS below")
+            self.app.choices["detected"] = None
+            self.query_one("#iso-error", Static).update(error + ": pick the OS below")
+        self._show_os_source()
 
     def _values(self) -> tuple[dict, dict[str, str]]:
         values: dict = {}
         errors: dict[str, str] = {}
         iso = self.query_one("#iso", Select).value
         values["iso"] = str(iso) if iso not in (Select.NULL, None) else None
-        for key in FIELDS[1:]:
+        values["os"] = self._os() or None
+        values["detected_from"] = self._detected_from()
+        for key in FIELDS[2:]:
             text = self.query_one(f"#{key}", Input).value.strip()
             if not text:
                 values[key] = None
@@ -147,7 +202,7 @@ class VmScreen(FirstBootStep):
             else:
                 values[key] = text
         if not values["os"] and not values["iso"]:
-            errors["os"] = "choose an ISO to detect the OS from, or type the OS"
+            errors["os"] = "choose an ISO to detect the OS from, or pick the OS"
         return values, errors
 
     def _show_errors(self, errors: dict[str, str]) -> None:
@@ -176,7 +231,8 @@ class VmScreen(FirstBootStep):
                   "store": str(self.app.session.store)}
         try:
             request = Request(**{k: v for k, v in fields.items() if v is not None})
-            planned, errors = self.app.session.plan(request, values["os"]), {}
+            planned, errors = self.app.session.plan(request, values["os"], gpu_address=self.app.choices.get(
+                "gpu_address"), detected_from=values["detected_from"]), {}
         except ValidationError as exc:
             planned = None
             errors = {str(e["loc"][0]) if e["loc"] else "general": in_words(e) for e in exc.errors()}

@@ -16,14 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-QEMU_CONF = """stdio_handler = "file"
-user = "root"
-group = "root"
-swtpm_user = "root"
-swtpm_group = "root"
-security_driver = "none"
-"""
-
 
 @contextlib.contextmanager
 def short_root(prefix: str) -> Iterator[Path]:
@@ -36,19 +28,10 @@ def short_root(prefix: str) -> Iterator[Path]:
 
 
 def prepare(root: Path) -> tuple[str, dict[str, str]]:
-    """The URI of an embedded driver below ``root`` and the environment its swtpm needs."""
-    (root / "etc").mkdir(parents=True, exist_ok=True)
-    (root / "etc/qemu.conf").write_text(QEMU_CONF)
-    xdg, localca = root / "xdg", root / "swtpm-localca"
-    xdg.mkdir(exist_ok=True)
-    localca.mkdir(exist_ok=True)
-    (xdg / "swtpm-localca.conf").write_text(
-        f"statedir = {localca}\nsigningkey = {localca}/signkey.pem\nissuercert = {localca}/issuercert.pem\n"
-        f"certserial = {localca}/certserial\n")
-    (xdg / "swtpm_setup.conf").write_text(
-        f"create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {xdg}/swtpm-localca.conf\n"
-        "create_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n")
-    return f"qemu:///embed?root={root}", {"XDG_CONFIG_HOME": str(xdg)}
+    """The URI of an embedded driver below ``root`` and the environment its swtpm needs (as the sandbox sets it)."""
+    from firstboot.sandbox import embedded_libvirt
+
+    return embedded_libvirt(root)
 
 
 def qemu_pids(root: Path) -> list[int]:

@@ -48,7 +48,7 @@ async def to_vm(pilot):
 async def to_review(pilot, os_id="fedora37"):
     await to_vm(pilot)
     app = pilot.app
-    app.screen.query_one("#os", Input).value = os_id
+    app.screen.query_one("#os").value = os_id
     app.screen.query_one("#memory", Input).value = "1GiB"
     app.screen.query_one("#disk_size", Input).value = "12GiB"
     await pilot.click("#next")
@@ -121,7 +121,7 @@ async def test_an_engine_error_is_shown_next_to_its_field(tmp_path, uri):
     app = make_app(tmp_path, uri=uri)
     async with app.run_test(size=SIZE) as pilot:
         await to_vm(pilot)
-        app.screen.query_one("#os", Input).value = "fedora37"
+        app.screen.query_one("#os").value = "fedora37"
         app.screen.query_one("#memory", Input).value = "16MiB"
         await pilot.click("#next")
         await app.workers.wait_for_complete()

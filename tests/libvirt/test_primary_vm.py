@@ -229,7 +229,7 @@ def test_unattended_run_creates_the_vm_from_the_answer_file(cli_root, store, tmp
     assert result.returncode == 0, result.stderr
     assert "defined with autostart" in result.stdout
     assert not (machine / "etc/phyllome/firstboot").exists()  # the first boot is done
-    assert "Checking for" in result.stdout and (machine / "var/lib/phyllome/hardware.json").is_file()
+    assert "hardware virtualization" in result.stdout and (machine / "var/lib/phyllome/hardware.json").is_file()
     try:
         info = _virsh(uri, env, "dominfo", "desk")
         assert "Autostart:      enable" in info and "Max memory:     1048576 KiB" in info, info

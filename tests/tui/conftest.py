@@ -57,3 +57,17 @@ def no_console_theme(monkeypatch):
     """The apps' own theme in every test unless one asks for the console's (tests/tui/test_console.py): the TERM of
     the shell running pytest must not change a picture."""
     monkeypatch.setenv("PHYLLOME_CONSOLE", "0")
+
+
+@pytest.fixture
+def flow(tmp_path):
+    """The first boot on a saved machine tree whose libvirt is the saved capabilities (test_firstboot_snapshots)."""
+    from tests.tui import firstboot_helpers
+    from tests.tui.test_firstboot_snapshots import SavedHostSession
+
+    def make(machine: str = "this-ci-vm", **kwargs):
+        made = firstboot_helpers.make_app(tmp_path, machine=machine, **kwargs)
+        made.session = SavedHostSession(made.session.runner, root=made.session.root, uri="qemu:///system",
+                                        store=made.session.store)
+        return made
+    return make

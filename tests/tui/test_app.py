@@ -42,7 +42,22 @@ async def test_the_keyboard_layout_is_kept_and_shown_beside_the_passphrase(app_f
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, EncryptionScreen)
-        assert "layout: fr" in text(app.screen)
+        assert "layout: fr" in text(app.screen)  # the field's narrow hint: the keymap's name
+
+
+async def test_keymaps_are_offered_by_the_names_people_know_and_the_keymap_name_is_written(app_factory):
+    """Issue 21: the keyboard choice listed raw keymap names (de-nodeadkeys). A person opens the list, types the
+    language, picks the variant: the answer written keeps the keymap's name, which loadkeys and vconsole take."""
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.focused is app.screen.query_one("#keyboard")
+        await pilot.press("enter", *"german", "down", "enter")
+        await pilot.pause()
+        chosen = app.screen.query_one("#keyboard")
+        assert chosen.value == "de-nodeadkeys" and app.draft["keyboard"] == "de-nodeadkeys"
+        assert "German (no dead keys, de-nodeadkeys)" in str(chosen.query_one("SelectCurrent Static").render())
+        assert app.data()["host"]["keyboard"] == "de-nodeadkeys"
 
 
 async def test_disk_step_lists_the_sandbox_disk_only(app_factory):

@@ -147,7 +147,7 @@ async def test_every_firstboot_screen_draws_only_console_glyphs_and_shows_focus(
         await pilot.click("#next")
         await settle(pilot)
         await walk.check(pilot, "vm")
-        app.screen.query_one("#os", Input).value = "win11"
+        app.screen.query_one("#os").value = "win11"
         await pilot.click("#next")
         await settle(pilot)
         await walk.check(pilot, "review")

@@ -83,7 +83,7 @@ async def test_checks_show_states_as_words_and_apply_the_kernel_arguments(tmp_pa
         await pilot.pause()
         assert isinstance(app.screen, ChecksScreen)
         shown = text(app, "#checks")
-        assert "WARN if IOMMU is enabled by kernel" in shown and "fix: add intel_iommu=on" in shown
+        assert "WARN The kernel has turned the IOMMU on" in shown and "fix: add intel_iommu=on" in shown
         fix = app.screen.query_one("#fix", Button)
         assert fix.display and "intel_iommu=on iommu=pt" in str(fix.label)
         fix.press()
@@ -166,8 +166,9 @@ async def test_a_partial_firstboot_prefills_the_vm_screen(tmp_path):
     app = make_app(tmp_path, firstboot={"vm": {"name": "work", "memory": "8GiB"}, "unattended": False})
     async with app.run_test(size=SIZE) as pilot:
         await to_vm_screen(app, pilot)
-        values = {k: app.screen.query_one(f"#{k}", Input).value for k in ("os", "name", "memory", "cpus")}
-        assert values == {"os": "", "name": "work", "memory": "8GiB", "cpus": ""}  # only the OS is asked
+        values = {k: app.screen.query_one(f"#{k}", Input).value for k in ("name", "memory", "cpus")}
+        assert values == {"name": "work", "memory": "8GiB", "cpus": ""}
+        assert app.screen.query_one("#os").is_blank()  # only the OS is asked
 
 
 async def test_every_vm_field_error_is_shown_at_once_next_to_its_field(tmp_path):

@@ -11,7 +11,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
 
 from firstboot import host as hostfacts
 from firstboot.libvirt_backend import Created
@@ -31,12 +30,13 @@ class SavedHostSession(Session):
 
     fail_with = ""
 
-    def plan(self, request, os_id):
+    def plan(self, request, os_id, *, gpu_address=None, detected_from=None):
         domcaps = (DATA / "libvirt/domcaps-qemu-q35.xml").read_text()
         facts = hostfacts.parse((DATA / "libvirt/capabilities.xml").read_text(), domcaps, libvirt_version=9000000,
                                 domain_type=ET.fromstring(domcaps).findtext("domain"))
         facts = facts.model_copy(update={"memory": 16 * GiB, "cpus": 8, "threads_per_core": 2})
-        return build(request, os_id, catalogue=self.catalogue, host=facts, machine=self.machine)
+        return build(request, os_id, catalogue=self.catalogue, host=facts, machine=self.machine,
+                     gpu_address=gpu_address, detected_from=detected_from)
 
     def create(self, planned, *, dry_run, start, on_step=None):
         for step in ("creating the disk", "dry run: define, start paused, destroy, undefine"):
@@ -82,7 +82,7 @@ async def to_vm(pilot):
     await to_gpu(pilot)
     await pilot.click("#next")
     await pilot.pause()
-    pilot.app.screen.query_one("#os", Input).value = "win11"
+    pilot.app.screen.query_one("#os").value = "win11"
 
 
 async def to_review(pilot):
@@ -167,7 +167,7 @@ async def test_every_screen_fits_80x24_with_its_buttons_reachable(app):
         await pilot.click("#next")
         await pilot.pause()
         await check(pilot, "vm")
-        pilot.app.screen.query_one("#os", Input).value = "win11"
+        pilot.app.screen.query_one("#os").value = "win11"
         await pilot.click("#next")
         await settle(pilot)
         await check(pilot, "review")
@@ -192,5 +192,5 @@ async def test_a_firstboot_vm_that_names_the_os_asks_nothing_more_and_esc_comes_
         assert "8 GiB" in str(review.query_one("#review").render())
         await pilot.press("escape")
         await pilot.pause()
-        values = {k: pilot.app.screen.query_one(f"#{k}", Input).value for k in ("os", "name", "memory")}
+        values = {k: str(pilot.app.screen.query_one(f"#{k}").value) for k in ("os", "name", "memory")}
         assert values == {"os": "win11", "name": "work", "memory": "8GiB"}

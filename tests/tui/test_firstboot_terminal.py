@@ -45,9 +45,12 @@ def test_the_first_boot_in_a_linux_console_sized_terminal(tmp_path):
             term.keys("Enter")
             screen = term.wait_for("Step 4 of 7 · Primary VM")
             assert "none (add one later)" in screen
+            term.keys("Tab", "Enter")  # the OS list, opened
+            term.type("fedora linux 37")  # typing jumps to "Fedora Linux 37 (fedora37)"
+            term.keys("Enter")
+            assert "Fedora Linux 37 (fedora37)" in term.wait_for("(fedora37)")
             term.keys("Tab")
-            term.type("fedora37")
-            for _ in range(6):  # to name, memory, CPUs, disk size (prefilled from [firstboot]), Next; press Next
+            for _ in range(5):  # name, memory, CPUs, disk size (prefilled from [firstboot]), Next; press Next
                 term.keys("Enter")
             screen = term.wait_for("Step 5 of 7 · Review", timeout=60)
             assert "1 GiB" in screen and "from: user" in screen

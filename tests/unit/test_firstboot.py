@@ -109,8 +109,8 @@ def test_check_cli_lines(tmp_path, capsys):
                            "--log", str(tmp_path / "log")])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert re.match(r"^Checking for hardware virtualization +: PASS$", lines[0])
-    assert any(re.match(r"^Checking if device /dev/vhost-net exists +: PASS$", line) for line in lines)
+    assert re.match(r"^The processor supports hardware virtualization \(Intel VT-x or AMD-V\) +: PASS$", lines[0])
+    assert any(re.match(r"^Fast virtual networking is available \(/dev/vhost-net\) +: PASS$", line) for line in lines)
     assert any(line.startswith("GPU 0000:0a:00.0: Advanced Micro Devices") for line in lines)
 
 

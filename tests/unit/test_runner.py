@@ -135,3 +135,24 @@ def test_secret_output_is_returned_but_never_logged(install_log, redactor):
     assert result.stdout == "$6$hash-value\n" and seen == []
     text = handle.path.read_text()
     assert "hash-value" not in text and "(14 characters, not logged)" in text
+
+
+def test_a_stopped_command_is_named_for_a_person_never_by_its_path(tmp_path):
+    """Issue 21: "interrupted (quit) while running /home/.../.venv/bin/python -m storage.blivet_worker" showed the
+    checkout's path. The message names the program (or the module); the whole command line stays in the log."""
+    import sys
+    import threading
+
+    from phyllome_installer.core.interrupt import Interrupted, Stop
+    from phyllome_installer.core.runner import SubprocessRunner, program
+
+    stop = Stop()
+    runner = SubprocessRunner(stop=stop)
+    threading.Timer(0.5, stop.request, args=("quit",)).start()
+    with pytest.raises(Interrupted) as caught:
+        runner.run([sys.executable, "-I", "-c", "import time; time.sleep(60)"])
+    message = str(caught.value)
+    assert message.startswith("interrupted (quit) while running python") and "/" not in message
+    assert program([sys.executable, "-I", "-m", "storage.blivet_worker"]) == "storage.blivet_worker"
+    assert program(["/usr/sbin/mkfs.f2fs", "-f", "/dev/loop0"]) == "mkfs.f2fs"
+    assert program([str(tmp_path / "odd dir" / "tool")]) == "tool"

@@ -13,12 +13,12 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from storage.layout import MIN_DISK_BYTES
-from storage.probe import human_size
-
-from .answers import LocalPayload, Payload
 from .core.errors import UserError
+
+if TYPE_CHECKING:  # the layout, probe and pydantic models load when an image is checked, not with the TUI
+    from .answers import Payload
 
 GiB = 1 << 30
 SLACK = 512 << 20
@@ -30,6 +30,8 @@ UNKNOWN_PAYLOAD = 4 * GiB
 def payload_bytes(payload: Payload) -> int:
     """About what the payload takes once deployed: a local repository's objects (their size is what ostree
     checks out and links), else a generous guess."""
+    from .answers import LocalPayload
+
     if not isinstance(payload, LocalPayload):
         return UNKNOWN_PAYLOAD
     total = 0
@@ -65,6 +67,9 @@ def _fits_as_a_file(directory: Path, size: int) -> str | None:
 
 def check(image: Path, size: int | None, payload: Payload) -> int:
     """The image's size once created (or now). Raises :class:`UserError` for anything the install would refuse."""
+    from storage.layout import MIN_DISK_BYTES
+    from storage.probe import human_size
+
     image = Path(os.path.abspath(image))
     try:
         info = os.stat(image)
@@ -109,6 +114,8 @@ def create(image: Path, size: int) -> None:
     try:
         os.ftruncate(fd, size)
     except OSError as exc:
+        from storage.probe import human_size
+
         os.close(fd)
         image.unlink(missing_ok=True)
         raise UserError(f"cannot create {image} of {human_size(size)}: {exc.strerror}; nothing was left behind",

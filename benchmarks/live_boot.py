@@ -1,0 +1,71 @@
+"""P7: power-on to the installer's first screen when the live ISO boots under QEMU (TCG, OVMF, as a USB stick; the
+harness of tests/iso), against the same medium's "Rescue shell (no installer)" entry: the same kernel, initramfs
+and squashfs root, booted to systemd's rescue shell instead of the installer. Reported, no target yet.
+
+Each boot's screen is read every second from QEMU's screendump in the console font (tests/iso), so a stage's time
+is known to about a second; the difference of the two is what the multi-user boot and the installer's start cost.
+Runs only where a live medium is cached (/var/cache/phyllome-live; ``make iso`` builds it): the newest complete one
+is booted as it is, never rebuilt here (a medium of this worktree's code would take a build of minutes), and the
+row names which one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+from benchmarks.rows import Row, secs
+
+CACHE = Path("/var/cache/phyllome-live")
+WELCOME = r"Welcome to the Phyllome OS installer"
+#: systemd's rescue shell on tty1 (sulogin's greeting, or its words when root has no password to ask for).
+RESCUE = r"rescue mode|[Mm]aintenance|root account is locked|Press Enter"
+RESCUE_ENTRY = 4  # rows below the default in live/grub.cfg: install, unattended, serial, check, rescue
+
+
+def cached() -> SimpleNamespace | None:
+    """The newest complete medium in the cache (its ISO and pxe/), or None."""
+    done = sorted((path for path in CACHE.glob("medium-*") if (path / "complete.json").is_file()),
+                  key=lambda path: (path / "complete.json").stat().st_mtime)
+    if not done:
+        return None
+    return SimpleNamespace(iso=done[-1] / "phyllome-live.x86_64.iso", pxe=done[-1] / "pxe", key=done[-1].name)
+
+
+def boot(medium, glyphs: dict[bytes, str], workdir: Path, title: str, down: int, pattern: str) -> float:
+    from tests.iso.harness import LiveMachine
+    from tests.iso.test_live_medium import blank_disk
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    machine = LiveMachine(blank_disk(workdir / "blank.img"), workdir / "vm", medium.iso, usb=True)
+    with machine:
+        machine.boot_entry(title, down)
+        machine.wait_text(glyphs, pattern, 1500, title, every=1)
+        return machine.stages[-1][1]
+
+
+def rows() -> list[Row]:
+    medium = cached()
+    if medium is None:
+        return [Row("P7 live ISO: power-on to the installer's first screen", "not run", "no cached live medium "
+                    "(make iso)", None, None)]
+    from tests.iso.test_live_medium import console_font, glyph_table
+
+    glyphs = glyph_table(console_font(medium))
+    workdir = Path("/var/tmp") / f"phyllome-bench-live-{os.getpid()}"
+    try:
+        installer = boot(medium, glyphs, workdir / "installer", "Install Phyllome OS", 0, WELCOME)
+        shell = boot(medium, glyphs, workdir / "shell", "Rescue shell (no installer)", RESCUE_ENTRY, RESCUE)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return [Row(f"P7 live ISO under QEMU (TCG), {medium.key[-16:]}: power-on to the installer's first screen",
+                secs(installer),
+                f"same kernel to the rescue shell: {secs(shell)}", installer / shell, None)]
+
+
+if __name__ == "__main__":
+    from benchmarks.compass import text_table
+
+    print(text_table(rows()))

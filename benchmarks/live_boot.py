@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +23,8 @@ CACHE = Path("/var/cache/phyllome-live")
 WELCOME = r"Welcome to the Phyllome OS installer"
 #: systemd's rescue shell on tty1 (sulogin's greeting, or its words when root has no password to ask for).
 RESCUE = r"rescue mode|[Mm]aintenance|root account is locked|Press Enter"
-RESCUE_ENTRY = 4  # rows below the default in live/grub.cfg: install, unattended, serial, check, rescue
+MENU = ("Install Phyllome OS", "Install Phyllome OS unattended", "Install Phyllome OS on the serial console",
+        "Test this medium and install Phyllome OS", "Rescue shell (no installer)")  # live/grub.cfg, in order
 
 
 def cached() -> SimpleNamespace | None:
@@ -34,14 +36,36 @@ def cached() -> SimpleNamespace | None:
     return SimpleNamespace(iso=done[-1] / "phyllome-live.x86_64.iso", pxe=done[-1] / "pxe", key=done[-1].name)
 
 
-def boot(medium, glyphs: dict[bytes, str], workdir: Path, title: str, down: int, pattern: str) -> float:
+def highlighted(console: str) -> str | None:
+    """The menu entry GRUB marks with ``*`` on the serial console last."""
+    marks = {title: console.rfind("*" + title) for title in MENU}
+    title, where = max(marks.items(), key=lambda item: (item[1], len(item[0])))
+    return title if where >= 0 else None
+
+
+def choose(machine, title: str) -> None:
+    """GRUB's menu entry ``title``, moved to with the arrow keys on the serial line until GRUB marks it (a key
+    lost on a busy machine is sent again), then Enter."""
+    machine.expect(r"Install Phyllome OS unattended", 300, "firmware -> GRUB's menu (serial)")
+    for _ in range(2 * len(MENU)):
+        time.sleep(1)
+        if title == MENU[0] or highlighted(machine.console) == title:
+            break
+        machine._sock.sendall(b"\x1b[B")
+    else:
+        raise RuntimeError(f"GRUB's menu did not reach {title!r}: {highlighted(machine.console)!r} is marked")
+    machine._sock.sendall(b"\r")
+    machine.stages.append((f"GRUB boots '{title}'", time.monotonic() - machine._started))
+
+
+def boot(medium, glyphs: dict[bytes, str], workdir: Path, title: str, pattern: str) -> float:
     from tests.iso.harness import LiveMachine
     from tests.iso.test_live_medium import blank_disk
 
     workdir.mkdir(parents=True, exist_ok=True)
     machine = LiveMachine(blank_disk(workdir / "blank.img"), workdir / "vm", medium.iso, usb=True)
     with machine:
-        machine.boot_entry(title, down)
+        choose(machine, title)
         machine.wait_text(glyphs, pattern, 1500, title, every=1)
         return machine.stages[-1][1]
 
@@ -56,8 +80,8 @@ def rows() -> list[Row]:
     glyphs = glyph_table(console_font(medium))
     workdir = Path("/var/tmp") / f"phyllome-bench-live-{os.getpid()}"
     try:
-        installer = boot(medium, glyphs, workdir / "installer", "Install Phyllome OS", 0, WELCOME)
-        shell = boot(medium, glyphs, workdir / "shell", "Rescue shell (no installer)", RESCUE_ENTRY, RESCUE)
+        shell = boot(medium, glyphs, workdir / "shell", MENU[-1], RESCUE)
+        installer = boot(medium, glyphs, workdir / "installer", MENU[0], WELCOME)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return [Row(f"P7 live ISO under QEMU (TCG), {medium.key[-16:]}: power-on to the installer's first screen",

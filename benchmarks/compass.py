@@ -327,9 +327,14 @@ def compile_bytecode() -> None:
 
 
 def group(rows_of, *args) -> list[Row]:
-    """A group of rows with the highest load average seen while it was measured."""
+    """A group of rows with the highest load average seen while it was measured. A group that fails is one row
+    saying why (result FAIL), so the rest of the table is still printed."""
     with load_during() as load:
-        rows = rows_of(*args)
+        try:
+            rows = rows_of(*args)
+        except Exception as exc:  # noqa: BLE001 (reported in the table, and the run fails)
+            rows = [Row(f"{rows_of.__module__}.{rows_of.__name__}", "error", str(exc)[-300:].replace("\n", " "),
+                        float("inf"), 0.0)]
     return with_load(rows, load)
 
 

@@ -52,7 +52,7 @@ async def main() -> int:
         else:
             print(f"the walk did not reach the summary: {type(app.screen).__name__}", file=sys.stderr)
             return 3
-        await pilot.press(*"yes", "enter")
+        await pilot.press(*app.screen.word, "enter")  # "yes", or the disk's size when the image holds data
         for _ in range(2400):
             await pilot.pause(0.25)
             if isinstance(app.screen, DoneScreen | FailureScreen):

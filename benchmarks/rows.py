@@ -29,6 +29,8 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        if self.measured == "error":
+            return "FAIL"
         if self.target is None or self.ratio is None:
             return "info"
         return ("pass" if self.ratio <= self.target else "FAIL") + (" (load)" if self.busy else "")

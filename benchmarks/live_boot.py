@@ -58,7 +58,7 @@ def choose(machine, title: str) -> None:
     machine.stages.append((f"GRUB boots '{title}'", time.monotonic() - machine._started))
 
 
-def boot(medium, glyphs: dict[bytes, str], workdir: Path, title: str, pattern: str) -> float:
+def boot(medium, glyphs: dict[bytes, str], workdir: Path, title: str, pattern: str, timeout: float = 1500) -> float:
     from tests.iso.harness import LiveMachine
     from tests.iso.test_live_medium import blank_disk
 
@@ -66,7 +66,7 @@ def boot(medium, glyphs: dict[bytes, str], workdir: Path, title: str, pattern: s
     machine = LiveMachine(blank_disk(workdir / "blank.img"), workdir / "vm", medium.iso, usb=True)
     with machine:
         choose(machine, title)
-        machine.wait_text(glyphs, pattern, 1500, title, every=1)
+        machine.wait_text(glyphs, pattern, timeout, title, every=1)
         return machine.stages[-1][1]
 
 
@@ -80,13 +80,17 @@ def rows() -> list[Row]:
     glyphs = glyph_table(console_font(medium))
     workdir = Path("/var/tmp") / f"phyllome-bench-live-{os.getpid()}"
     try:
-        shell = boot(medium, glyphs, workdir / "shell", MENU[-1], RESCUE)
         installer = boot(medium, glyphs, workdir / "installer", MENU[0], WELCOME)
+        try:
+            shell: float | None = boot(medium, glyphs, workdir / "shell", MENU[-1], RESCUE, timeout=600)
+        except Exception:  # noqa: BLE001 (said in the row)
+            shell = None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return [Row(f"P7 live ISO under QEMU (TCG), {medium.key[-16:]}: power-on to the installer's first screen",
-                secs(installer),
-                f"same kernel to the rescue shell: {secs(shell)}", installer / shell, None)]
+                secs(installer), f"same kernel to the rescue shell: {secs(shell)}" if shell else
+                "rescue shell: not read (KNOWN GAP: its framebuffer console is not in the medium's console font)",
+                installer / shell if shell else None, None)]
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import first_paint
+from benchmarks.rows import BUSY_PER_CPU, HEADER, Row, load_during, secs, spread, with_load
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,51 +47,21 @@ LOCKED = "another install is running"
 PACKAGES = ("phyllome_installer", "storage", "firstboot", "screens")
 
 
-@dataclass(frozen=True)
-class Row:
-    name: str
-    measured: str
-    baseline: str
-    ratio: float | None
-    target: float | None
-
-    @property
-    def verdict(self) -> str:
-        if self.target is None or self.ratio is None:
-            return "info"
-        return "pass" if self.ratio <= self.target else "FAIL"
-
-    def cells(self) -> list[str]:
-        return [self.name, self.measured, self.baseline, "" if self.ratio is None else f"{self.ratio:.2f}",
-                "" if self.target is None else f"<= {self.target:g}", self.verdict]
-
-
-HEADER = ["what", "measured", "baseline", "ratio", "target", "result"]
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
-
-
-def secs(seconds: float) -> str:
-    return f"{seconds:.2f} s"
-
-
 def timed(argv: list[str], **kwargs) -> float:
     started = time.perf_counter()
     subprocess.run(argv, capture_output=True, check=False, **kwargs)
     return time.perf_counter() - started
 
 
-def interleaved(commands: dict[str, list[str]], runs: int, **kwargs) -> dict[str, float]:
-    """Median wall time of each command; the commands take turns, so a busy moment hits them alike."""
+def interleaved(commands: dict[str, list[str]], runs: int, **kwargs) -> dict[str, list[float]]:
+    """Each run's wall time of each command; the commands take turns, so a busy moment hits them alike."""
     for argv in commands.values():
         timed(argv, **kwargs)  # warm the page cache
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
             times[name].append(timed(argv, **kwargs))
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def sh(*argv: str, stdin: str | None = None) -> str:
@@ -228,7 +198,7 @@ def bulk_payload() -> tuple[Path, Path]:
 
 
 def ostree_copy(repo: Path, mountpoint: Path) -> float:
-    """The install's own pull and deploy commands (deploy.py), timed together, then syncfs."""
+    """The install's own pull and deploy commands (deploy.py), timed together with its one sync at the end."""
     from phyllome_installer import deploy
     from phyllome_installer.answers import LocalPayload
 
@@ -238,9 +208,9 @@ def ostree_copy(repo: Path, mountpoint: Path) -> float:
     subprocess.run(["sync"], check=True)
     started = time.perf_counter()
     for argv in [*deploy.pull_commands(mountpoint, payload),
-                 *deploy.deploy_commands(mountpoint, payload, deploy.kernel_args("0", "other", []))]:
+                 *deploy.deploy_commands(mountpoint, payload, deploy.kernel_args("0", "other", [])),
+                 *deploy.durable_commands(mountpoint)]:
         sh(*argv)
-    subprocess.run(["sync", "--file-system", str(mountpoint)], check=True)
     return time.perf_counter() - started
 
 
@@ -253,8 +223,8 @@ def bulk_rows(runs: int, size: str, fstype: str) -> list[Row]:
         cp.append(copy_baseline(tree, 1, size, fstype))
     megabytes = int(sh("du", "-sm", str(tree)).split()[0])
     o, c = statistics.median(ostree), statistics.median(cp)
-    return [Row(f"  the same pull + deploy commands, payload of {megabytes} MB", secs(o),
-                f"cp -a + syncfs: {secs(c)}", o / c, 1.5)]
+    return [Row(f"P3b the same pull + deploy commands, payload of {megabytes} MB", spread(ostree, secs),
+                f"cp -a + syncfs: {spread(cp, secs)}", o / c, 1.5)]
 
 
 def install_rows(runs: int) -> list[Row]:
@@ -271,23 +241,26 @@ def install_rows(runs: int) -> list[Row]:
         kdfs.append(key_derivation(1, "1G"))
     shutil.rmtree(tree, ignore_errors=True)
     tasks = [name for name in samples[0] if name != "process"]
-    median = {name: statistics.median(sample.get(name, 0.0) for sample in samples) for name in [*tasks, "process"]}
     copy = statistics.median(sum(sample[t] for t in COPY_TASKS) for sample in samples)
     fixed = statistics.median(sum(v for t, v in sample.items() if t not in (*COPY_TASKS, "process"))
                               for sample in samples)
     cp, kdf = statistics.median(copies), statistics.median(kdfs)
     count = protectors()
     allowance = FIXED_SECONDS + count * kdf
+    fixed_runs = [sum(v for t, v in sample.items() if t not in (*COPY_TASKS, "process")) for sample in samples]
+    copy_runs = [sum(sample[t] for t in COPY_TASKS) for sample in samples]
     rows = [
-        Row("install: fixed work (every task but pull + deploy)", secs(fixed),
+        Row("P2 install: fixed work (every task but pull + deploy)", spread(fixed_runs, secs),
             f"{FIXED_SECONDS:g} s + {count} x KDF = {secs(allowance)}", fixed / allowance, 1.0),
-        Row("install: payload copy (ostree-pull + ostree-deploy)", secs(copy),
-            f"cp -a + syncfs on fresh {fstype}, {DISK_SIZE} loop disk: {secs(cp)}", copy / cp, 1.5),
-        Row("  one key derivation (fscrypt protector creation)", secs(kdf), "", None, None),
+        Row("P3 install: payload copy (ostree-pull + ostree-deploy)", spread(copy_runs, secs),
+            f"cp -a + syncfs on fresh {fstype}, {DISK_SIZE} loop disk: {spread(copies, secs)}", copy / cp, 1.5),
+        Row("   one key derivation (fscrypt protector creation)", spread(kdfs, secs), "", None, None),
     ]
     rows += bulk_rows(2, DISK_SIZE, fstype)
-    rows += [Row(f"  task {name}", secs(median[name]), "", None, None) for name in tasks]
-    rows.append(Row("  whole install process (interpreter, probe, tasks)", secs(median["process"]), "", None, None))
+    rows += [Row(f"   task {name}", spread([sample.get(name, 0.0) for sample in samples], secs), "", None, None)
+             for name in tasks]
+    rows.append(Row("   whole install process (interpreter, probe, tasks)",
+                    spread([sample["process"] for sample in samples], secs), "", None, None))
     return rows
 
 
@@ -308,19 +281,20 @@ def command_rows(runs: int) -> list[Row]:
                       "/dev/null"],
             "virt-host-validate": ["virt-host-validate", "qemu"],
         }, runs)
-    floor = measured["floor"]
-    rows = [Row(f"{name}: whole process", ms(measured[name]), f"python -c pass: {ms(floor)}",
-                measured[name] / floor, None) for name in ("probe", "validate", "plan")]
-    vhv = measured["virt-host-validate"]
-    rows.append(Row("phyllome-firstboot check --json", ms(measured["check"]), f"virt-host-validate qemu: {ms(vhv)}",
-                    measured["check"] / vhv, 3.0))
+    median = {name: statistics.median(values) for name, values in measured.items()}
+    floor = spread(measured["floor"])
+    rows = [Row(f"   {name}: whole process", spread(measured[name]), f"python -c pass: {floor}",
+                median[name] / median["floor"], None) for name in ("probe", "validate", "plan")]
+    rows.append(Row("P4 phyllome-firstboot check --json", spread(measured["check"]),
+                    f"virt-host-validate qemu: {spread(measured['virt-host-validate'])}",
+                    median["check"] / median["virt-host-validate"], 3.0))
     return rows
 
 
 def paint_rows(runs: int) -> list[Row]:
     result = first_paint.main(runs)
-    return [Row("first paint of the installer TUI (80x25)", ms(result["installer_s"]),
-                f"bare Textual app: {ms(result['hello_s'])}", result["ratio"], 1.2)]
+    return [Row("P1 first paint of the installer TUI (80x25)", spread(result["installer"]),
+                f"bare Textual app: {spread(result['hello'])}", result["ratio"], 1.2)]
 
 
 # ---------------------------------------------------------------------------------------------- the table
@@ -352,20 +326,45 @@ def compile_bytecode() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *PACKAGES], cwd=ROOT, check=True)
 
 
-def run(runs: int = 7, install_runs: int = 3) -> list[Row]:
+def group(rows_of, *args) -> list[Row]:
+    """A group of rows with the highest load average seen while it was measured. A group that fails is one row
+    saying why (result FAIL), so the rest of the table is still printed."""
+    with load_during() as load:
+        try:
+            rows = rows_of(*args)
+        except Exception as exc:  # noqa: BLE001 (reported in the table, and the run fails)
+            rows = [Row(f"{rows_of.__module__}.{rows_of.__name__}", "error", str(exc)[-300:].replace("\n", " "),
+                        float("inf"), 0.0)]
+    return with_load(rows, load)
+
+
+def run(runs: int = 7, install_runs: int = 3, *, live: bool = True) -> list[Row]:
+    from benchmarks import live_boot, memory, vm_dry_run
+
     compile_bytecode()
-    rows = paint_rows(runs)
-    rows += install_rows(install_runs)
-    rows += command_rows(runs)
+    rows = group(paint_rows, runs)
+    rows += group(install_rows, install_runs)
+    rows += group(command_rows, runs)
+    rows += group(vm_dry_run.rows, 3)
+    rows += group(memory.rows, 3)
+    if live:
+        rows += group(live_boot.rows)
     return rows
 
 
 def markdown(rows: list[Row], runs: int, install_runs: int) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return header(rows, runs, install_runs, stamp) + "\n\n" + table(rows) + "\n"
+
+
+def header(rows: list[Row], runs: int, install_runs: int, stamp: str = "") -> str:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return (f"`make bench`, {stamp}, {machine()}, load average {load} at the end; medians of {runs} runs "
-            f"({install_runs} sandbox installs).\n\n"
-            + table(rows) + "\n")
+    busy = [row.name.split()[0] for row in rows if row.busy and row.target is not None]
+    return (f"`make bench`{', ' + stamp if stamp else ''}, {machine()}; load average {load} at the end. Medians of "
+            f"{runs} runs ({install_runs} sandbox installs), min-max in brackets, measured and baseline runs "
+            "interleaved. Column load: the highest 1-minute load average while the row was measured. "
+            + (f"UNDER LOAD (above {BUSY_PER_CPU:g} per CPU): {', '.join(busy)}: their ratios are not an idle "
+               "machine's." if busy else "No row with a target was measured under load."))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,8 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--install-runs", type=int, default=3)
     parser.add_argument("--markdown", type=Path, default=WORK / "compass.md")
+    parser.add_argument("--no-live", action="store_true", help="skip P7 (two boots of the live ISO under QEMU)")
     args = parser.parse_args(argv)
-    rows = run(args.runs, args.install_runs)
+    rows = run(args.runs, args.install_runs, live=not args.no_live)
+    print(header(rows, args.runs, args.install_runs) + "\n")
     print(text_table(rows))
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(markdown(rows, args.runs, args.install_runs))

@@ -67,6 +67,10 @@ def init_commands(sysroot: Path, *, bootloader: str = "none") -> list[list[str]]
         ["ostree", "config", repo, "set", "sysroot.bootprefix", "false"],
         # ostree writes the BLS entries; the bootloader task installs what reads them.
         ["ostree", "config", repo, "set", "sysroot.bootloader", bootloader],
+        # A fresh filesystem is filled once: no fsync per object during the pull and the deploy (as image builders
+        # do); durable_commands turns it back on and syncs each filesystem once, before anything makes the disk
+        # bootable (the boot loader is the last task that writes).
+        ["ostree", "config", repo, "set", "core.fsync", "false"],
         ["ostree", "admin", "os-init", f"--sysroot={sysroot}", OSNAME],
     ]
 
@@ -102,6 +106,13 @@ def deploy_commands(sysroot: Path, payload: Payload, kargs: list[str]) -> list[l
         deploy = ["ostree", "admin", "deploy", f"--sysroot={sysroot}", f"--os={OSNAME}", *karg_options,
                   refspec(payload)]
     return [deploy, ["ostree", "config", f"--repo={repo_of(sysroot)}", "set", "sysroot.readonly", "true"]]
+
+
+def durable_commands(sysroot: Path) -> list[list[str]]:
+    """After the deploy: the installed system's repository fsyncs again (its upgrades must), and the root and /boot
+    filesystems are each synced once: one syncfs instead of an fsync per object."""
+    return [["ostree", "config", f"--repo={repo_of(sysroot)}", "set", "core.fsync", "true"],
+            ["sync", "--file-system", str(sysroot)], ["sync", "--file-system", str(sysroot / "boot")]]
 
 
 def check_payload(runner: Runner, payload: Payload) -> None:

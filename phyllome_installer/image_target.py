@@ -13,12 +13,15 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage.sizes import MIN_DISK_BYTES
 
-from .answers import LocalPayload, Payload
 from .core.errors import UserError
 from .core.sizes import GiB, human_size
+
+if TYPE_CHECKING:  # the pydantic models load when an image is checked, not with the TUI
+    from .answers import Payload
 
 SLACK = 512 << 20
 """What an install writes besides the payload: filesystems' metadata, the boot loader, the log."""
@@ -29,6 +32,8 @@ UNKNOWN_PAYLOAD = 4 * GiB
 def payload_bytes(payload: Payload) -> int:
     """About what the payload takes once deployed: a local repository's objects (their size is what ostree
     checks out and links), else a generous guess."""
+    from .answers import LocalPayload
+
     if not isinstance(payload, LocalPayload):
         return UNKNOWN_PAYLOAD
     total = 0
@@ -64,6 +69,7 @@ def _fits_as_a_file(directory: Path, size: int) -> str | None:
 
 def check(image: Path, size: int | None, payload: Payload) -> int:
     """The image's size once created (or now). Raises :class:`UserError` for anything the install would refuse."""
+
     image = Path(os.path.abspath(image))
     try:
         info = os.stat(image)
@@ -108,6 +114,7 @@ def create(image: Path, size: int) -> None:
     try:
         os.ftruncate(fd, size)
     except OSError as exc:
+
         os.close(fd)
         image.unlink(missing_ok=True)
         raise UserError(f"cannot create {image} of {human_size(size)}: {exc.strerror}; nothing was left behind",

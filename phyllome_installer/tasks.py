@@ -140,6 +140,8 @@ def ostree_deploy(ctx: Context) -> None:
     copied = deploy.copy_ostree_boot(ctx.deployment, ctx.sysroot / "boot", ctx.files)
     if copied:
         ctx.progress("ostree-deploy", f"copied {len(copied)} files from /usr/lib/ostree-boot to /boot")
+    for argv in deploy.durable_commands(ctx.sysroot):
+        ctx.runner.run(argv)
     # The deployment's /var is the stateroot's at boot: bind it so that users' homes land there.
     assert ctx.mounts is not None
     var = deploy.stateroot_var(ctx.sysroot)

@@ -18,15 +18,11 @@ from phyllome_installer.core.files import read_bounded
 from phyllome_installer.frontend import SANDBOX_PLACEHOLDER, Discovered, Installer
 
 from . import console as console_theme
-from .discovered import AnswerProblemsScreen, DiscoveryScreen
-from .disk import DiskScreen
-from .encryption import EncryptionScreen
-from .host_user import HostUserScreen
 from .keys import KeysInOrder
-from .progress import ProgressScreen
-from .summary import SummaryScreen
 from .welcome import WelcomeScreen
 from .widgets import ConfirmQuit
+
+# Only the first screen (Welcome) loads before the first paint; every other screen is imported where it is shown.
 
 if TYPE_CHECKING:  # pydantic models load after the first paint
     from phyllome_installer.answers import InstallConfig
@@ -190,6 +186,8 @@ class InstallerApp(KeysInOrder, App[int]):
     def on_mount(self) -> None:
         self.set_interval(0.5, self.watch_signals)
         if self.discovery is not None:
+            from .discovered import DiscoveryScreen
+
             self.push_screen(DiscoveryScreen())  # replaced by start_with() when the discovery is done
             return
         self.start_interactive(switch=False)
@@ -197,6 +195,9 @@ class InstallerApp(KeysInOrder, App[int]):
     def start_with(self, found: Discovered) -> None:
         """Where the discovered answer file leads: a complete one to the summary (or, unattended, straight to the
         install), a partial one to the first step it does not answer, a broken one to its problems."""
+        from .discovered import AnswerProblemsScreen
+        from .progress import ProgressScreen
+
         self.discovered = found
         if found.state == "broken":
             self.switch_screen(AnswerProblemsScreen(found))
@@ -231,6 +232,13 @@ class InstallerApp(KeysInOrder, App[int]):
             self.switch_screen(WelcomeScreen())
         else:
             self.push_screen(WelcomeScreen())
+        if self.first_missing == 1:
+            return  # the next steps are imported when they are shown
+        from .disk import DiskScreen
+        from .encryption import EncryptionScreen
+        from .host_user import HostUserScreen
+        from .summary import SummaryScreen
+
         for screen in (DiskScreen, EncryptionScreen, HostUserScreen, SummaryScreen)[: self.first_missing - 1]:
             self.push_screen(screen())
 

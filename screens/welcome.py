@@ -10,7 +10,6 @@ from textual.widgets import Button, Select, Static
 from phyllome_installer.frontend import keymaps
 
 from . import keymap_names
-from .disk import DiskScreen
 from .widgets import Step
 
 
@@ -49,4 +48,6 @@ class WelcomeScreen(Step):
 
     @on(Button.Pressed, "#next")
     def next(self) -> None:
+        from .disk import DiskScreen  # the next step loads after the first paint
+
         self.app.push_screen(DiskScreen())

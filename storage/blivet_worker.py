@@ -39,6 +39,18 @@ def confine_to(name: str) -> None:
     udev.get_devices = target_only
 
 
+def settle_only_with_udevd(control: Path = Path("/run/udev/control")) -> bool:
+    """blivet runs ``udevadm settle`` about 25 times an apply. Without a udev daemon (no control socket: a bare
+    machine or container; the live system has one) there is no event queue to wait for, and each call is only a
+    process started for nothing: then blivet's settle does nothing. Returns whether it was turned off."""
+    if control.exists():
+        return False
+    from blivet import udev
+
+    udev.settle = lambda quiet=False: None
+    return True
+
+
 def logical_sector_size(name: str, sys_root: Path = Path("/sys")) -> int:
     """The disk's logical sector size: blivet and parted count partitions in it (4096 on 4Kn disks)."""
     try:
@@ -55,6 +67,7 @@ def apply(request: dict) -> None:
 
     name = request["disk"]
     confine_to(name)
+    settle_only_with_udevd()
     if request.get("include_loop") and helpers.LoopDevicePopulator in helpers._device_helpers:
         helpers._device_helpers.remove(helpers.LoopDevicePopulator)  # DESIGN.md 4: loopN as a disk
     storage = blivet.Blivet()

@@ -95,3 +95,18 @@ def test_a_local_payload_without_an_upgrade_url_says_it_will_not_upgrade():
     plan = build(config_of("reference.toml"), MACHINE, DryRunRunner(echo=False), esp_driver="kernel",
                  can_mount=lambda fs: True)
     assert "Upgrades: none: installed from the medium, this host will not upgrade" in plan.render()
+
+
+def test_the_payload_is_synced_once_after_the_deploy_and_before_anything_makes_the_disk_bootable():
+    """fsync is off while the payload is pulled and deployed into the fresh filesystem; the one syncfs of root and
+    /boot (and fsync back on for the installed system) comes after the last write of the deploy and before the boot
+    loader, the task that makes the disk bootable."""
+    lines = rendered("reference.toml").splitlines()
+    off = lines.index("run: ostree config --repo=/mnt/phyllome-sysroot/ostree/repo set core.fsync false")
+    on = lines.index("run: ostree config --repo=/mnt/phyllome-sysroot/ostree/repo set core.fsync true")
+    syncs = [i for i, line in enumerate(lines) if line.startswith("run: sync --file-system /mnt/phyllome-sysroot")]
+    pull = next(i for i, line in enumerate(lines) if " pull" in line and line.startswith("run: ostree"))
+    deploy = max(i for i, line in enumerate(lines) if "ostree-boot" in line or "admin deploy" in line)
+    assert off < pull < deploy < on < syncs[0] and len(syncs) == 2
+    assert lines[syncs[1]].endswith("/mnt/phyllome-sysroot/boot")
+    assert syncs[1] < lines.index("[bootloader]")

@@ -183,7 +183,7 @@ def parse_spec(cmdline: str, label: str = LABEL) -> Spec:
     events = kernel_argument(cmdline, EVENTS_KARG) or ""
     warning = warning or facts_warning
     if events and not (events.startswith(("http://", "https://")) and url_ok(events)):
-        warning = warning or f"{EVENTS_KARG}={shown(events)}: {E_URL}; no events are sent"
+        warning = warning or f"{EVENTS_KARG}= (not shown: it may hold a token): {E_URL}; no events are sent"
         events = ""
     show = shown(spec)
     source = f"{KARG}={show}"

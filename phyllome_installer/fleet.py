@@ -72,7 +72,13 @@ def identity(sys_root: Path = Path("/sys"), proc: Path = Path("/proc")) -> Ident
     up = [mac for _, mac, is_up in nics if is_up] or [mac for _, mac, _ in nics]
     return Identity(keep("uuid", _read(dmi / "product_uuid")), keep("mac", up[0] if up else ""),
                     keep("serial", _read(dmi / "product_serial")),
-                    keep("hostname", _read(proc / "sys" / "kernel" / "hostname")))
+                    keep("hostname", _hostname(proc)))
+
+
+def _hostname(proc: Path) -> str:
+    """The kernel's hostname; none while it is still the kernel's placeholder (an initramfs without DHCP's)."""
+    name = _read(proc / "sys" / "kernel" / "hostname")
+    return "" if name in ("(none)", "localhost") else name
 
 
 def headers(sys_root: Path = Path("/sys")) -> dict[str, str]:

@@ -158,12 +158,13 @@ class Reporter:
         self._closing.set()
         try:
             self._queue.put(None, timeout=grace if self.reachable else 0.01)
+            waiting_sentinel = 1
         except queue.Full:
-            pass
+            waiting_sentinel = 0
         self._thread.join(grace if self.reachable else 0.0)
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # what is still queued is given up (the thread is a daemon: it ends with us)
             with self._lock:
-                self.dropped += self._queue.qsize()
+                self.dropped += max(0, self._queue.qsize() - waiting_sentinel)
         log.info("events: %d sent to %s, %d dropped", self.sent, self.shown, self.dropped)
 
 

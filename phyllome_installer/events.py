@@ -27,6 +27,7 @@ from .core.files import read_text_bounded
 from .core.progress import (
     Event,
     FanOut,
+    FirstBootResult,
     InstallFailed,
     InstallFinished,
     InstallStarted,
@@ -48,6 +49,8 @@ REQUEST_TIMEOUT = 5.0
 BACKOFF = 0.5
 CLOSE_GRACE = 3.0
 TAIL_LINES = 20
+REPORT_FILE = "etc/phyllome/report.toml"
+"""In the installed system: ``url = "..."``, where the first boot reports its result (``firstboot-result``)."""
 
 Post = Callable[[str, bytes, float], int]
 
@@ -175,6 +178,34 @@ def events_url(config: InstallConfig | None, cmdline: str) -> str:
     if config is not None and config.report.url:
         return config.report.url
     return parse_spec(cmdline).events
+
+
+def with_events_url(config: InstallConfig, cmdline: str) -> InstallConfig:
+    """``config`` with ``[report] url`` from ``phyllome.events=`` when the file has none: the installed system
+    keeps it for the first boot's result."""
+    url = events_url(config, cmdline)
+    if not url or config.report.url == url:
+        return config
+    return config.model_copy(update={"report": config.report.model_copy(update={"url": url})})
+
+
+def report_firstboot(root: Path, ok: bool, detail: str, who: Identity | None = None, grace: float = CLOSE_GRACE,
+                     reporter_factory: Callable[[str, dict], Reporter] = Reporter) -> bool:
+    """The first boot's result, to the URL the installer saved (none saved: nothing sent). Whether one was sent."""
+    import tomllib
+
+    from .fleet import identity
+
+    try:
+        url = tomllib.loads(read_text_bounded(Path(root) / REPORT_FILE, 64 * 1024)).get("url")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return False
+    reporter = reporter_factory(url, (who or identity()).as_dict())
+    reporter.emit(FirstBootResult(ok=ok, detail=REDACTOR.redact(detail)))
+    reporter.close(grace)
+    return reporter.sent > 0
 
 
 def log_tail(path: Path | None, lines: int = TAIL_LINES, redactor: Redactor = REDACTOR) -> list[str]:

@@ -132,6 +132,7 @@ class Installer:
             cmdline = read_text_bounded(self.proc / "cmdline", 64 * 1024, errors="replace")
         except OSError:
             cmdline = ""
+        config = events.with_events_url(config, cmdline)
         return events.reported(config, sink, lambda out: self._install(config, out, consent), cmdline=cmdline,
                                who=fleet.identity(self.sys_root, self.proc), log_path=self.log_path)
 

@@ -154,3 +154,25 @@ def test_json_progress_is_json_lines_with_the_recovery_code_in_its_own_event(cap
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["task-started", "recovery-code"]
     assert json.loads(lines[1])["code"] == "ABCD-EFGH"
+
+
+@pytest.mark.parametrize("stub", ["ok"], indirect=True)
+def test_the_first_boot_reports_where_the_installer_saved(stub, tmp_path):
+    from phyllome_installer.fleet import Identity
+
+    who = Identity(serial="S9")
+    assert not events.report_firstboot(tmp_path, True, "done", who)  # nothing saved: nothing sent
+    (tmp_path / "etc/phyllome").mkdir(parents=True)
+    (tmp_path / events.REPORT_FILE).write_text(f'url = "{stub.url}"\n')
+    assert events.report_firstboot(tmp_path, False, "step vm: no ISO", who, grace=10)
+    assert [(e["event"], e["ok"], e["detail"], e["machine"]["serial"]) for e in stub.got] == \
+        [("firstboot-result", False, "step vm: no ISO", "S9")]
+
+
+def test_the_kernel_argument_is_kept_for_the_first_boot():
+    from phyllome_installer.answers import config_from_bytes
+
+    text = (Path(__file__).resolve().parents[1] / "data" / "answers" / "good" / "minimal.toml").read_bytes()
+    config = config_from_bytes(text, "a.toml")
+    assert events.with_events_url(config, "phyllome.events=http://10.0.0.1/e").report.url == "http://10.0.0.1/e"
+    assert events.with_events_url(config, "quiet") is config

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import compass
 
-RUNS = 3
+RUNS = int(os.environ.get("PHYLLOME_BENCH_EVENTS_RUNS", "3"))
 
 
 def dead_port() -> int:

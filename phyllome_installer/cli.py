@@ -153,8 +153,13 @@ def cmd_install(args: argparse.Namespace) -> int:
         print(f"notice: {notice}", file=sys.stderr)
     if args.dry_run:
         plan = installer.plan(config)
-        print(plan.render(), end="")
         problems = plan.problems()
+        if args.json_progress:  # the stream stays JSON lines: the plan is one event
+            import json
+
+            print(json.dumps({"event": "plan", "text": plan.render(), "problems": problems}, sort_keys=True))
+        else:
+            print(plan.render(), end="")
         for problem in problems:
             print(f"the install would fail: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT if problems else 0

@@ -55,6 +55,11 @@ def test_json_progress_and_events_from_a_sandbox_install(tmp_path):
     every = json.dumps(got) + log.read_text()
     for secret in (code, passphrase, password):
         assert secret not in every
+    dry = cli("install", "--sandbox", "--sandbox-dir", str(base), "--answers", str(answers), "--dry-run",
+              "--json-progress")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    plan = [json.loads(line) for line in dry.stdout.splitlines()][-1]  # a dry run's plan is one event too
+    assert plan["event"] == "plan" and "[10/10] finish" in plan["text"] and plan["problems"] == []
     with loop_image(base / "disk.img", "16G") as device:  # the first boot will report to the same URL
         sh("partx", "-u", device)
         with mounted(device + "p3", tmp_path / "root") as root:

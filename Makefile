@@ -16,7 +16,7 @@ DEB_PACKAGES := python3-venv python3-dev build-essential pkg-config libparted-de
 	util-linux libvirt-clients libvirt-daemon-system qemu-system-x86 ovmf swtpm swtpm-tools \
 	gir1.2-libosinfo-1.0 osinfo-db tmux libxml2-utils qemu-utils xorriso grub-efi-amd64-bin grub2-common \
 	pci.ids busybox-static cpio kmod psmisc dracut-core dracut-network curl systemd mmdebstrap \
-	squashfs-tools isomd5sum grub-pc-bin
+	squashfs-tools isomd5sum grub-pc-bin ipxe-qemu openssl
 
 .PHONY: help setup deb-packages test demo demo-firstboot docs bench payload iso clean
 

@@ -12,7 +12,8 @@ Two layers, each cached by its inputs under `$PHYLLOME_LIVE_CACHE` (default /var
   console, tty2's shell, the repository's mount), the console font (`live/font.py`), squashed into
   `LiveOS/squashfs.img`; the payload's ostree repository (`payload/build.py`, cached) in `/repo`; the kernel and
   initramfs in `/images/pxeboot`; GRUB's menu (`live/grub.cfg`); `grub-mkrescue` (xorriso) makes the hybrid
-  image, `implantisomd5` its media check; SHA256SUMS beside it, and the PXE artifacts in `pxe/`. Key: the root's
+  image, `implantisomd5` its media check; SHA256SUMS beside it, and the PXE artifacts in `pxe/`
+  (vmlinuz, initrd.img, squashfs.img, boot.ipxe: docs/fleet.md). Key: the root's
   key, the payload's, every file of the project that goes into the wheel, `live/`'s light files.
 """
 
@@ -44,7 +45,7 @@ ISO_NAME = "phyllome-live.x86_64.iso"
 VENV = "usr/lib/phyllome/venv"
 COMMANDS = ("phyllome-install", "phyllome-firstboot")
 LIVE_UNITS = ("phyllome-installer.service", "phyllome-installer-serial.service", "run-install-repo.mount")
-LIGHT_FILES = ("build.py", "font.py", "grub.cfg")
+LIGHT_FILES = ("build.py", "font.py", "grub.cfg", "boot.ipxe")
 WHEEL_FILES = ("pyproject.toml", "README.md")
 
 
@@ -203,6 +204,7 @@ def build(cache: Path = CACHE) -> Medium:
         pxe.mkdir()
         for path in (pxeboot / "vmlinuz", pxeboot / "initrd.img", staging / "LiveOS" / "squashfs.img"):
             os.link(path, pxe / path.name)
+        shutil.copy2(HERE / "boot.ipxe", pxe / "boot.ipxe")  # iPXE: root=live:http://.../squashfs.img (livenet)
         shutil.rmtree(staging)
         shutil.rmtree(work / "wheel")
         digest = sha256(iso)

@@ -22,7 +22,8 @@ in_root /usr/lib/phyllome/venv/bin/python3 -m compileall -q -j0 /usr/lib/phyllom
 
 # 2. The live initramfs, as Fedora's: dmsquash-live (root=live:CDLABEL=..., rd.live.check with checkisomd5) and
 #    90phyllome (the answer file at boot), 91phyllome-live (live/dracut), generic (not host-only), systemd
-#    inside, zstd.
+#    inside, zstd; livenet (root=live:http://.../squashfs.img, network boot) with network-legacy (dhclient): dracut
+#    059's systemd-networkd runs no initqueue/online hooks, which livenet and 90phyllome's URL fetch need.
 rm -rf "$root/usr/lib/dracut/modules.d/90phyllome"
 cp -r "$module" "$root/usr/lib/dracut/modules.d/90phyllome"
 rm -rf "$root/usr/lib/dracut/modules.d/91phyllome-live"
@@ -30,7 +31,7 @@ cp -r "$live_module" "$root/usr/lib/dracut/modules.d/91phyllome-live"
 in_root dpkg-divert --local --rename --remove /usr/bin/dracut
 kver=$(ls "$root/usr/lib/modules")
 in_root dracut --force --quiet --no-hostonly --no-hostonly-cmdline --kver "$kver" --compress zstd \
-    --add "dmsquash-live phyllome phyllome-live" --omit "plymouth" \
+    --add "dmsquash-live livenet network-legacy phyllome phyllome-live" --omit "plymouth systemd-networkd" \
     --add-drivers "virtio_blk virtio_pci virtio_scsi virtio_net sr_mod cdrom isofs usb-storage uas xhci_pci ehci_pci ahci sd_mod squashfs loop overlay vfat ext4 nls_cp437 nls_iso8859_1" \
     "/boot/initrd.img-$kver"
 test -s "$root/boot/initrd.img-$kver"

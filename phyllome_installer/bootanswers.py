@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .core.errors import UserError
 from .core.files import BoundedReadError, read_bounded, read_text_bounded
 from .discover import MAX_BYTES, PIN_KARG, Discovery, Found, boolean, clean, parse_spec
+from .fleet import Identity, identity, interfaces, keep
 
 log = logging.getLogger("phyllome.discover")
 
@@ -68,8 +70,36 @@ def from_initramfs(boot: Boot) -> Found | None:
     return None
 
 
+def check_machine(found: Found, who: Identity, macs: list[str]) -> None:
+    """A served file that names another machine (``[report.machine]``) is refused: a fleet server that mixed up
+    two machines must not install one machine's file on the other. An unreadable file is left to the parser."""
+    try:
+        wanted = tomllib.loads(found.data.decode()).get("report", {}).get("machine", {})
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        return
+    if not isinstance(wanted, dict):
+        return
+    have = who.as_dict()
+    for name in ("uuid", "serial", "mac"):
+        value = wanted.get(name)
+        if not isinstance(value, str):
+            continue
+        mine = macs if name == "mac" else [have[name]]
+        if keep(name, value) not in mine:
+            raise UserError(f"{found.source}: refused: this answer file is for the machine with {name} "
+                            f"{clean(value)}; this machine's {name} is {', '.join(mine) or 'unknown'}")
+
+
 def find_answers(discovery: Discovery, cli_path: Path | None = None, *, boot: Boot | None = None) -> Found | None:
     """The answer file for ``phyllome-install install`` and the TUI alike, or None for an interactive install."""
+    found = _find_answers(discovery, cli_path, boot=boot)
+    if found is not None:
+        check_machine(found, identity(discovery.sys_root, discovery.proc),
+                      [keep("mac", mac) for _, mac, _ in interfaces(discovery.sys_root)])
+    return found
+
+
+def _find_answers(discovery: Discovery, cli_path: Path | None = None, *, boot: Boot | None = None) -> Found | None:
     if cli_path is not None:
         return discovery.find(cli_path)
     at_boot = from_initramfs(boot or Boot())

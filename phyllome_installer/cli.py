@@ -38,7 +38,7 @@ from .core.facts import GPU_REQUESTS, VM_STORE, VMMS
 from .core.interrupt import Stop, deferred, signals_stop
 from .core.lock import InstallLock
 from .core.logs import LOG_DIR, setup_logging
-from .core.progress import JsonLinesSink, Sink, TextSink
+from .core.progress import JsonLinesSink, RecoveryCode, Sink, TextSink
 from .core.secrets import REDACTOR
 
 log = logging.getLogger("phyllome.cli")
@@ -153,12 +153,18 @@ def cmd_install(args: argparse.Namespace) -> int:
         print(f"notice: {notice}", file=sys.stderr)
     if args.dry_run:
         plan = installer.plan(config)
-        print(plan.render(), end="")
         problems = plan.problems()
+        if args.json_progress:  # the stream stays JSON lines: the plan is one event
+            import json
+
+            print(json.dumps({"event": "plan", "text": plan.render(), "problems": problems}, sort_keys=True))
+        else:
+            print(plan.render(), end="")
         for problem in problems:
             print(f"the install would fail: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT if problems else 0
-    result = installer.install(config, _console_sink(args))
+    sink = _console_sink(args)
+    result = installer.install(config, sink)  # install-started ... install-finished or install-failed
     for notice in installer.notices:
         if "earlier install" in notice:
             print(f"notice: {notice}", file=sys.stderr)
@@ -167,10 +173,14 @@ def cmd_install(args: argparse.Namespace) -> int:
         print(f"install failed in task {result.failed_task}: {result.error}{untouched}\n  the log is {args.log}",
               file=sys.stderr)
         return result.exit_code or EXIT_FAILED
-    # Shown once, on the console only: never logged.
+    # Shown once, on the console only: never logged, never sent; --json-progress: its own event on stdout.
     for directory, code in result.recovery_codes.items():
-        print(f"Recovery code for {directory}: {code}\n  write it down now: it is shown only this once")
-    print("Phyllome OS is installed.")
+        if args.json_progress:
+            sink.emit(RecoveryCode(directory=directory, code=code))
+        else:
+            print(f"Recovery code for {directory}: {code}\n  write it down now: it is shown only this once")
+    if not args.json_progress:
+        print("Phyllome OS is installed.")
     if config.post.action != "none" and not args.sandbox and getattr(args, "target_image", None) is None:
         installer.runner.run(["systemctl", config.post.action])
     return 0

@@ -137,9 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"run: {problem}; nothing was done")
     config = load_firstboot(args.answers, args.root)
     if not (args.unattended or config.unattended):
-        return cmd_screens(args, config)
+        code = cmd_screens(args, config)
+        _report(args.root, code == 0, "the first-boot screens " + ("finished" if code == 0 else f"ended ({code})"))
+        return code
     result = Result("unattended", log=str(args.log))
     run_unattended(_session(args), config, result)
+    _report(args.root, result.ok, "done" if result.ok else f"step {result.failed_step}: {result.error}")
     try:
         removed = finish(result, args.root)
     except OSError as exc:
@@ -151,6 +154,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"first boot failed in step {result.failed_step}: {result.error}\n  the first-boot marker is kept; "
           f"the log is {args.log}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _report(root: Path, ok: bool, detail: str) -> None:
+    """The first boot's result as a ``firstboot-result`` event, where the install's went (events.py); never fails."""
+    from .events import report_firstboot
+
+    try:
+        report_firstboot(root, ok, detail)
+    except Exception:  # a report is never a reason for the first boot to fail
+        log.debug("the first boot's result was not reported", exc_info=True)
 
 
 def cmd_screens(args: argparse.Namespace, config=None) -> int:

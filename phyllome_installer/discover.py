@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ import ssl
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,10 +72,15 @@ def kernel_argument(cmdline: str, name: str = KARG) -> str | None:
 
 PIN_KARG = "phyllome.answers.sha256"
 INSECURE_KARG = "phyllome.answers.insecure"
+PUBKEY_KARG = "phyllome.answers.pubkey"
+FACTS_KARG = "phyllome.answers.facts"
+EVENTS_KARG = "phyllome.events"
+E_PUBKEY = "expected sha256//BASE64 (curl's --pinnedpubkey), several separated by ;"
 _CONTROL = re.compile(r"[\x01-\x1f\x7f]")
 _URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#@!$&()*+,;=%\[\]'-]*")
 _HOSTPORT = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)\](?::(?P<p6>[0-9]+))?"
                        r"|(?P<host>[A-Za-z0-9._-]+)(?::(?P<port>[0-9]+))?")
+PUBKEY_PIN = re.compile(r"sha256//[A-Za-z0-9+/]{43}=")
 _HD = re.compile(r"hd:(?P<where>.*?):(?P<path>/.+)", re.S)
 E_HD = "expected hd:LABEL=NAME:/path or hd:UUID=UUID:/path"
 E_URL = ("expected http(s)://[USER:PASSWORD@]HOST[:PORT]/PATH (percent-encode @, /, ?, # and spaces in a "
@@ -149,6 +156,16 @@ class Spec:
     insecure: bool = False
     error: str = ""
     warning: str = ""
+    pubkey: str = ""
+    """``sha256//BASE64[;sha256//BASE64...]``: the TLS public keys the https:// endpoint may hold."""
+    facts: bool = False
+    """POST the machine's facts at once (the server may also ask for them with HTTP 428)."""
+    events: str = field(default="", repr=False)
+    """``phyllome.events=``: where the install's events go (an answer file's [report] url wins)."""
+
+    @property
+    def pubkeys(self) -> tuple[str, ...]:
+        return tuple(self.pubkey.split(";")) if self.pubkey else ()
 
     @property
     def source(self) -> str:
@@ -161,6 +178,13 @@ def parse_spec(cmdline: str, label: str = LABEL) -> Spec:
     pin_raw = kernel_argument(cmdline, PIN_KARG) or ""
     pin = pin_raw.translate(str.maketrans("ABCDEF", "abcdef"))
     insecure, warning = boolean(INSECURE_KARG, cmdline)
+    facts, facts_warning = boolean(FACTS_KARG, cmdline)
+    pubkey = kernel_argument(cmdline, PUBKEY_KARG) or ""
+    events = kernel_argument(cmdline, EVENTS_KARG) or ""
+    warning = warning or facts_warning
+    if events and not (events.startswith(("http://", "https://")) and url_ok(events)):
+        warning = warning or f"{EVENTS_KARG}= (not shown: it may hold a token): {E_URL}; no events are sent"
+        events = ""
     show = shown(spec)
     source = f"{KARG}={show}"
     errors: list[str] = []
@@ -197,11 +221,16 @@ def parse_spec(cmdline: str, label: str = LABEL) -> Spec:
                       "only)")
     if pin and not re.fullmatch(r"[0-9a-f]{64}", pin):
         errors.append(f"{PIN_KARG}={clean(pin_raw)}: expected 64 hexadecimal digits")
+    if pubkey and not all(PUBKEY_PIN.fullmatch(key) for key in pubkey.split(";")):
+        errors.append(f"{PUBKEY_KARG}={clean(pubkey)}: {E_PUBKEY}")
+    elif pubkey and not spec.startswith("https://"):
+        errors.append(f"{PUBKEY_KARG}= pins a TLS key: it needs an https:// {KARG}=")
     if kind == "url" and not pin and not insecure and spec.startswith("http://"):
         errors.append(f"{source}: refused: plain http:// needs {PIN_KARG}= (or {INSECURE_KARG}=1)")
     if errors:
-        return Spec("error", spec, show, sha256=pin, insecure=insecure, error=errors[0], warning=warning or "")
-    return Spec(kind, spec, show, where, path, url, pin, insecure, "", warning or "")
+        return Spec("error", spec, show, sha256=pin, insecure=insecure, error=errors[0], warning=warning or "",
+                    events=events)
+    return Spec(kind, spec, show, where, path, url, pin, insecure, "", warning or "", pubkey, facts, events)
 
 
 def redact_url(url: str) -> str:
@@ -223,8 +252,11 @@ def _read_local(path: Path, source: str) -> bytes:
 
 
 def fetch(url: str, timeout: float = HTTP_TIMEOUT, *, max_bytes: int = MAX_BYTES,
-          headers: dict[str, str] | None = None) -> bytes:
-    """GET ``url`` (http or https) within ``timeout`` seconds in all, at most ``max_bytes``, complete or an error."""
+          headers: dict[str, str] | None = None, pubkeys: tuple[str, ...] = (),
+          facts: Callable[[], bytes] | None = None, post: bool = False) -> bytes:
+    """GET ``url`` (http or https) within ``timeout`` seconds in all, at most ``max_bytes``, complete or an error.
+    ``pubkeys``: the server's TLS public key must be one of them (curl's --pinnedpubkey: it replaces the CA check).
+    ``facts``: the JSON body POSTed when ``post`` or when the server answers the GET with HTTP 428."""
     source = f"{KARG}={redact_url(url)}"
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
@@ -243,11 +275,19 @@ def fetch(url: str, timeout: float = HTTP_TIMEOUT, *, max_bytes: int = MAX_BYTES
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise UserError(f"{source}: no complete answer within {timeout:g} s")
-        connection = (http.client.HTTPSConnection(host, timeout=remaining, context=ssl.create_default_context())
+        connection = (http.client.HTTPSConnection(host, timeout=remaining, context=_tls(pubkeys))
                       if parts.scheme == "https" else http.client.HTTPConnection(host, timeout=remaining))
         try:
-            connection.request("GET", target, headers=request_headers)
+            if pubkeys:
+                _check_pin(connection, pubkeys, source)
+            body = facts() if post and facts is not None else None
+            if body is not None:
+                request_headers["Content-Type"] = "application/json"
+            connection.request("POST" if body is not None else "GET", target, body=body, headers=request_headers)
             response = connection.getresponse()
+            if response.status == 428 and facts is not None and not post:  # the server asks for the facts
+                post = True
+                continue
             if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
                 try:
                     location = urllib.parse.urljoin(url, response.getheader("Location", ""))
@@ -269,6 +309,29 @@ def fetch(url: str, timeout: float = HTTP_TIMEOUT, *, max_bytes: int = MAX_BYTES
         finally:
             connection.close()
     raise UserError(f"{source}: more than {MAX_REDIRECTS} redirects")
+
+
+def _tls(pubkeys: tuple[str, ...]) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if pubkeys:  # the pin names the key itself: a fleet's own server needs no public CA
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _check_pin(connection: http.client.HTTPSConnection, pubkeys: tuple[str, ...], source: str) -> None:
+    """The TLS handshake, then the server's key against the pins, before a byte of the request is sent."""
+    from .fleet import spki_sha256
+
+    connection.connect()
+    der = connection.sock.getpeercert(binary_form=True) if connection.sock is not None else None
+    try:
+        held = spki_sha256(der) if der else "no certificate"
+    except (ValueError, IndexError):
+        held = "an unreadable certificate"
+    if held not in pubkeys:
+        raise UserError(f"{source}: refused: the server's TLS key is {held}, {PUBKEY_KARG}= pins "
+                        f"{';'.join(pubkeys)}")
 
 
 def _read_body(response: http.client.HTTPResponse, connection: http.client.HTTPConnection, deadline: float,
@@ -301,11 +364,13 @@ class Discovery:
     """Finds the answer file. Every side effect is injected: the runner, the cmdline file, the destination."""
 
     def __init__(self, runner: Runner, *, cmdline: Path = CMDLINE, http_timeout: float = HTTP_TIMEOUT,
-                 label: str = LABEL) -> None:
+                 label: str = LABEL, sys_root: Path = Path("/sys"), proc: Path = Path("/proc")) -> None:
         self.runner = runner
         self.cmdline = cmdline
         self.http_timeout = http_timeout
         self.label = label
+        self.sys_root = sys_root
+        self.proc = proc
 
     def find(self, cli_path: Path | None = None, spec: Spec | None = None) -> Found | None:
         """The answer file; ``spec``: the kernel arguments already parsed (:func:`parse_spec`)."""
@@ -340,8 +405,13 @@ class Discovery:
             raise UserError(spec.error, hint="use file:///path, /path, hd:LABEL=NAME:/path, hd:UUID=UUID:/path, "
                                              "http://... or https://...")
         if spec.kind == "url":
+            from . import fleet
+
             redact_url(spec.url)
-            return self._found(source, fetch(spec.url, self.http_timeout))
+            url = fleet.answer_url(spec.url, fleet.identity(self.sys_root, self.proc))
+            data = fetch(url, self.http_timeout, headers=fleet.headers(self.sys_root), pubkeys=spec.pubkeys,
+                         facts=lambda: json.dumps(fleet.facts(self.sys_root, self.proc)).encode(), post=spec.facts)
+            return self._found(source, data)
         if spec.kind == "file":
             return self._found(source, _read_local(Path(spec.path), source), spec.path)
         device = self._device_with_label(spec.where)

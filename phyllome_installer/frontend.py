@@ -124,6 +124,20 @@ class Installer:
         return self._build(config, machine or self.machine())
 
     def install(self, config: InstallConfig, sink: Sink | None = None, consent: str | None = None) -> engine.Result:
+        """Install, between an install-started and an install-finished/failed event, also sent to the answer
+        file's [report] url or phyllome.events= (events.py)."""
+        from . import events, fleet
+        from .core.files import read_text_bounded
+
+        try:
+            cmdline = read_text_bounded(self.proc / "cmdline", 64 * 1024, errors="replace")
+        except OSError:
+            cmdline = ""
+        config = events.with_events_url(config, cmdline)
+        return events.reported(config, sink, lambda out: self._install(config, out, consent), cmdline=cmdline,
+                               who=fleet.identity(self.sys_root, self.proc), log_path=self.log_path)
+
+    def _install(self, config: InstallConfig, sink: Sink | None = None, consent: str | None = None) -> engine.Result:
         """Install. ``consent``: the identity of the disk the user confirmed (``Disk.identity``): a path that
         names another disk by now is refused before anything is written (the sandbox's image needs none)."""
         from storage.probe import Prober

@@ -8,6 +8,7 @@ marker ``/etc/phyllome/firstboot`` (only when ``[firstboot] enabled``) with ``[f
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -113,6 +114,15 @@ class HostConfig:
         self._write("etc/fstab", fstab_text)
         self._write("etc/modprobe.d/phyllome-kvm.conf", nested_options(cpu_vendor))
         self._write("etc/modules-load.d/phyllome-vfio.conf", "".join(m + "\n" for m in VFIO_MODULES))
+
+    def report_url(self, url: str | None) -> None:
+        """Where the first boot reports its result (events.py), never with credentials: those are not saved."""
+        from .events import REPORT_FILE
+
+        if url and "@" not in url.split("://", 1)[-1].split("/", 1)[0]:
+            self._write(REPORT_FILE, f"url = {json.dumps(url)}\n")
+        elif url:
+            log.warning("[report] url holds credentials: they are not saved, the first boot will not report")
 
     def firstboot(self, version: str, answers: FirstBoot) -> None:
         """Save [firstboot] (never a secret: it has none) for the first boot; the marker only when it is enabled."""

@@ -156,6 +156,7 @@ def host_config(ctx: Context) -> None:
     for user in ctx.config.users:
         host.add_user(user)
     host.firstboot(__version__, ctx.config.firstboot)
+    host.report_url(ctx.config.report.url)  # the first boot's result goes where the install's events went
 
 
 def encrypt(ctx: Context) -> None:

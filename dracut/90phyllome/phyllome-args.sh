@@ -80,6 +80,21 @@ phyllome_url_ok() {
     return 0
 }
 
+# phyllome_pubkeys_ok PINS: whether PINS is sha256//BASE64 (43 characters and '='), several separated by ';'.
+phyllome_pubkeys_ok() {
+    local rest="$1;" one
+    while [ -n "$rest" ]; do
+        one=${rest%%;*}
+        rest=${rest#*;}
+        case "$one" in sha256//*=) ;; *) return 1 ;; esac
+        one=${one#sha256//}
+        one=${one%=}
+        [ ${#one} -eq 43 ] || return 1
+        [ -z "$(printf '%s' "$one" | tr -d 'A-Za-z0-9+/')" ] || return 1
+    done
+    return 0
+}
+
 # phyllome_bool NAME FORM VALUE: sets _phyllome_bool to 1 or 0. FORM is absent, bare (`NAME` alone) or value.
 # Clearly true: 1 yes y true on; clearly false: 0 no n false off (any case). Anything else is never taken as
 # true: it is off, with a warning for the console.
@@ -138,6 +153,16 @@ phyllome_word() {
             _phyllome_insecure_form=bare
             _phyllome_insecure=
             ;;
+        phyllome.answers.pubkey=*) PHYLLOME_PUBKEY=$value ;;
+        phyllome.answers.facts=*)
+            _phyllome_facts_form=value
+            _phyllome_facts=$value
+            ;;
+        phyllome.answers.facts)
+            _phyllome_facts_form=bare
+            _phyllome_facts=
+            ;;
+        phyllome.events=*) PHYLLOME_EVENTS=$value ;;
     esac
 }
 
@@ -182,7 +207,7 @@ phyllome_error() {
 
 # phyllome_parse: sets PHYLLOME_SPEC, PHYLLOME_SHOWN (safe to show), PHYLLOME_KIND (default|file|hd|url|error),
 # PHYLLOME_WHERE (LABEL=/UUID=), PHYLLOME_PATH, PHYLLOME_URL, PHYLLOME_SHA256, PHYLLOME_INSECURE (0|1),
-# PHYLLOME_ERROR and PHYLLOME_WARNING.
+# PHYLLOME_ERROR, PHYLLOME_WARNING, PHYLLOME_PUBKEY (sha256//...;...), PHYLLOME_FACTS (0|1), PHYLLOME_EVENTS.
 phyllome_parse() {
     local rest where shown
     PHYLLOME_SPEC=
@@ -195,9 +220,25 @@ phyllome_parse() {
     PHYLLOME_URL=
     PHYLLOME_ERROR=
     PHYLLOME_WARNING=
+    PHYLLOME_PUBKEY=
+    PHYLLOME_EVENTS=
+    _phyllome_facts_form=absent
+    _phyllome_facts=
     phyllome_scan
     phyllome_bool phyllome.answers.insecure "$_phyllome_insecure_form" "$_phyllome_insecure"
     PHYLLOME_INSECURE=$_phyllome_bool
+    phyllome_bool phyllome.answers.facts "$_phyllome_facts_form" "$_phyllome_facts"
+    PHYLLOME_FACTS=$_phyllome_bool
+    case "$PHYLLOME_EVENTS" in
+        '') ;;
+        http://* | https://*) phyllome_url_ok "$PHYLLOME_EVENTS" || _phyllome_events_bad=1 ;;
+        *) _phyllome_events_bad=1 ;;
+    esac
+    if [ -n "$_phyllome_events_bad" ]; then
+        [ -n "$PHYLLOME_WARNING" ] || PHYLLOME_WARNING="phyllome.events= (not shown: it may hold a token): expected http(s)://[USER:PASSWORD@]HOST[:PORT]/PATH (percent-encode @, /, ?, # and spaces in a password); no events are sent"
+        PHYLLOME_EVENTS=
+        _phyllome_events_bad=
+    fi
     PHYLLOME_SHA256=$(printf '%s' "$PHYLLOME_PIN" | tr 'A-F' 'a-f')
     PHYLLOME_SHOWN=$(phyllome_shown "$PHYLLOME_SPEC")
     shown="phyllome.answers=$PHYLLOME_SHOWN"
@@ -263,6 +304,16 @@ phyllome_parse() {
             *) [ ${#PHYLLOME_SHA256} -eq 64 ] || phyllome_error "phyllome.answers.sha256=$(phyllome_clean "$PHYLLOME_PIN"): expected 64 hexadecimal digits" ;;
         esac
     fi
+    if [ -n "$PHYLLOME_PUBKEY" ]; then
+        if ! phyllome_pubkeys_ok "$PHYLLOME_PUBKEY"; then
+            phyllome_error "phyllome.answers.pubkey=$(phyllome_clean "$PHYLLOME_PUBKEY"): expected sha256//BASE64 (curl's --pinnedpubkey), several separated by ;"
+        else
+            case "$PHYLLOME_SPEC" in
+                https://*) ;;
+                *) phyllome_error "phyllome.answers.pubkey= pins a TLS key: it needs an https:// phyllome.answers=" ;;
+            esac
+        fi
+    fi
     if [ "$PHYLLOME_KIND" = url ] && [ -z "$PHYLLOME_SHA256" ] && [ "$PHYLLOME_INSECURE" != 1 ]; then
         case "$PHYLLOME_URL" in
             http://*) phyllome_error "$shown: refused: plain http:// needs phyllome.answers.sha256= (or phyllome.answers.insecure=1)" ;;
@@ -273,6 +324,8 @@ phyllome_parse() {
         PHYLLOME_WHERE=
         PHYLLOME_PATH=
         PHYLLOME_URL=
+        PHYLLOME_PUBKEY=
+        PHYLLOME_FACTS=0
     fi
     return 0
 }

@@ -29,6 +29,8 @@ PHYLLOME_MAX_BYTES=1048576
 PHYLLOME_TIMEOUT=30
 PHYLLOME_DEV_WAIT=20
 PHYLLOME_MNT=/run/phyllome-mnt
+PHYLLOME_SYS=/sys
+PHYLLOME_PROC=/proc
 
 type phyllome_parse > /dev/null 2>&1 || . /lib/phyllome-args.sh
 
@@ -121,12 +123,135 @@ phyllome_identity_headers() {
     : > /run/initramfs/url-lib/.phyllome-headers
 }
 
+# phyllome_keep NAME VALUE: VALUE with only the characters the identity query carries for NAME (fleet.py keep).
+phyllome_keep() {
+    case "$1" in
+        uuid | mac) printf '%s' "$2" | tr 'A-Z:' 'a-z-' | tr -cd '0-9a-f-' | cut -c1-64 ;;
+        serial) printf '%s' "$2" | tr -cd 'A-Za-z0-9._~-' | cut -c1-64 ;;
+        hostname) printf '%s' "$2" | tr -cd 'A-Za-z0-9.-' | cut -c1-64 ;;
+    esac
+}
+
+# phyllome_read FILE: its first line, or nothing.
+phyllome_read() {
+    local line=
+    [ -r "$1" ] && read -r line < "$1"
+    printf '%s' "$line"
+}
+
+# phyllome_identity_query: uuid=...&mac=...&serial=...&hostname=... (empty ones left out): the DMI product UUID and
+# serial, the MAC of the first interface that is up (by name; else the first), the kernel's hostname.
+phyllome_identity_query() {
+    local dmi="$PHYLLOME_SYS/class/dmi/id" dev mac first= up= uuid serial host query=
+    for dev in "$PHYLLOME_SYS"/class/net/*; do
+        [ "${dev##*/}" = lo ] && continue
+        mac=$(phyllome_read "$dev/address")
+        [ -n "$mac" ] || continue
+        [ -n "$first" ] || first=$mac
+        [ -z "$up" ] && [ "$(phyllome_read "$dev/operstate")" = up ] && up=$mac
+    done
+    uuid=$(phyllome_keep uuid "$(phyllome_read "$dmi/product_uuid")")
+    mac=$(phyllome_keep mac "${up:-$first}")
+    serial=$(phyllome_keep serial "$(phyllome_read "$dmi/product_serial")")
+    host=$(phyllome_read "$PHYLLOME_PROC/sys/kernel/hostname")
+    case "$host" in "(none)" | localhost) host= ;; esac
+    host=$(phyllome_keep hostname "$host")
+    [ -n "$uuid" ] && query="uuid=$uuid"
+    [ -n "$mac" ] && query="${query:+$query&}mac=$mac"
+    [ -n "$serial" ] && query="${query:+$query&}serial=$serial"
+    [ -n "$host" ] && query="${query:+$query&}hostname=$host"
+    printf '%s' "$query"
+}
+
+# phyllome_answer_url URL QUERY: URL with QUERY added ('?' or '&' as the URL needs, before a #fragment).
+phyllome_answer_url() {
+    local url="$1" query="$2" base frag=
+    if [ -z "$query" ]; then
+        printf '%s' "$url"
+        return 0
+    fi
+    base=${url%%#*}
+    [ "$base" != "$url" ] && frag="#${url#*#}"
+    case "$base" in
+        *[?\&]) ;;
+        *\?*) base="$base&" ;;
+        *) base="$base?" ;;
+    esac
+    printf '%s' "$base$query$frag"
+}
+
+# phyllome_facts: the machine's facts as JSON (fleet.py facts: the same keys), every value kept to characters
+# that need no escaping.
+phyllome_facts() {
+    local dmi="$PHYLLOME_SYS/class/dmi/id" name sep= dev mac up size flags vmx=false svm=false vm=false
+    printf '{"identity": {'
+    printf '%s\n' "$(phyllome_identity_query)" | tr '&' '\n' | while IFS== read -r name value; do
+        [ -n "$name" ] || continue
+        printf '%s"%s": "%s"' "$sep" "$name" "$value"
+        sep=", "
+    done
+    printf '}, "dmi": {'
+    for name in sys_vendor product_name product_serial product_uuid board_vendor board_name bios_vendor \
+        bios_version chassis_type; do
+        printf '%s"%s": "%s"' "$sep" "$name" "$(phyllome_read "$dmi/$name" | tr -cd 'A-Za-z0-9._:/ ()+,-')"
+        sep=", "
+    done
+    printf '}, "network_interfaces": ['
+    sep=
+    for dev in "$PHYLLOME_SYS"/class/net/*; do
+        [ "${dev##*/}" = lo ] && continue
+        mac=$(phyllome_keep mac "$(phyllome_read "$dev/address")")
+        [ -n "$mac" ] || continue
+        up=false
+        [ "$(phyllome_read "$dev/operstate")" = up ] && up=true
+        printf '%s{"link": "%s", "mac": "%s", "up": %s}' "$sep" "$(printf '%s' "${dev##*/}" | tr -cd 'A-Za-z0-9._-')" "$mac" "$up"
+        sep=", "
+    done
+    printf '], "disks": ['
+    sep=
+    for dev in "$PHYLLOME_SYS"/block/*; do
+        case "${dev##*/}" in loop* | ram* | zram* | dm-* | sr* | '*') continue ;; esac
+        size=$(phyllome_read "$dev/size" | tr -cd '0-9')
+        printf '%s{"name": "%s", "size": %s, "model": "%s", "serial": "%s"}' "$sep" \
+            "$(printf '%s' "${dev##*/}" | tr -cd 'A-Za-z0-9._-')" "$((${size:-0} * 512))" \
+            "$(phyllome_read "$dev/device/model" | tr -cd 'A-Za-z0-9._:/ ()+,-')" \
+            "$(phyllome_read "$dev/device/serial" | tr -cd 'A-Za-z0-9._:/ ()+,-')"
+        sep=", "
+    done
+    flags=$(grep -m1 '^flags' "$PHYLLOME_PROC/cpuinfo" 2> /dev/null)
+    case " $flags " in *" vmx "*) vmx=true ;; esac
+    case " $flags " in *" svm "*) svm=true ;; esac
+    case " $flags " in *" hypervisor "*) vm=true ;; esac
+    printf '], "virtualization": {"vmx": %s, "svm": %s, "in_a_vm": %s}}\n' "$vmx" "$svm" "$vm"
+}
+
+# phyllome_curl FACTS ARGS...: the download, the URL and the facts (when FACTS is a file) from a config on stdin.
+phyllome_curl() {
+    local facts="$1"
+    shift
+    if [ -n "$facts" ]; then
+        printf 'url = "%s"\noutput = "%s"\ndata-binary = "@%s"\nheader = "Content-Type: application/json"\n' \
+            "$PHYLLOME_FETCH_URL" "$PHYLLOME_FETCH_OUT" "$facts" | curl "$@" --config -
+    else
+        printf 'url = "%s"\noutput = "%s"\n' "$PHYLLOME_FETCH_URL" "$PHYLLOME_FETCH_OUT" | curl "$@" --config -
+    fi
+}
+
 phyllome_fetch_url() {
     local url="$PHYLLOME_URL" tmp="/tmp/phyllome-answers.download" err rc auth userinfo redir attempt window
-    local source="phyllome.answers=$PHYLLOME_SHOWN"
+    local source="phyllome.answers=$PHYLLOME_SHOWN" facts= pin=
     type set_http_header > /dev/null 2>&1 || . /lib/url-lib.sh
     phyllome_identity_headers
     rm -f -- "$tmp"
+    # The machine's identity in the query (matchbox's /generic?uuid=...&mac=...), facts when asked for them.
+    PHYLLOME_FETCH_URL=$(phyllome_answer_url "$url" "$(phyllome_identity_query)")
+    PHYLLOME_FETCH_OUT=$tmp
+    if [ "$PHYLLOME_FACTS" = 1 ]; then
+        facts=/tmp/phyllome-facts.json
+        phyllome_facts > "$facts"
+    fi
+    # A public key pin names the server's key itself: it replaces the CA check (curl checks the pin with -k too).
+    [ -n "$PHYLLOME_PUBKEY" ] && pin="--insecure --pinnedpubkey $PHYLLOME_PUBKEY"
     # Bounded: PHYLLOME_TIMEOUT seconds in all (each attempt two thirds of it, no new attempt after one third:
     # url-lib's arguments retry), a size cap, http(s) only, also on redirects; an https:// URL without a pin may
     # not be redirected to plain http://.
@@ -137,10 +262,23 @@ phyllome_fetch_url() {
     # The URL, credentials and all, reaches curl in a config read from its stdin, never on its command line
     # (the grammar keeps quotes and backslashes out of it). $curl_args is url-lib's (retries, --fail, proxy).
     # shellcheck disable=SC2086
-    err=$(printf 'url = "%s"\noutput = "%s"\n' "$url" "$tmp" \
-        | curl $curl_args --max-time "$attempt" --retry-max-time "$window" --max-filesize "$PHYLLOME_MAX_BYTES" \
-            --proto =http,https --proto-redir "$redir" --config - 2>&1 > /dev/null)
+    # shellcheck disable=SC2086
+    err=$(phyllome_curl "$facts" $curl_args --fail --silent --show-error $pin --max-time "$attempt" --retry-max-time "$window" \
+        --max-filesize "$PHYLLOME_MAX_BYTES" --proto =http,https --proto-redir "$redir" 2>&1 > /dev/null)
     rc=$?
+    case "$err" in
+        *"error: 428"*) # the server asks for the machine's facts: once more, as a POST of them
+            if [ -z "$facts" ]; then
+                facts=/tmp/phyllome-facts.json
+                phyllome_facts > "$facts"
+                # shellcheck disable=SC2086
+                err=$(phyllome_curl "$facts" $curl_args --fail --silent --show-error $pin --max-time "$attempt" --retry-max-time "$window" \
+                    --max-filesize "$PHYLLOME_MAX_BYTES" --proto =http,https --proto-redir "$redir" 2>&1 > /dev/null)
+                rc=$?
+            fi
+            ;;
+    esac
+    [ -n "$facts" ] && rm -f -- "$facts"
     if [ $rc -ne 0 ] || ! [ -f "$tmp" ]; then
         err=$(printf '%s\n' "$err" | grep '^curl: ' | tail -n 1)
         err=${err#curl: }

@@ -307,6 +307,28 @@ class Post(Section):
     """reboot, poweroff, or none (stay in the installer)."""
 
 
+class ReportMachine(Section):
+    """The machine this answer file is for: a server that answers another machine's file is refused. Every field
+    given must match the machine (compared as the identity query carries them: docs/fleet.md)."""
+
+    uuid: Annotated[str, Field(pattern=r"^[0-9A-Fa-f-]{1,64}$")] | None = None
+    """The DMI product UUID."""
+    mac: Annotated[str, Field(pattern=r"^[0-9A-Fa-f:-]{1,64}$")] | None = None
+    """The MAC address of one of its network interfaces."""
+    serial: Annotated[str, Field(pattern=r"^[A-Za-z0-9._~-]{1,64}$")] | None = None
+    """The DMI product serial."""
+
+
+class Report(Section):
+    """Install events, POSTed as JSON (docs/fleet.md): the install's start, each task, its end; the first boot's
+    result. A server that is down or slow never slows or fails the install."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9._~:/?#@!$&()*+,;=%\[\]'-]{1,2000}$")] | None = None
+    """Where the events go (http:// or https://); the kernel argument phyllome.events= when absent."""
+    machine: ReportMachine | None = None
+    """[report.machine]: the machine this file is for."""
+
+
 class InstallConfig(Section):
     """A complete install: the answer file's root."""
 
@@ -324,6 +346,8 @@ class InstallConfig(Section):
     """[firstboot]: the first boot's checks and primary VM."""
     post: Post = Field(default_factory=Post)
     """[post]: reboot, power off, or stay when done."""
+    report: Report = Field(default_factory=Report)
+    """[report]: install events for a fleet's server, and the machine this file is for."""
 
     @model_validator(mode="before")
     @classmethod

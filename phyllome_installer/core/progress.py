@@ -68,6 +68,47 @@ class LogLine(Event):
     level: str = "INFO"
 
 
+@dataclass(frozen=True)
+class InstallStarted(Event):
+    kind: ClassVar[str] = "install-started"
+    source: str = ""
+    """Where the answer file came from (redacted)."""
+    hostname: str = ""
+    """The answer file's [host] hostname: which file this machine is installing from."""
+
+
+@dataclass(frozen=True)
+class InstallFinished(Event):
+    kind: ClassVar[str] = "install-finished"
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class InstallFailed(Event):
+    kind: ClassVar[str] = "install-failed"
+    task: str = ""
+    error: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    """The install log's last lines (secrets removed)."""
+
+
+@dataclass(frozen=True)
+class RecoveryCode(Event):
+    """A recovery code, shown once: only on the machine's own --json-progress stream, never sent anywhere."""
+
+    kind: ClassVar[str] = "recovery-code"
+    secret: ClassVar[bool] = True
+    directory: str = field(repr=False, default="")
+    code: str = field(repr=False, default="")
+
+
+@dataclass(frozen=True)
+class FirstBootResult(Event):
+    kind: ClassVar[str] = "firstboot-result"
+    ok: bool = False
+    detail: str = ""
+
+
 class Sink(Protocol):
     def emit(self, event: Event) -> None: ...
 
@@ -92,6 +133,16 @@ def format_event(event: Event) -> str:
             return f"    {task}: FAILED: {error}"
         case LogLine(line=line, level=level):
             return line if level in ("INFO", "DEBUG") else f"{level}: {line}"
+        case InstallStarted(hostname=hostname):
+            return f"installing Phyllome OS ({hostname})"
+        case InstallFinished(seconds=seconds):
+            return f"install finished in {seconds:.0f} s"
+        case InstallFailed(task=task):
+            return f"install stopped{f' in task {task}' if task else ''}"
+        case RecoveryCode(directory=directory, code=code):
+            return f"Recovery code for {directory}: {code}\n  write it down now: it is shown only this once"
+        case FirstBootResult(ok=ok, detail=detail):
+            return f"first boot {'done' if ok else 'failed'}: {detail}".rstrip(": ")
     return repr(event)
 
 

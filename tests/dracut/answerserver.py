@@ -7,11 +7,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+IDENTITY = ("uuid", "mac", "serial", "hostname")
+
 
 @dataclass
 class Seen:
     path: str
+    """As asked for, without the machine's identity query (docs/fleet.md), which is in ``identity``."""
     headers: dict[str, str]
+    identity: dict[str, str] = field(default_factory=dict)
+
+
+def split_identity(path: str) -> tuple[str, dict[str, str]]:
+    """``path`` without the identity parameters the module appends, and those parameters."""
+    base, _, query = path.partition("?")
+    pairs = [p.partition("=") for p in query.split("&")] if query else []
+    identity = {k: v for k, _, v in pairs if k in IDENTITY}
+    rest = "&".join(f"{k}={v}" if eq else k for k, eq, v in pairs if k not in IDENTITY)
+    return base + (f"?{rest}" if rest else ""), identity
 
 
 @dataclass(frozen=True)
@@ -33,8 +46,9 @@ class AnswerServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server.seen.append(Seen(self.path, dict(self.headers.items())))
-                body = server.files.get(self.path)
+                path, identity = split_identity(self.path)
+                server.seen.append(Seen(path, dict(self.headers.items()), identity))
+                body = server.files.get(path)
                 if body is None:
                     self.send_error(404)
                     return

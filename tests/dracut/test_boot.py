@@ -95,6 +95,8 @@ def test_http_with_a_sha256_pin_sends_the_machine_identity(live):
     headers = server.seen[0].headers
     assert headers["X-Phyllome-Serial"] == SERIAL
     assert headers["X-Phyllome-MAC-0"].endswith(" 52:54:00:12:34:56")
+    # The same identity in the query, as matchbox's /generic selectors read it (docs/fleet.md).
+    assert server.seen[0].identity["serial"] == SERIAL and server.seen[0].identity["mac"] == "52-54-00-12-34-56"
 
 
 def test_credentials_are_sent_and_never_shown(live):

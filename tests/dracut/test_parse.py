@@ -40,7 +40,8 @@ PHYLLOME_MNT=${T_MNT:-$TESTDIR/mnt}
 # warn and info echo, as dracut's own do: a backslash in a message would be interpreted by dash's echo. Nothing a
 # test runs may write this machine's /run/phyllome: the module's directories are the test's own.
 
-FIELDS = ("KIND", "WHERE", "PATH", "URL", "SHOWN", "SHA256", "INSECURE", "ERROR", "WARNING")
+FIELDS = ("KIND", "WHERE", "PATH", "URL", "SHOWN", "SHA256", "INSECURE", "ERROR", "WARNING", "PUBKEY", "FACTS",
+          "EVENTS")
 REPORT = ("phyllome_parse\nfor v in " + " ".join(FIELDS)
           + """; do eval "printf '%s=%s\\036' $v \\"\\$PHYLLOME_$v\\""; done\n""")
 

@@ -17,7 +17,8 @@ CASES = json.loads((Path(__file__).resolve().parents[1] / "data" / "bootargs" / 
 
 def as_fields(spec) -> dict:
     return {"kind": spec.kind, "where": spec.where, "path": spec.path, "url": spec.url, "shown": spec.shown,
-            "sha256": spec.sha256, "insecure": spec.insecure, "error": spec.error, "warning": spec.warning}
+            "sha256": spec.sha256, "insecure": spec.insecure, "error": spec.error, "warning": spec.warning,
+            "pubkey": spec.pubkey, "facts": spec.facts, "events": spec.events}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["note"] for c in CASES])

@@ -30,6 +30,8 @@ def make(tmp_path: Path, runner, cmdline: str = "quiet", **kw) -> Discovery:
     if "=http://" in cmdline and ".insecure" not in cmdline:  # the local test server is plain http, unpinned
         cmdline += " phyllome.answers.insecure=1"
     (tmp_path / "cmdline").write_text(cmdline + "\n")
+    kw.setdefault("sys_root", tmp_path / "no-sys")  # no identity: the URL as given (tests/unit/test_fleet.py)
+    kw.setdefault("proc", tmp_path / "no-proc")
     return Discovery(runner, cmdline=tmp_path / "cmdline", **kw)
 
 

@@ -230,3 +230,29 @@ def test_a_legacy_bios_pc_on_the_serial_console_refuses_a_broken_answer_file_and
     assert secret not in machine.console
     with open(target, "rb") as disk:
         assert disk.read(1 << 20) == bytes(1 << 20), "the target's first MiB was written"
+
+
+def test_the_rescue_entry_gives_a_root_shell_and_no_installer(medium, workdir):
+    """The menu's "Rescue shell": rescue.target, a root shell on the console without a password (root's is
+    locked on the medium), and no installer started. The shell is on tty1 only: a line typed on its keyboard
+    (again, until the shell is there to read it) writes its answer to the serial port."""
+    target = blank_disk(workdir / "blank.img", 4 << 30)
+    machine = LiveMachine(target, workdir / "rescue", medium.iso, usb=True)
+    try:
+        with machine:
+            machine.boot_entry("Rescue shell (no installer)", down=4)
+            line = ("echo RESCUE-$((40+2)) $(id -u) $(systemctl is-active phyllome-installer) "
+                    "$(systemctl is-active rescue.target) >/dev/ttyS0\n")
+            deadline = time.monotonic() + 900
+            while True:
+                machine.type_text(line)
+                try:
+                    found = machine.expect(r"RESCUE-42 (\d+) (\w+) (\w+)", 30, "a line typed in the shell")
+                    break
+                except StageFailed:
+                    if time.monotonic() > deadline or machine.process.poll() is not None:
+                        raise
+                    machine.sendkey("ctrl-u")  # a half-read line (the shell was not there yet) is dropped
+            assert found.groups() == ("0", "inactive", "active"), found.group(0)
+    finally:
+        print("stages:", machine.timings())

@@ -233,6 +233,7 @@ class UefiMachine:
         never sends a truncated secret."""
         if self._sock is None:
             raise RuntimeError("the machine is not started")
+        self._wait_for_hidden_input(timeout / 2, stage)
         for _ in range(tries):
             start = len(self.console)
             self._sock.sendall(b"\x15" + secret.encode())
@@ -250,6 +251,26 @@ class UefiMachine:
             raw = self._buffer[-300:]
         raise StageFailed(stage, f"{tries} tries: the prompt never echoed {len(secret)} stars (the console's last "
                                  f"bytes: {raw!r})", self.console)
+
+    def _wait_for_hidden_input(self, timeout: float, stage: str) -> None:
+        """The prompt's text shows before the agent turns the terminal's echo off: a secret typed in between is
+        echoed in clear (the line discipline's echo). One harmless probe key at a time until it echoes as a star,
+        then Ctrl+U erases it."""
+        assert self._sock is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            start = len(self.console)
+            self._sock.sendall(b"\x15x")
+            probe_deadline = time.monotonic() + 3
+            while time.monotonic() < probe_deadline:
+                echoed = self.console[start:]
+                if "*" in echoed and "start job" not in echoed:  # not systemd's spinner: the prompt's star
+                    self._sock.sendall(b"\x15")
+                    return
+                time.sleep(0.2)
+            if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
+                raise StageFailed(stage, "the prompt never hid what is typed (no star for a probe key)",
+                                  self.console)
 
     def answer(self, prompt_after: str, line: str, timeout: float, stage: str, *, tries: int = 5) -> re.Match:
         """Type `line` until `prompt_after` shows: a getty (agetty) or a password prompt flushes what was typed

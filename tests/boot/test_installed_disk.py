@@ -315,7 +315,10 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
     for secret in (PASSPHRASE, recovery):
         assert subprocess.run(["grep", "-c", "-a", "-F", secret, str(image)], capture_output=True,
                               check=False).returncode == 1, f"{secret[:4]}... is on the disk in clear"
-        assert all(secret not in m.console for m in stages)
+        for number, machine in enumerate(stages, 1):
+            at = machine.console.find(secret)
+            assert at < 0, (f"{secret[:4]}... on boot {number}'s console: "
+                            f"{machine.console[max(0, at - 300):at + len(secret) + 100].replace(secret, '<SECRET>')!r}")
     # From the disk itself: the first boot's result, and the menu ostree wrote at the rollback (old one first).
     result, menu = read_from_disk(image, workdir)
     assert result["ok"] is True, result

@@ -266,6 +266,12 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
                 login(machine)
                 first = booted(machine, "first deployment booted")
                 assert first.group(3) == "1" and first.group(2).startswith(payload.commit), first.group(0)
+                # The console as vconsole.conf says (loadkeys and setfont ran: the unlock prompt reads the chosen
+                # layout, the first boot's borders have their glyphs), and the keymaps of other layouts are there.
+                machine.send_line(as_root("systemctl is-failed systemd-vconsole-setup; loadkeys -q de && "
+                                          "loadkeys -q us && echo KEYMAPS=ok"))
+                found = machine.expect(r"(\w+)\s+KEYMAPS=(\w+)", 60, "the console's keymap and font set up")
+                assert found.group(1) != "failed" and found.group(2) == "ok", machine.console[-2000:]
                 machine.send_line("mokutil --sb-state; echo SB-STATE-DONE")
                 state = machine.expect(r"SecureBoot (\w+)[\s\S]*SB-STATE-DONE", 60, "Secure Boot state from inside")
                 assert state.group(1) == "enabled", state.group(0)

@@ -73,9 +73,11 @@ def test_the_installer_starts_on_tty1_and_refuses_the_medium(medium, workdir):
             # A kernel message of a slow or busy machine (an RCU stall drew over this screen on CI) stays in the
             # kernel's log and off the installer's console.
             kernel = machine.shell("echo '<2>phyllome-kmsg-probe: a critical line' >/dev/kmsg; "
-                                   "dmesg | grep -c phyllome-kmsg-probe", "a kernel message while the installer "
-                                   "owns tty1")
-            assert kernel.split() == ["1"], kernel
+                                   "dmesg | grep -c phyllome-kmsg-probe; for k in de fr de-latin1-nodeadkeys us; "
+                                   "do loadkeys -q $k && echo LOADED-$k; done", "a kernel message while the "
+                                   "installer owns tty1; the keymaps the Welcome screen offers load")
+            assert kernel.split() == ["1", "LOADED-de", "LOADED-fr", "LOADED-de-latin1-nodeadkeys", "LOADED-us"], \
+                kernel
             lines = machine.read_console(1, "tty1's text (/dev/vcsu1)")
             screen = "\n".join(lines)
             print(screen)

@@ -170,3 +170,21 @@ async def test_a_hostile_partial_answer_file_opens_the_installer_without_its_bad
         await pilot.pause(0.5)
         assert isinstance(app.screen, (WelcomeScreen, DiskScreen)), app.screen
         await pilot.press("ctrl+q", "y")
+
+
+async def test_a_layout_that_cannot_be_loaded_is_said_not_silently_kept(app_factory):
+    """The live medium had no keymaps at all: loadkeys failed for every layout and the person typed a passphrase
+    in the US layout believing it was theirs. The runner's loadkeys is scripted (the console here is no VT)."""
+    from phyllome_installer.core.runner import RecordingRunner
+
+    runner = RecordingRunner()
+    runner.fail(("loadkeys", "de"), stderr="cannot open file de")
+    app = app_factory(runner=runner)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.load_keymap("fr") and not app.load_keymap("de")
+        await pilot.pause()
+        shown = [n.message for n in app._notifications]
+        assert any("The layout de could not be loaded on this console (cannot open file de)" in m for m in shown)
+        assert not any("layout fr" in m for m in shown), shown
+        await pilot.press("ctrl+q", "y")

@@ -168,23 +168,42 @@ def _report(root: Path, ok: bool, detail: str) -> None:
 
 def cmd_screens(args: argparse.Namespace, config=None) -> int:
     """``phyllome-firstboot``: the first-boot screens on this terminal."""
-    from screens.firstboot.app import create_firstboot_app  # lazy: the only path that loads textual
-
     if getattr(args, "sandbox", False):  # nothing of this machine changes (firstboot/sandbox.py)
         from firstboot.sandbox import BASE, sandbox_session
 
         from .core.runner import SubprocessRunner
+        from .sandbox import attached_image
 
-        session = sandbox_session(SubprocessRunner(stop=args.stop), args.sandbox_dir or BASE)
-        config = load_firstboot(args.answers, session.root)
-    else:
-        session = _session(args)
-        if config is None:
-            config = load_firstboot(args.answers, getattr(args, "root", Path("/")))
+        session = sandbox_session(SubprocessRunner(stop=args.stop), args.sandbox_dir or BASE, attach=attached_image)
+        with contextlib.closing(session):  # the store locked, unmounted and detached, whatever happens
+            _say_the_secrets(session)
+            return _screens(session, load_firstboot(args.answers, session.root), args)
+    session = _session(args)
+    if config is None:
+        config = load_firstboot(args.answers, getattr(args, "root", Path("/")))
+    return _screens(session, config, args)
+
+
+def _screens(session, config, args: argparse.Namespace) -> int:
+    from screens.firstboot.app import create_firstboot_app  # lazy: the only path that loads textual
+
     app = create_firstboot_app(session, config, log_path=args.log)
     with _screen_owns_the_terminal():
         app.run()
     return app.return_code or 0
+
+
+def _say_the_secrets(session, stdin=None) -> None:
+    """The sandbox store's passphrase and recovery code, once, on the terminal only (never the log); the screens
+    open when the person presses Enter (at once when stdin is not a terminal)."""
+    print(f"The sandbox's VM store is encrypted and locked, as on an installed host.\n"
+          f"  passphrase:    {session.passphrase}\n  recovery code: {session.recovery_code}\n"
+          "Either one unlocks it on the first screen; they are shown only here, and change at every run.",
+          flush=True)
+    stdin = stdin or sys.stdin
+    if stdin is not None and not stdin.closed and stdin.isatty():
+        with contextlib.suppress(EOFError):
+            input("Press Enter to open the first-boot screens. ")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """``phyllome-firstboot --sandbox`` (issue 21): the first boot on a sandbox root that reads this machine's hardware
 and writes only below the sandbox; kernel arguments said, never applied; commands that would change this machine
-refuse --sandbox. The screens' walk to Done on the embedded libvirt was run in tmux (see docs/firstboot.md)."""
+refuse --sandbox. Its encrypted store and the walk from unlock to Done: tests/storage/test_firstboot_sandbox_walk.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from firstboot import state
-from firstboot.sandbox import LINKED, SandboxSession, clean, prepare, sandbox_session
+from firstboot.sandbox import LINKED, STORE_FS, SandboxSession, clean, new_passphrase, prepare
 from phyllome_installer.cli import firstboot_main
 from phyllome_installer.core.errors import EXIT_BAD_INPUT
 from phyllome_installer.core.runner import RecordingRunner
@@ -22,9 +22,11 @@ def test_the_sandbox_reads_this_machine_and_writes_only_below_itself(tmp_path, m
     host_profile = Path("/") / state.PROFILE
     before = host_profile.stat().st_mtime_ns if host_profile.exists() else None
     runner = RecordingRunner()
-    session = sandbox_session(runner, base)
-    assert session.root == base / "root" and session.store == base / "images"
+    root, store, uri, env = prepare(base)
+    session = SandboxSession(runner, root=root, uri=uri, store=store)
+    assert session.root == base / "root" and session.store == base / STORE_FS / "images"
     assert session.uri == f"qemu:///embed?root={base / 'lv'}" and (base / "lv/etc/qemu.conf").is_file()
+    assert env["XDG_CONFIG_HOME"] == str(base / "lv/xdg")
     assert all(os.readlink(session.root / name) == f"/{name}" for name in LINKED)
     assert (session.root / state.MARKER).is_file()  # every run is a first boot
     checks = session.checks()
@@ -37,8 +39,13 @@ def test_the_sandbox_reads_this_machine_and_writes_only_below_itself(tmp_path, m
     assert "not applied" in said and session.pending_reboot
     assert not any("ostree" in " ".join(argv) for argv in runner.argvs)
     assert isinstance(session, SandboxSession)
-    again = prepare(base)  # a second run keeps what is there and puts the marker back
-    assert again[0] == session.root
+    (base / "lv/etc/qemu/desktop.xml").parent.mkdir(parents=True)
+    (base / "lv/etc/qemu/desktop.xml").write_text("<domain/>")
+    (session.root / state.MARKER).unlink()
+    again = prepare(base)  # a second run keeps the root, puts the marker back and starts libvirt empty
+    assert again[0] == session.root and (session.root / state.MARKER).is_file()
+    assert not (base / "lv/etc/qemu/desktop.xml").exists() and (base / "lv/etc/qemu.conf").is_file()
+    session.close()  # nothing to release: no store was attached
     clean(base)
     assert not base.exists() and Path("/proc/cpuinfo").exists()  # the links were removed, never followed
 
@@ -58,3 +65,21 @@ def test_commands_that_would_change_this_machine_refuse_the_sandbox(tmp_path, ca
                            *(["--root", str(tmp_path)] if argv[0] != "vm" else [])])
     assert code == EXIT_BAD_INPUT
     assert "phyllome-firstboot --sandbox" in capsys.readouterr().err
+
+
+def test_the_sandbox_passphrase_is_new_each_time_and_typeable():
+    seen = {new_passphrase() for _ in range(50)}
+    assert len(seen) == 50
+    for phrase in seen:
+        assert phrase.startswith("sandbox-") and len(phrase) == 25 and phrase.isascii()
+        assert all(c.islower() or c.isdigit() or c == "-" for c in phrase)
+        assert not set(phrase.removeprefix("sandbox-")) & set("lo01")  # nothing to misread from a terminal
+
+
+def test_clean_refuses_while_the_store_is_mounted(tmp_path, monkeypatch):
+    (tmp_path / STORE_FS).mkdir()
+    mounted = str(tmp_path / STORE_FS)
+    monkeypatch.setattr(os.path, "ismount", lambda path: str(path) == mounted)  # mock: mounting needs root
+    with pytest.raises(ValueError, match="is mounted"):
+        clean(tmp_path)
+    assert (tmp_path / STORE_FS).is_dir()

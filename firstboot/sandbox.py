@@ -75,8 +75,10 @@ class SandboxSession(Session):
     def close(self) -> None:
         """Lock the store, unmount it and detach its loop device (each step done even when one before failed)."""
         stack, self._stack = self._stack, None
-        if stack is not None:
-            stack.close()
+        stop = getattr(self.runner, "stop", None)  # a stop request (SIGTERM) does not skip the release
+        with stop.shielded() if stop is not None else contextlib.nullcontext():
+            if stack is not None:
+                stack.close()
 
     def apply_kargs(self, args: list[str]) -> str:
         log.info("sandbox: would append the kernel arguments %s; nothing was changed", " ".join(args))

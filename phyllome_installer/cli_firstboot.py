@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -174,7 +175,8 @@ def cmd_screens(args: argparse.Namespace, config=None) -> int:
         from .core.runner import SubprocessRunner
         from .sandbox import attached_image
 
-        session = sandbox_session(SubprocessRunner(stop=args.stop), args.sandbox_dir or BASE, attach=attached_image)
+        session = sandbox_session(SubprocessRunner(stop=args.stop), args.sandbox_dir or BASE,
+                                  attach=functools.partial(attached_image, stop=args.stop))
         with contextlib.closing(session):  # the store locked, unmounted and detached, whatever happens
             _say_the_secrets(session)
             return _screens(session, load_firstboot(args.answers, session.root), args)

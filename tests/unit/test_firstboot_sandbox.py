@@ -83,3 +83,34 @@ def test_clean_refuses_while_the_store_is_mounted(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="is mounted"):
         clean(tmp_path)
     assert (tmp_path / STORE_FS).is_dir()
+
+
+def test_close_releases_the_store_even_after_a_stop_request_and_only_once(tmp_path):
+    import contextlib
+
+    from phyllome_installer.core.interrupt import Stop
+    from phyllome_installer.core.runner import SubprocessRunner
+
+    stop = Stop()
+    runner = SubprocessRunner(stop=stop)
+    session = SandboxSession(runner, root=tmp_path, uri="test:///default", store=tmp_path / "images")
+    ran = []
+    session._stack = contextlib.ExitStack()
+    session._stack.callback(lambda: ran.append(runner.run(["true"]).ok))  # the lock, unmount and detach
+    stop.request("SIGTERM")
+    session.close()
+    session.close()
+    assert ran == [True]
+
+
+def test_the_secrets_are_said_once_on_the_terminal_without_waiting_on_a_pipe(tmp_path, capsys):
+    import io
+
+    from phyllome_installer.cli_firstboot import _say_the_secrets
+
+    session = SandboxSession(RecordingRunner(), root=tmp_path, store=tmp_path / "images")
+    session.passphrase, session.recovery_code = new_passphrase(), "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567"
+    _say_the_secrets(session, io.StringIO(""))  # not a terminal: the screens open at once
+    out = capsys.readouterr().out
+    assert out.count(session.passphrase) == 1 and out.count(session.recovery_code) == 1
+    assert "Press Enter" not in out

@@ -31,6 +31,12 @@ if TYPE_CHECKING:  # pydantic models load after the first paint
     from storage.probe import Disk, MachineProfile
 
 
+
+def _table(data: dict, key: str) -> dict:
+    """``data[key]`` when it is a table, else an empty one (a partial answer file is not validated yet)."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
 class InstallerApp(KeysInOrder, App[int]):
     CSS_PATH = "installer.tcss"
     TITLE = "Phyllome OS installer"
@@ -92,25 +98,28 @@ class InstallerApp(KeysInOrder, App[int]):
     # ------------------------------------------------------------------ answers
     def _prefill(self, source: Path | bytes) -> None:
         """Partial answers: fill what the file gives; the TUI opens on the first step it does not answer."""
+        from phyllome_installer.answers.files import loads_guarded  # only with a file: not before first paint
+
         try:
             raw = source if isinstance(source, bytes) else read_bounded(source)
-            data = tomllib.loads(raw.decode("utf-8-sig"))
+            data = loads_guarded(raw.decode("utf-8-sig"))  # a deeply nested file is refused, not a crash
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
         self.base = data
-        host, storage = data.get("host", {}), data.get("storage", {})
-        users = data.get("users") or [{}]
+        # A partial file is not validated yet: each value is taken only where it has the type a screen expects.
+        host, storage = _table(data, "host"), _table(data, "storage")
+        users = data.get("users") if isinstance(data.get("users"), list) else []
+        user = users[0] if users and isinstance(users[0], dict) else {}
         for key, value in (("keyboard", host.get("keyboard")), ("disk", storage.get("disk")),
                            ("hostname", host.get("hostname")), ("timezone", host.get("timezone")),
-                           ("user", users[0].get("name"))):
-            if isinstance(value, str):
+                           ("user", user.get("name")), ("password", user.get("password"))):
+            if isinstance(value, str) and value:
                 self.draft[key] = value
         if isinstance(storage.get("encryption"), dict):
             self.draft["encryption"] = storage["encryption"]
-        if users[0].get("password"):
-            self.draft["password"] = users[0]["password"]
-        if users[0].get("ssh_keys"):
-            self.draft["ssh_key"] = users[0]["ssh_keys"][0]
+        keys = user.get("ssh_keys")
+        if isinstance(keys, list) and keys and isinstance(keys[0], str):
+            self.draft["ssh_key"] = keys[0]
         answered = ["keyboard" in self.draft, "disk" in self.draft, "encryption" in self.draft,
                     "hostname" in self.draft and "user" in self.draft]
         self.first_missing = answered.index(False) + 1 if False in answered else 5

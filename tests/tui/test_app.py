@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from screens.disk import DiskScreen
 from screens.encryption import EncryptionScreen
 from screens.host_user import HostUserScreen
@@ -150,3 +152,21 @@ async def test_partial_answers_open_on_the_first_missing_step(app_factory, tmp_p
         await pilot.pause(0.5)
         assert isinstance(app.screen, DiskScreen)
         assert app.draft["keyboard"] == "de" and app.draft["hostname"] == "lab"
+
+
+@pytest.mark.parametrize("text", [
+    "version = 1\nx = " + "[" * 5000 + "]" * 5000 + "\n",  # nesting past tomllib's recursion
+    'version = 1\nhost = "lab"\nstorage = 3\nusers = "ops"\n',  # tables of the wrong type
+    'version = 1\nusers = [1, 2]\n[host]\nkeyboard = 7\nhostname = ["lab"]\n',  # values of the wrong type
+    'version = 1\n[[users]]\nname = "ops"\npassword = 12\nssh_keys = [3]\n',
+])
+async def test_a_hostile_partial_answer_file_opens_the_installer_without_its_bad_values(app_factory, tmp_path,
+                                                                                          text):
+    answers = tmp_path / "partial.toml"
+    answers.write_text(text)
+    app = app_factory(answers=answers)
+    assert all(isinstance(value, str) for key, value in app.draft.items() if key != "encryption"), app.draft
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, (WelcomeScreen, DiskScreen)), app.screen
+        await pilot.press("ctrl+q", "y")

@@ -20,5 +20,10 @@ def human_size(size: int) -> str:
 
 
 def gib_text(size: int) -> str:
-    """``size`` bytes in GiB, whole when it is a whole number of them: "8 GiB", "1.5 GiB"."""
-    return f"{size // GiB} GiB" if size % GiB == 0 else f"{size / GiB:.1f} GiB"
+    """``size`` bytes in GiB, whole when it is a whole number of them: "8 GiB", "1.5 GiB"; below one GiB in MiB
+    ("256 MiB", where "0.2 GiB" said little)."""
+    if size % GiB == 0:
+        return f"{size // GiB} GiB"
+    if size < GiB:
+        return f"{size // MiB} MiB" if size % MiB == 0 else f"{size / MiB:.1f} MiB"
+    return f"{size / GiB:.1f} GiB"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .core.errors import UserError
+from .core.errors import PhyllomeError, UserError
 from .core.facts import VIRTUALIZATION_FLAGS
 from .core.interrupt import Stop
 from .core.progress import NullSink, Sink
@@ -266,3 +266,20 @@ def discover_answers(discovery: Discovery, cli_path: Path | None = None, *, boot
     if not syntax and all(p.message.startswith("missing") for p in result.problems):
         return Discovered("partial", found.source, found.data, problems)
     return Discovered("broken", found.source, found.data, problems)
+
+
+POST_WORDS = {"reboot": "reboot", "poweroff": "power off"}
+
+
+def after_install(runner: Runner, action: str) -> str | None:
+    """``[post] action`` once the install succeeded and its recovery code was shown (so never a plan task: the
+    machine would restart before the code is seen). None when it was started or there is none; else what to tell
+    the person: the install itself succeeded, so a failing ``systemctl`` is never a failed install."""
+    if action not in POST_WORDS:
+        return None
+    try:
+        runner.run(["systemctl", action])
+    except (PhyllomeError, OSError) as exc:
+        reason = str(exc).splitlines()[0]
+        return f"Phyllome OS is installed, but the {POST_WORDS[action]} failed ({reason}): {POST_WORDS[action]} by hand"
+    return None

@@ -294,8 +294,14 @@ class InstallerApp(KeysInOrder, App[int]):
             self.quit_with(EXIT_INTERRUPTED)
 
     def finish(self, action: str | None) -> None:
-        if action in ("reboot", "poweroff") and not self.sandboxed:
-            self.installer.runner.run(["systemctl", action], check=False)
+        if action and not self.sandboxed:
+            from phyllome_installer.frontend import after_install
+
+            problem = after_install(self.installer.runner, action)
+            if problem:  # the Done screen stays: the person can power off, or quit to the shell
+                logging.getLogger("phyllome.tui").warning("%s", problem)
+                self.notify(problem, severity="error", timeout=30)
+                return
         self.quit_with(0)
 
     def quit_with(self, code: int) -> None:

@@ -34,6 +34,7 @@ def test_the_dry_run_shows_exactly_what_the_real_install_runs(tmp_path):
     base = tmp_path / "sandbox"
     dry = cli("install", "--sandbox", "--sandbox-dir", str(base), "--answers", str(ANSWERS), "--dry-run")
     assert dry.returncode == 0, dry.stderr
+    assert "after the install: nothing (the target is not this machine)" in dry.stdout  # [post] action said
     assert not tmp_path.joinpath("sandbox").exists()  # nothing written: no image, no payload, no log
     image = base / "disk.img"
     shown = [normalised(line.strip().removeprefix("run: "), image) for line in dry.stdout.splitlines()

@@ -57,3 +57,18 @@ def test_internal_errors_point_to_the_log_without_a_traceback(tmp_path, monkeypa
 def test_help_works(prog):
     out = run_cli("--help", prog=prog)
     assert out.returncode == 0 and prog in out.stdout
+
+
+def test_a_failing_reboot_after_a_finished_install_is_said_and_not_a_failure():
+    """[post] action runs after the install succeeded and its recovery code was shown: a systemctl that fails
+    leaves an installed machine, so it is a message naming what to do by hand, never an error (exit 0)."""
+    from phyllome_installer.core.runner import RecordingRunner
+    from phyllome_installer.frontend import after_install
+
+    runner = RecordingRunner()
+    assert after_install(runner, "reboot") is None and runner.calls[-1].argv == ("systemctl", "reboot")
+    assert after_install(runner, "none") is None and len(runner.calls) == 1
+    runner.fail(("systemctl",), stderr="Failed to connect to bus: No such file or directory")
+    problem = after_install(runner, "poweroff")
+    assert problem is not None and problem.startswith("Phyllome OS is installed, but the power off failed (")
+    assert problem.endswith("power off by hand"), problem

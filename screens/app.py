@@ -37,7 +37,7 @@ def _table(data: dict, key: str) -> dict:
     value = data.get(key)
     return value if isinstance(value, dict) else {}
 
-class InstallerApp(KeysInOrder, App[int]):
+class InstallerApp(console_theme.FocusedRow, KeysInOrder, App[int]):
     CSS_PATH = "installer.tcss"
     TITLE = "Phyllome OS installer"
     SUB_TITLE = __version__

@@ -142,6 +142,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     from .answers import config_from_bytes
     from .bootanswers import find_answers
     from .discover import Discovery
+    from .frontend import after_install, post_text
 
     installer = _installer(args)
     found = find_answers(Discovery(installer.runner), args.answers)
@@ -160,7 +161,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             print(json.dumps({"event": "plan", "text": plan.render(), "problems": problems}, sort_keys=True))
         else:
             print(plan.render(), end="")
-            print(f"after the install: {_post_text(config.post.action, args)}")
+            print(f"after the install: {post_text(config.post.action, _on_this_machine(args))}")
         for problem in problems:
             print(f"the install would fail: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT if problems else 0
@@ -182,19 +183,16 @@ def cmd_install(args: argparse.Namespace) -> int:
             print(f"Recovery code for {directory}: {code}\n  write it down now: it is shown only this once")
     if not args.json_progress:
         print("Phyllome OS is installed.")
-    if not args.sandbox and getattr(args, "target_image", None) is None:
-        from .frontend import after_install
-
+    if _on_this_machine(args):
         problem = after_install(installer.runner, config.post.action)
         if problem:
             print(problem, file=sys.stderr)
     return 0
 
 
-def _post_text(action: str, args: argparse.Namespace) -> str:
-    if args.sandbox or getattr(args, "target_image", None) is not None:
-        return "nothing (the target is not this machine)"
-    return "nothing ([post] action = \"none\")" if action == "none" else f"systemctl {action}"
+def _on_this_machine(args: argparse.Namespace) -> bool:
+    """The install's target is this machine's disk (not the sandbox, not an image): [post] applies to it."""
+    return not args.sandbox and getattr(args, "target_image", None) is None
 
 
 cmd_tui.needs_lock = cmd_install.needs_lock = cmd_sandbox.needs_lock = True  # type: ignore[attr-defined]

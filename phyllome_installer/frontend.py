@@ -271,6 +271,13 @@ def discover_answers(discovery: Discovery, cli_path: Path | None = None, *, boot
 POST_WORDS = {"reboot": "reboot", "poweroff": "power off"}
 
 
+def post_text(action: str, on_this_machine: bool) -> str:
+    """What follows the install, in words (the dry run's last line)."""
+    if not on_this_machine:
+        return "nothing (the target is not this machine)"
+    return "nothing ([post] action = \"none\")" if action not in POST_WORDS else f"systemctl {action}"
+
+
 def after_install(runner: Runner, action: str) -> str | None:
     """``[post] action`` once the install succeeded and its recovery code was shown (so never a plan task: the
     machine would restart before the code is seen). None when it was started or there is none; else what to tell

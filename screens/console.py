@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.text import Text
 from textual._context import active_app
 from textual.content import Content
+from textual.dom import NoScreen
 from textual.renderables.bar import Bar as BarRenderable
 from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.widgets import Checkbox, Input, ProgressBar
@@ -102,6 +103,46 @@ class Tick(Checkbox):
     def watch_value(self) -> None:
         self.label = self._mark(self.value)
         super().watch_value()
+
+
+#: Form rows: a label and the field it names (the installer's ``.field-row``, the first boot's ``.field``).
+ROWS = frozenset({"field", "field-row"})
+#: The class of the row holding the focus: the console theme marks its label.
+FOCUSED_ROW = "-focused-row"
+
+
+def mark_focused_row(screen) -> None:  # type: ignore[no-untyped-def]
+    """Give the class FOCUSED_ROW to the form row holding the screen's focus, and to no other.
+
+    Textual's ``:focus-within`` cannot do it: on a focus change it restyles only the focused widget's ancestors that
+    have a ``:focus-within`` rule of their own, never the label beside the field, so the label stayed marked on the
+    row just left and the row reached stayed unmarked (on a real console, Tab from the ISO to the OS list showed
+    nothing). A class change restyles the row and everything in it."""
+    focused = screen.focused
+    row = next((node for node in focused.ancestors_with_self if ROWS & node.classes), None) if focused else None
+    for node in screen.query(f".{FOCUSED_ROW}"):
+        if node is not row:
+            node.remove_class(FOCUSED_ROW)
+    if row is not None:
+        row.add_class(FOCUSED_ROW)
+
+
+class FocusedRow:
+    """Both apps: the form row holding the focus carries FOCUSED_ROW (mark_focused_row), on every focus change."""
+
+    def on_descendant_focus(self, event) -> None:  # type: ignore[no-untyped-def]
+        self._mark_row(event.widget)
+
+    def on_descendant_blur(self, event) -> None:  # type: ignore[no-untyped-def]
+        self._mark_row(event.widget)
+
+    @staticmethod
+    def _mark_row(widget) -> None:  # type: ignore[no-untyped-def]
+        try:
+            screen = widget.screen
+        except NoScreen:  # blurred as its screen went
+            return
+        mark_focused_row(screen)
 
 
 def install() -> None:

@@ -20,7 +20,7 @@ from .unlock import UnlockScreen
 from .widgets import ConfirmQuit
 
 
-class FirstBootApp(KeysInOrder, App[int]):
+class FirstBootApp(console_theme.FocusedRow, KeysInOrder, App[int]):
     CSS_PATH = "firstboot.tcss"
     TITLE = "Phyllome OS first boot"
     ENABLE_COMMAND_PALETTE = False

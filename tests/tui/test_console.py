@@ -1,6 +1,8 @@
 """The console theme (TERM=linux): every screen of both apps, walked with Pilot, draws only characters the VGA font
 has (ASCII and CP437's upper half: box drawing, blocks, accented letters), and every Tab changes something a
-person sees in monochrome (a glyph, or reverse video, bold, underline: not only a colour).
+person sees: in monochrome (a glyph, or reverse video, bold, underline: not only a colour) and on the Linux console's
+colours as its driver makes them (where reverse video of dark grey text is dark grey text), with the focused field's
+label the only one marked.
 
 The same check on a real Linux console, through /dev/vcsu1 and /dev/vcsa1: tests/vt/."""
 
@@ -10,6 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from rich.color import ColorSystem
+from rich.style import Style
 from textual.widgets import Input
 
 from phyllome_installer.core.runner import RecordingRunner
@@ -44,6 +48,77 @@ def cells(app) -> list[list[tuple[str, bool, bool, bool]]]:
     return rows
 
 
+def _colour(color, default: int) -> int:
+    return default if color is None or color.is_default else color.downgrade(ColorSystem.STANDARD).number
+
+
+def vt_colours(style: Style | None) -> tuple[int, int]:
+    """(foreground, background) as the Linux console shows a Rich style on a VGA text console, as
+    drivers/tty/vt/vt.c's vc_build_attr makes its attribute byte (background << 4 | foreground): underline and half
+    bright replace the foreground (cyan, dark grey: the kernel's defaults), reverse swaps only the low three bits of
+    each and leaves both intensity bits in place (so dark grey text reversed is still dark grey on black), bold then
+    toggles the foreground's intensity. The background's top bit blinks; it is no colour."""
+    style = style or Style()
+    background = _colour(style.bgcolor, 0)
+    attr = (background & 7 | (8 if background > 7 else 0)) << 4 | _colour(style.color, 7)
+    if style.underline:
+        attr = (attr & 0xF0) | 3
+    elif style.dim:
+        attr = (attr & 0xF0) | 8
+    if style.reverse:
+        attr = (attr & 0x88) | (((attr >> 4) | (attr << 4)) & 0x77)
+    if style.bold:
+        attr ^= 0x08
+    return attr & 0x0F, (attr >> 4) & 0x07
+
+
+def vt_cells(app) -> list[list[tuple[str, int | None, int]]]:
+    """The screen as the Linux console shows it: per cell the character (a space where it has its background's
+    colour), its colour (None for a space) and its background."""
+    rows = []
+    for strip in app.screen._compositor.render_strips():
+        row = []
+        for segment in strip:
+            if segment.control:
+                continue
+            fg, bg = vt_colours(segment.style)
+            row.extend((" ", None, bg) if char == " " or fg == bg else (char, fg, bg) for char in segment.text)
+        rows.append(row)
+    return rows
+
+
+def test_the_console_model_shows_reverse_video_as_the_linux_console_does():
+    grey, white = Style(color="bright_black"), Style(color="white")
+    assert vt_colours(grey + Style(reverse=True)) == vt_colours(grey) == (8, 0)  # the console's no-op
+    assert vt_colours(white + Style(reverse=True)) == (0, 7)
+    assert vt_colours(Style(color="bright_white", reverse=True, bold=True)) == (0, 7)
+    assert vt_colours(None) == (7, 0) and vt_colours(Style(bgcolor="bright_blue")) == (7, 4)
+
+
+def lost_reverse(app) -> list[str]:
+    """Text drawn in reverse video that the Linux console shows as if it were not (dark grey, or a colour on its own
+    colour): a focus or a field no one can see there."""
+    lost = []
+    for strip in app.screen._compositor.render_strips():
+        for segment in strip:
+            style = segment.style
+            if style and style.reverse and not segment.control and segment.text.strip() and \
+                    vt_colours(style) == vt_colours(style + Style(reverse=False)):
+                lost.append(segment.text.strip())
+    return lost
+
+
+def marked_rows(app) -> list[str]:
+    """Form rows whose label is marked (reverse video) and do not hold the focus, or hold it unmarked."""
+    wrong = []
+    for row in app.screen.query(".field, .field-row"):
+        label = row.query(".field-label, Label").first()
+        holds = app.focused is not None and row in app.focused.ancestors_with_self
+        if bool(label.rich_style.reverse) != holds:
+            wrong.append(f"{label.render()} ({'holds the focus, not marked' if holds else 'marked, no focus'})")
+    return wrong
+
+
 def text(rows) -> str:
     return "\n".join("".join(cell[0] for cell in row) for row in rows)
 
@@ -62,14 +137,20 @@ class Walk:
         rows = cells(pilot.app)
         bad = sorted({cell[0] for row in rows for cell in row} - VGA_FONT)
         assert not bad, f"{name}: characters no console font has: {bad}\n{text(rows)}"
+        assert not marked_rows(pilot.app), f"{name}: {marked_rows(pilot.app)}"
+        assert not lost_reverse(pilot.app), f"{name}: reverse video the console cannot show: {lost_reverse(pilot.app)}"
         focusable = [w for w in pilot.app.screen.focus_chain if w.display]
         for _ in range(len(focusable) if len(focusable) > 1 else 0):
-            before, focused = cells(pilot.app), pilot.app.focused
+            before, on_vt, focused = cells(pilot.app), vt_cells(pilot.app), pilot.app.focused
             await pilot.press("tab")
             await pilot.pause()
             after = cells(pilot.app)
-            assert after != before, (f"{name}: Tab from {focused} to {pilot.app.focused} changes nothing visible in "
-                                     f"monochrome\n{text(after)}")
+            moved = f"{name}: Tab from {focused} to {pilot.app.focused}"
+            assert after != before, f"{moved} changes nothing visible in monochrome\n{text(after)}"
+            assert vt_cells(pilot.app) != on_vt, f"{moved} changes nothing on the Linux console\n{text(after)}"
+            assert not marked_rows(pilot.app), f"{moved}: {marked_rows(pilot.app)}"
+            assert not lost_reverse(pilot.app), f"{moved}: reverse video the console cannot show: " \
+                                                f"{lost_reverse(pilot.app)}"
         self.seen.append(name)
 
 

@@ -114,8 +114,10 @@ class Driver:
             end = time.monotonic() + 120  # the app has taken the Tab when its focus moved (a slow guest lags)
             while self.app.focused is before and time.monotonic() < end:
                 time.sleep(0.3)
-            after, end = self.settled(), time.monotonic() + 10
-            while after == screen and time.monotonic() < end:  # then its screen, once redrawn, shows it
+            # then its screen, once redrawn, shows it: up to a minute, as a run beside other tiers lagged (a Tab to the
+            # VM screen's OS list was not drawn within 10 s there, and was at once when the tier ran alone)
+            after, end = self.settled(), time.monotonic() + 60
+            while after == screen and time.monotonic() < end:
                 time.sleep(1)
                 after = self.settled()
             if after == screen:

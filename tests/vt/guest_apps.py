@@ -3,7 +3,8 @@ driver thread of the same process. Keys go through the terminal itself (TIOCSTI 
 Textual reads them as typed); the screen is read back from /dev/vcsu1 (characters) and /dev/vcsa1 (attributes).
 
 Per screen: every character must be in the console font's Unicode map (GIO_UNIMAP), and each Tab must change the
-screen. The result goes to OUT/result-APP.json. Run as ``python -m tests.vt.guest_apps OUT APP``."""
+screen. The result goes to OUT/result-APP-SIZE.json. Run as ``python -m tests.vt.guest_apps OUT APP SIZE`` (SIZE:
+what tty1 is, 80x25 or 128x48: it names the result and the pictures, and is checked against the console)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,18 @@ def read_screen(vt: int = 1) -> tuple[list[str], bytes]:
     return rows, attrs
 
 
+def console_size(vt: int = 1) -> str:
+    raw = Path(f"/dev/vcsa{vt}").read_bytes()[:2]
+    return f"{raw[1]}x{raw[0]}"
+
+
 class Driver:
-    def __init__(self, app, name: str, out: Path) -> None:
-        self.app, self.name, self.out = app, name, out
+    def __init__(self, app, name: str, out: Path, result_name: str) -> None:
+        """``name`` names the pictures and screen texts (APP at 80x25, APP-SIZE else); ``result_name``: APP-SIZE."""
+        self.app, self.name, self.out, self.result_name = app, name, out, result_name
         self.font = font_map(0)
         self.result: dict = {"app": name, "screens": [], "bad_chars": {}, "dead_tabs": [], "error": None,
-                             "font_size": len(self.font)}
+                             "font_size": len(self.font), "size": console_size()}
 
     def press(self, *keys: str) -> None:
         for key in keys:
@@ -131,7 +138,7 @@ class Driver:
         except Exception:
             self.result["error"] = traceback.format_exc()
         finally:
-            (self.out / f"result-{self.name}.json").write_text(json.dumps(self.result, indent=1))
+            (self.out / f"result-{self.result_name}.json").write_text(json.dumps(self.result, indent=1))
             self.app.call_from_thread(self.app.exit, 0)
 
 
@@ -196,21 +203,22 @@ def make(name: str, base: Path):
 
 
 def main() -> int:
-    out, name = Path(sys.argv[1]), sys.argv[2]
+    out, app_name, size = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     try:
-        return run(out, name)
+        return run(out, app_name, size)
     except BaseException:
-        (out / f"{name}.err").write_text(traceback.format_exc())
+        (out / f"{app_name}-{size}.err").write_text(traceback.format_exc())
         raise
 
 
-def run(out: Path, name: str) -> int:
-    base = Path("/var/tmp/phyllome-vt") / name
+def run(out: Path, app_name: str, size: str) -> int:
+    name = app_name if size == "80x25" else f"{app_name}-{size}"  # the 80x25 pictures keep their names in docs/
+    base = Path("/var/tmp/phyllome-vt") / f"{app_name}-{size}"
     base.mkdir(parents=True, exist_ok=True)
-    app, walk = make(name, base)
+    app, walk = make(app_name, base)
     if not getattr(app, "console_theme", False):
         raise SystemExit(f"TERM={os.environ.get('TERM')}: the console theme is off")
-    driver = Driver(app, name, out)
+    driver = Driver(app, name, out, f"{app_name}-{size}")
     walker = threading.Thread(target=driver.run, args=(walk,), daemon=True)
     walker.start()  # it waits for the first screen
     app.run()
@@ -219,7 +227,7 @@ def run(out: Path, name: str) -> int:
         time.sleep(2)
         driver.result["error"] = (f"the app ended during the walk (return code {app.return_code}):\n"
                                   + "\n".join(read_screen()[0]))
-        (out / f"result-{name}.json").write_text(json.dumps(driver.result, indent=1))
+        (out / f"result-{app_name}-{size}.json").write_text(json.dumps(driver.result, indent=1))
     return 0
 
 

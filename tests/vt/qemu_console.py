@@ -68,9 +68,11 @@ class Monitor:
         self.sock.close()
 
 
-def boot(script: Path, out: Path, pictures: Path, *, timeout: int = 1500) -> tuple[int | None, str]:
-    """Boot with `-vga std -display none` (the kernel keeps the VGA text console: no DRM driver in the initramfs),
-    run `script` like the VM tier does, answer its picture requests; return its exit code and the serial log."""
+def boot(script: Path, out: Path, pictures: Path, *, timeout: int = 2400,
+         framebuffer: str = "1024x768") -> tuple[int | None, str]:
+    """Boot with `-vga std -display none` (the kernel keeps the VGA text console: no DRM driver in the initramfs;
+    `video=` is the mode the script's framebuffer console gets when it loads one), run `script` like the VM tier
+    does, answer its picture requests; return its exit code and the serial log."""
     kernel = harness.fetch_kernel()
     initramfs = harness.build_initramfs(kernel)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,7 @@ def boot(script: Path, out: Path, pictures: Path, *, timeout: int = 1500) -> tup
     sock = out / "monitor.sock"
     argv = ["timeout", str(timeout), "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048",
             "-kernel", str(kernel.image), "-initrd", str(initramfs),
-            "-append", f"console=ttyS0 quiet panic=-1 phyllome.test={script}",
+            "-append", f"console=ttyS0 quiet panic=-1 video={framebuffer} phyllome.test={script}",
             "-display", "none", "-vga", "std", "-no-reboot", "-nodefaults", "-serial", "stdio",
             "-monitor", f"unix:{sock},server,nowait",
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",

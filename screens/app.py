@@ -189,7 +189,21 @@ class InstallerApp(console_theme.FocusedRow, KeysInOrder, App[int]):
     def set_keyboard(self, keymap: str) -> None:
         self.draft["keyboard"] = keymap
         if on_virtual_console():
-            self.installer.runner.run(["loadkeys", keymap], check=False)
+            self.load_keymap(keymap)
+
+    def load_keymap(self, keymap: str) -> bool:
+        """The layout on this console from now on (the passphrase is typed with it); a layout that cannot be
+        loaded is said, never silently left as the previous one."""
+        try:
+            result = self.installer.runner.run(["loadkeys", keymap], check=False)
+            ok, why = result.ok, (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        except OSError as exc:
+            ok, why = False, exc.strerror or str(exc)
+        if not ok:
+            logging.getLogger("phyllome.tui").warning("loadkeys %s: %s", keymap, why)
+            self.notify(f"The layout {keymap} could not be loaded on this console ({why}): keys still follow the "
+                        "previous layout.", severity="warning", timeout=20)
+        return ok
 
     # ------------------------------------------------------------------ flow
     def on_mount(self) -> None:

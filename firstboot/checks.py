@@ -81,7 +81,8 @@ class Machine:
         only, a saved tree records its verdict."""
         self.root = Path(root)
         self.live = self.root == Path("/")
-        self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev))
+        self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev,
+                                                                  cache=self.root / kvm.CACHE.relative_to("/")))
         self.unreadable: dict[str, str] = {}
         """Files that exist but could not be read (a FIFO, a device, a symlink loop, too large): reported."""
         self.capture: dict = {}

@@ -7,14 +7,25 @@ a 64 KiB firmware (built below, byte by byte) that switches to 32-bit protected 
 of RAM and reports through QEMU's ``isa-debug-exit`` port, with the CPU model and machine the primary VM uses
 (host-passthrough, q35, SMM on for Secure Boot). A guest that reports within the deadline proves KVM; anything
 else is a reason, in words. The same verdict drives the hardware checks and the VM's domain type, so they agree.
+
+The verdict is kept for the boot (:func:`probe_once`): once per process in memory, and in ``/run/phyllome`` (a
+tmpfs, gone at the next boot) keyed by the boot's id and by what the verdict depends on, the emulator and the device
+node, so ``check`` and the first boot do not each start QEMU again. A module reloaded with other options recreates
+the node, an upgraded QEMU changes its file: either is a new key, probed again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from phyllome_installer.core.files import BoundedReadError, read_bounded, write_regular
 from phyllome_installer.core.runner import Runner
 
 DEADLINE = 5.0
@@ -99,10 +110,81 @@ def probe(runner: Runner, *, emulator: str = "qemu-system-x86_64", dev: Path = P
 
 _verdicts: dict[tuple, Verdict] = {}
 
+#: Where the boot's verdicts are kept (a tmpfs: a new boot probes again).
+CACHE = Path("/run/phyllome/kvm-verdicts.json")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_CACHE_CAP = 16 << 10
+_CACHE_ENTRIES = 8
 
-def probe_once(runner: Runner, **kwargs) -> Verdict:
-    """:func:`probe`, run once per process for the same arguments (the checks and the VM plan ask in turn)."""
+
+def _identity(path: str | Path) -> list | None:
+    """What tells one file from its replacement: device, inode, change time, size (None when it is missing)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_dev, info.st_ino, info.st_ctime_ns, info.st_size]
+
+
+def cache_key(kwargs: dict, boot_id: Path = BOOT_ID) -> str | None:
+    """The verdict's key for this boot: the boot's id, the probe's arguments, the emulator's file and the device
+    node as they are now. None when the boot has no readable id (nothing is kept then)."""
+    try:
+        boot = read_bounded(boot_id, 64).decode("ascii").strip()
+    except (BoundedReadError, UnicodeDecodeError):
+        return None
+    emulator = str(kwargs.get("emulator", "qemu-system-x86_64"))
+    resolved = emulator if "/" in emulator else shutil.which(emulator)
+    dev = kwargs.get("dev", Path("/dev/kvm"))
+    return json.dumps([boot, sorted((k, str(v)) for k, v in kwargs.items()), resolved,
+                       _identity(resolved) if resolved else None, _identity(dev)])
+
+
+def _kept(cache: Path) -> dict:
+    """The kept verdicts, when the file and its folder are this user's and writable by no one else; else none."""
+    try:
+        folder, info = os.lstat(cache.parent), os.lstat(cache)
+        if not stat.S_ISREG(info.st_mode) or any(i.st_uid != os.geteuid() or i.st_mode & 0o022 for i in (folder, info)):
+            return {}
+        kept = json.loads(read_bounded(cache, _CACHE_CAP, follow_symlinks=False))
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _boot_of(key: str) -> str | None:
+    """The boot id a kept key was made in (None for anything that is not one of our keys)."""
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(key)
+        if isinstance(parsed, list) and parsed and isinstance(parsed[0], str):
+            return parsed[0]
+    return None
+
+
+def _verdict(value) -> Verdict | None:
+    if isinstance(value, dict) and isinstance(value.get("runs"), bool) and isinstance(value.get("smm"), bool) \
+            and isinstance(value.get("reason"), str) and len(value["reason"]) < 1000:
+        return Verdict(value["runs"], value["smm"], value["reason"])
+    return None
+
+
+def probe_once(runner: Runner, *, cache: Path | None = CACHE, boot_id: Path = BOOT_ID, **kwargs) -> Verdict:
+    """:func:`probe`, run once per boot for the same arguments: kept in this process, and in ``cache`` (None: in
+    this process only) for the next process of the same boot (``check``, then the first boot, then ``vm plan``)."""
     key = tuple(sorted((k, str(v)) for k, v in kwargs.items()))
-    if key not in _verdicts:
-        _verdicts[key] = probe(runner, **kwargs)
-    return _verdicts[key]
+    if key in _verdicts:
+        return _verdicts[key]
+    boot_key = cache_key(kwargs, boot_id) if cache is not None else None
+    kept = _kept(cache) if boot_key is not None else {}
+    verdict = _verdict(kept.get(boot_key)) if boot_key is not None else None
+    if verdict is None:
+        verdict = probe(runner, **kwargs)
+        if boot_key is not None:
+            boot = _boot_of(boot_key)
+            current = {k: v for k, v in list(kept.items())[-_CACHE_ENTRIES:] if _boot_of(k) == boot}
+            current[boot_key] = verdict.to_dict()
+            with contextlib.suppress(OSError):  # not root, or /run read-only: kept in this process only
+                cache.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                write_regular(cache, json.dumps(current).encode(), mode=0o644)
+    _verdicts[key] = verdict
+    return verdict

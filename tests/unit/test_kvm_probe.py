@@ -152,3 +152,90 @@ def test_the_live_check_and_the_vm_ask_the_same_probe(monkeypatch):
     if not info.get("create_vm"):
         pytest.skip("KVM_CREATE_VM fails here: the check fails before any guest is run")
     assert asked == [Path("/dev/kvm")] and info["runs"] is False
+
+
+class CountingRunner(SubprocessRunner):
+    """The real runner, counting the QEMU processes it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+
+    def run(self, argv, **kwargs):
+        self.started += 1
+        return super().run(argv, **kwargs)
+
+
+@pytest.fixture
+def boot(tmp_path, monkeypatch):
+    """A boot of our own: its id in a file, the in-process memo empty, the cache under tmp_path."""
+    monkeypatch.setattr(kvm, "_verdicts", {})
+    boot_id = tmp_path / "boot_id"
+    boot_id.write_text("5f1c2b1e-0000-4000-8000-000000000001\n")
+    return boot_id, tmp_path / "run/phyllome/kvm-verdicts.json"
+
+
+def _probe(runner, boot, **kwargs):
+    boot_id, cache = boot
+    return kvm.probe_once(runner, cache=cache, boot_id=boot_id, accel="tcg", cpu="max", **kwargs)
+
+
+def test_the_verdict_is_kept_for_the_boot_and_a_second_process_starts_no_qemu(boot, monkeypatch):
+    first = CountingRunner()
+    verdict = _probe(first, boot)
+    assert verdict == kvm.Verdict(True, True, "") and first.started == 1
+    monkeypatch.setattr(kvm, "_verdicts", {})  # the next process (check, then the first boot)
+    again = CountingRunner()
+    assert _probe(again, boot) == verdict and again.started == 0
+    assert oct(boot[1].stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_new_boot_a_replaced_emulator_or_device_node_probes_again(boot, tmp_path, monkeypatch):
+    boot_id, cache = boot
+    emulator, node = tmp_path / "qemu", tmp_path / "kvm-node"
+    node.write_text("")
+
+    def install_qemu(version: str) -> None:  # a new file in place, as a package upgrade does
+        (tmp_path / "qemu.new").write_text(f'#!/bin/sh\n# {version}\nexec qemu-system-x86_64 "$@"\n')
+        (tmp_path / "qemu.new").chmod(0o755)
+        (tmp_path / "qemu.new").rename(emulator)
+
+    install_qemu("8.2")
+    runner = CountingRunner()
+    kwargs = {"emulator": str(emulator), "dev": node}
+    _probe(runner, boot, **kwargs)
+    for change in (lambda: boot_id.write_text("5f1c2b1e-0000-4000-8000-000000000002\n"),  # rebooted
+                   lambda: (node.unlink(), node.write_text("")),  # the module reloaded: a new node
+                   lambda: install_qemu("9.0")):
+        monkeypatch.setattr(kvm, "_verdicts", {})
+        before = runner.started
+        change()
+        _probe(runner, boot, **kwargs)
+        assert runner.started == before + 1
+    old_boot = [key for key in json.loads(cache.read_text()) if "000000000001" in key]
+    assert old_boot == []  # verdicts of an earlier boot are dropped, not piled up
+
+
+@pytest.mark.parametrize("planted", [
+    "not json", "[1, 2]", '{"x": {"runs": true}}', "{" + '"a": 1, ' * 5000 + '"b": 2}',
+], ids=["text", "a list", "no verdict", "over the cap"])
+def test_a_cache_that_is_not_ours_or_not_a_verdict_is_ignored(boot, planted, monkeypatch):
+    boot_id, cache = boot
+    cache.parent.mkdir(parents=True)
+    cache.write_text(planted)
+    runner = CountingRunner()
+    assert _probe(runner, boot).runs and runner.started == 1
+    monkeypatch.setattr(kvm, "_verdicts", {})
+    # A verdict that says KVM runs, written by someone who may not (group-writable, or a link): never believed.
+    key = kvm.cache_key({"accel": "tcg", "cpu": "max"}, boot_id)
+    cache.write_text(json.dumps({key: {"runs": False, "smm": False, "reason": "planted"}}))
+    cache.chmod(0o666)
+    runner = CountingRunner()
+    assert _probe(runner, boot).reason != "planted" and runner.started == 1
+
+
+def test_without_a_boot_id_nothing_is_kept(boot, tmp_path):
+    boot_id, cache = boot
+    boot_id.unlink()
+    runner = CountingRunner()
+    assert _probe(runner, (boot_id, cache)).runs and not cache.exists()

@@ -76,11 +76,17 @@ def number(text: str) -> int | None:
 class Machine:
     """Files of a machine below ``root``; on the live root, the syscalls a saved tree can only record."""
 
-    def __init__(self, root: Path = Path("/"), kvm_probe: Callable[[Path], kvm.Verdict] | None = None) -> None:
+    def __init__(self, root: Path = Path("/"), kvm_probe: Callable[[Path], kvm.Verdict] | None = None, *,
+                 store: Path | None = None) -> None:
         """``kvm_probe``: runs a guest under KVM (default: :func:`firstboot.kvm.probe_once` with QEMU); live root
-        only, a saved tree records its verdict."""
+        only, a saved tree records its verdict. ``store``: a VM store that is real on this machine although the
+        rest is a saved tree (the sandbox's, in its loop image): read as it is, not from the capture."""
         self.root = Path(root)
         self.live = self.root == Path("/")
+        self.store = Path(store) if store is not None else (self.path(VM_STORE) if self.live else None)
+        """The VM store read as it is (None: a saved tree's store, known only from its capture)."""
+        self.store_shown = str(store) if store is not None else f"/{VM_STORE}"
+        """How the checks name it."""
         self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev,
                                                                   cache=self.root / kvm.CACHE.relative_to("/")))
         self.unreadable: dict[str, str] = {}
@@ -166,9 +172,9 @@ class Machine:
         return info
 
     def store_free(self) -> int | None:
-        if not self.live:
+        if self.store is None:
             return self._captured("store_free_bytes", int, None)
-        path = self.path(VM_STORE)
+        path = self.store
         while not path.exists() and path != path.parent:
             path = path.parent
         stat = os.statvfs(path)
@@ -176,11 +182,11 @@ class Machine:
 
     def store_encrypted(self) -> bool | None:
         """Whether the VM store has an fscrypt policy (None: there is no VM store)."""
-        if not self.live:
+        if self.store is None:
             return self._captured("store_encrypted", bool, None)
-        if not self.path(VM_STORE).is_dir():
+        if not self.store.is_dir():
             return None
-        return has_policy(self.path(VM_STORE))
+        return has_policy(self.store)
 
 
 def has_policy(directory: Path) -> bool | None:
@@ -391,7 +397,7 @@ def store_space(m: Machine) -> Check:
     title = "The VM store has enough free space"
     if free is None:
         return Check("store-space", title, "NOTE", "unknown (not recorded for this machine)")
-    found = f"{free / GiB:.0f} GiB free under /{VM_STORE}"
+    found = f"{free / GiB:.0f} GiB free under {m.store_shown}"
     if free >= 64 * GiB:
         return Check("store-space", title, "PASS", found)
     return Check("store-space", title, "WARN", found, "a Windows 11 guest needs at least 64 GiB: free some space")
@@ -401,13 +407,13 @@ def store_encryption(m: Machine) -> Check:
     state = m.store_encrypted()
     title = "The VM store is encrypted"
     if state is None:
-        return Check("store-encryption", title, "NOTE", f"/{VM_STORE} does not exist yet")
+        return Check("store-encryption", title, "NOTE", f"{m.store_shown} does not exist yet")
     inline = any("inlinecrypt" in line.split()[5] for line in m.read("proc/self/mountinfo").splitlines()
                  if len(line.split()) > 5 and line.split()[4] in ("/", "/sysroot", "/var"))
     detail = " (inline encryption hardware in use)" if inline else ""
     if state:
-        return Check("store-encryption", title, "PASS", f"fscrypt policy on /{VM_STORE}{detail}")
-    return Check("store-encryption", title, "WARN", f"/{VM_STORE} is not encrypted",
+        return Check("store-encryption", title, "PASS", f"fscrypt policy on {m.store_shown}{detail}")
+    return Check("store-encryption", title, "WARN", f"{m.store_shown} is not encrypted",
                  "reinstall with [storage.encryption] enabled, or move the VM disks to an fscrypt directory")
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from phyllome_installer.core.runner import Runner
 from phyllome_installer.core.secrets import REDACTOR
 
+from .checks import Machine
 from .session import Session
 from .unlock import Unlocker
 
@@ -79,6 +80,10 @@ class SandboxSession(Session):
         with stop.shielded() if stop is not None else contextlib.nullcontext():
             if stack is not None:
                 stack.close()
+
+    def read_machine(self) -> Machine:
+        """The saved machine tree, with the store as it really is (its loop image, encrypted, maybe locked)."""
+        return Machine(self.root, store=self.store)
 
     def apply_kargs(self, args: list[str]) -> str:
         log.info("sandbox: would append the kernel arguments %s; nothing was changed", " ".join(args))

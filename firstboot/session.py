@@ -155,10 +155,13 @@ class Session:
         self.root = Path(root)
         self.uri = uri
         self.store = Path(store)
-        self.machine = Machine(self.root)
+        self.machine = self.read_machine()
         self._catalogue = None
         self.pending_reboot = (self.root / STAGED).exists()
         self.applied_kargs: list[str] = []
+
+    def read_machine(self) -> Machine:
+        return Machine(self.root)
 
     @property
     def catalogue(self):
@@ -169,7 +172,7 @@ class Session:
         return self._catalogue
 
     def checks(self) -> list[Check]:
-        self.machine = Machine(self.root)  # a re-check reads everything again
+        self.machine = self.read_machine()  # a re-check reads everything again
         checks = run_checks(self.machine)
         try:
             state.save_profile({"checks": [c.to_dict() for c in checks]}, self.root / state.PROFILE)

@@ -77,6 +77,12 @@ async def test_the_sandbox_walks_from_the_unlock_screen_to_done_with_the_real_st
             await settle(pilot)
             assert isinstance(app.screen, ChecksScreen), app.screen
             assert app.unlocker.state() == "unlocked"
+            shown = " ".join(str(w.render()) for w in app.screen.query("Static"))
+            # the store checked is the sandbox's own, in its loop image (not the saved tree's missing directory)
+            assert "PASS The VM store is encrypted" in shown and "does not exist yet" not in shown, shown
+            found = {check.id: check.found for check in app.screen.checks}
+            assert found["store-encryption"] == f"fscrypt policy on {session.store}", found
+            assert found["store-space"].endswith(f"free under {session.store}"), found
             await pilot.click("#next")  # checks
             await settle(pilot)
             await pilot.click("#next")  # graphics

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 
+from phyllome_installer.core.facts import PCI_ADDRESS
 from phyllome_installer.core.files import read_bounded
 
 from .checks import Machine, number
@@ -123,8 +124,6 @@ def describe(m: Machine, address: str) -> str:
     return f"{cls} [{vendor}:{device}]"
 
 
-#: A PCI address as sysfs names devices: domain:bus:slot.function.
-PCI_ADDRESS = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 
 
 def inventory(m: Machine) -> list[Gpu]:

@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from phyllome_installer.core.errors import InstallFailure, UserError
+from phyllome_installer.core.facts import PCI_ADDRESS
 from phyllome_installer.core.runner import Runner
 
 from . import state
 from .checks import Machine
-from .gpu import PCI_ADDRESS, analyse
+from .gpu import analyse
 from .host import HostFacts
 from .osinfo import Catalogue, OsProfile
 from .vm import Request, VmSpec, domain_xml, plan
@@ -59,17 +60,17 @@ class Planned:
 
 
 def build(request: Request, os_id: str | None, *, catalogue: Catalogue, host: HostFacts, machine: Machine,
-          gpu_address: str | None = None, detected_from: str | None = None) -> Planned:
-    """``gpu_address``: only that GPU is considered (the person chose it among several); ``detected_from``: the
-    ISO ``os_id`` was detected from (in a child process, with a deadline), said as the OS's source."""
+          detected_from: str | None = None) -> Planned:
+    """``request.gpu_address``: only that GPU is considered (chosen among several); ``detected_from``: the ISO
+    ``os_id`` was detected from (in a child process, with a deadline), said as the OS's source."""
     profile = profile_for(catalogue, os_id, request.iso)
     if detected_from and os_id and not profile.fallback:
         profile = replace(profile, detected_from=detected_from)
     gpus = analyse(machine, "windows" if profile.family == "windows" else "linux")
-    if gpu_address is not None:
-        chosen = [g for g in gpus if g.address == gpu_address]
+    if request.gpu_address is not None:
+        chosen = [g for g in gpus if g.address == request.gpu_address]
         if not chosen:
-            raise UserError(f"the GPU {gpu_address} is not on this machine (it has "
+            raise UserError(f"the GPU {request.gpu_address} is not on this machine (it has "
                             f"{', '.join(g.address for g in gpus) or 'no GPU'}): choose it again")
         gpus = chosen
     vfs = {g.address: virtual_functions(machine, g.address) for g in gpus if g.sriov_totalvfs}

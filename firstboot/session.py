@@ -212,13 +212,13 @@ class Session:
 
         return detect_in_child(iso, cancelled=cancelled)
 
-    def plan(self, request, os_id: str | None, *, gpu_address: str | None = None, detected_from: str | None = None):
-        """The VM planned; ``gpu_address``: the GPU the person chose (None: any); ``detected_from``: the ISO
+    def plan(self, request, os_id: str | None, *, detected_from: str | None = None):
+        """The VM planned (``request.gpu_address``: the GPU chosen, None: any); ``detected_from``: the ISO
         ``os_id`` was detected from (the review says so instead of "user")."""
         from .primary import build, host_facts
 
         return build(request, os_id, catalogue=self.catalogue, host=host_facts(self.uri, self.root),
-                     machine=self.machine, gpu_address=gpu_address, detected_from=detected_from)
+                     machine=self.machine, detected_from=detected_from)
 
     def create(self, planned, *, dry_run: bool, start: bool, on_step=None):
         from .primary import create

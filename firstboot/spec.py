@@ -9,7 +9,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from phyllome_installer.core.facts import GPU_STRATEGIES, VM_NAME_PATTERN, VM_STORE, GpuRequest, GpuStrategy, Vmm
+from phyllome_installer.core.facts import (
+    GPU_STRATEGIES,
+    VM_NAME_PATTERN,
+    VM_STORE,
+    GpuRequest,
+    GpuStrategy,
+    Vmm,
+    pci_address,
+)
 from phyllome_installer.core.sizes import gib_text
 
 STRATEGIES = GPU_STRATEGIES
@@ -35,11 +43,18 @@ class Request(BaseModel):
     disk_size: int | None = Field(default=None, gt=0)
     disk_format: Literal["qcow2", "raw"] = "qcow2"
     gpu: GpuRequest = "auto"
+    gpu_address: str | None = None
+    """The host GPU to use (its PCI address) where the machine has several; None: the best one offered."""
     vmm: Vmm = "qemu"
     tpm: bool | None = None
     iso: str | None = None
     store: str = VM_STORE
     serial_log: str | None = None
+
+    @field_validator("gpu_address")
+    @classmethod
+    def _gpu_address(cls, value: str | None) -> str | None:
+        return None if value is None else pci_address(value)
 
     @field_validator("disk_size")
     @classmethod

@@ -361,6 +361,8 @@ def _vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--disk-format", choices=["qcow2", "raw"], default="qcow2", help="the guest disk's format")
     p.add_argument("--gpu", choices=GPU_REQUESTS,
                    default="auto", help="graphics strategy (default: the checks' recommendation)")
+    p.add_argument("--gpu-address", metavar="PCI", help="the host GPU to use where there are several, as "
+                   "'phyllome-firstboot check' or lspci -D names it (e.g. 0000:01:00.0)")
     p.add_argument("--vmm", choices=VMMS, default="qemu", help="virtual machine monitor")
     p.add_argument("--tpm", action=argparse.BooleanOptionalAction, default=None,
                    help="emulated TPM 2.0 (default: where the OS needs one)")

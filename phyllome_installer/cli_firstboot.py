@@ -57,7 +57,8 @@ def vm_request(vm, store: Path):
 
     fields = {"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
               "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
-              "gpu": vm.gpu, "vmm": vm.vmm, "tpm": vm.tpm, "iso": iso_file(vm.iso, "firstboot.vm.iso ="),
+              "gpu": vm.gpu, "gpu_address": vm.gpu_address, "vmm": vm.vmm, "tpm": vm.tpm,
+              "iso": iso_file(vm.iso, "firstboot.vm.iso ="),
               "store": store_dir(store)}
     try:
         return Request(**{k: v for k, v in fields.items() if v is not None})
@@ -340,7 +341,8 @@ def _vm_request(args: argparse.Namespace, **values):
     from firstboot.vm import Request
 
     fields = {"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
-              "disk_format": args.disk_format, "gpu": args.gpu, "vmm": args.vmm, "tpm": args.tpm,
+              "disk_format": args.disk_format, "gpu": args.gpu, "gpu_address": args.gpu_address, "vmm": args.vmm,
+              "tpm": args.tpm,
               "iso": iso_file(args.iso), "store": store_dir(args.store),
               "serial_log": os.path.abspath(args.serial_log) if args.serial_log else None} | values
     try:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
-from ..core.facts import OS_ID_PATTERN, VM_NAME_PATTERN, GpuRequest, Vmm
+from ..core.facts import OS_ID_PATTERN, VM_NAME_PATTERN, GpuRequest, Vmm, pci_address
 from .base import DEFAULT_PROTECT, SCHEMA_VERSION, RuleError, enforce
 from .rules import config_rules, encryption_rules, match_rules, storage_rules, user_rules, vm_rules
 from .values import (
@@ -253,6 +253,9 @@ class PrimaryVm(Section):
     """Format of the guest's disk."""
     gpu: GpuRequest = "auto"
     """Graphics strategy (firstboot/gpu.py's names); auto takes the first-boot checks' recommendation."""
+    gpu_address: Annotated[str, AfterValidator(pci_address)] | None = None
+    """The host GPU to use where the machine has several, by PCI address as `phyllome-firstboot check` or
+    `lspci -D` names it (e.g. "0000:01:00.0"; "01:00.0" means domain 0000); default: the best one offered."""
     vmm: Vmm = "qemu"
     """Virtual machine monitor: QEMU/KVM, or Cloud Hypervisor through libvirt's ch driver."""
     tpm: bool | None = None

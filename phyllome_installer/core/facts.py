@@ -39,6 +39,20 @@ VMMS: tuple[str, ...] = get_args(Vmm)
 VM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 #: A libosinfo short id ("win11", "fedora37"), as the answer file and firstboot/osinfo.py accept it.
 OS_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+#: A PCI function's address as sysfs names it and ``lspci -D`` prints it: domain:bus:slot.function.
+PCI_ADDRESS = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+
+
+def pci_address(text: str) -> str:
+    """A GPU's PCI address in its full form: ``0000:01:00.0``, or ``01:00.0`` as plain ``lspci`` prints it (domain
+    0000), in either case. ValueError, in words, for anything else."""
+    full = text.strip().lower()
+    full = full if full.count(":") == 2 else "0000:" + full
+    if not PCI_ADDRESS.fullmatch(full):
+        raise ValueError(f"{text[:40]!r} is not a PCI address: write it as lspci -D prints it, e.g. 0000:01:00.0")
+    return full
+
+
 #: The CPU flags of hardware virtualization: Intel VT-x, AMD-V.
 VIRTUALIZATION_FLAGS = frozenset({"vmx", "svm"})
 #: fscrypt's FS_IOC_GET_ENCRYPTION_POLICY_EX (linux/fscrypt.h): whether a directory has a policy, and which.

@@ -228,11 +228,10 @@ class VmScreen(FirstBootStep):
 
         fields = {"name": values["name"] or "desktop", "memory": values["memory"], "cpus": values["cpus"],
                   "disk_size": values["disk_size"], "gpu": self.app.choices.get("gpu", "auto"), "iso": values["iso"],
-                  "store": str(self.app.session.store)}
+                  "gpu_address": self.app.choices.get("gpu_address"), "store": str(self.app.session.store)}
         try:
             request = Request(**{k: v for k, v in fields.items() if v is not None})
-            planned, errors = self.app.session.plan(request, values["os"], gpu_address=self.app.choices.get(
-                "gpu_address"), detected_from=values["detected_from"]), {}
+            planned, errors = self.app.session.plan(request, values["os"], detected_from=values["detected_from"]), {}
         except ValidationError as exc:
             planned = None
             errors = {str(e["loc"][0]) if e["loc"] else "general": in_words(e) for e in exc.errors()}

@@ -208,6 +208,8 @@ def test_cli_plan_and_create_dry_run(cli_root, store):
     ((), "give the installation ISO"),
     (("--os", "win11", "--gpu", "vfio-pci"), "no GPU"),
     (("--os", "win11", "--vmm", "cloud-hypervisor"), "cannot run this VM"),
+    (("--os", "win11", "--gpu-address", "01:00.0"), "the GPU 0000:01:00.0 is not on this machine (it has no GPU)"),
+    (("--os", "win11", "--gpu-address", "01:00.0 x"), "is not a PCI address"),
 ])
 def test_cli_bad_input_exits_2_and_creates_nothing(cli_root, store, argv, message):
     uri, env, _ = cli_root

@@ -30,13 +30,13 @@ class SavedHostSession(Session):
 
     fail_with = ""
 
-    def plan(self, request, os_id, *, gpu_address=None, detected_from=None):
+    def plan(self, request, os_id, *, detected_from=None):
         domcaps = (DATA / "libvirt/domcaps-qemu-q35.xml").read_text()
         facts = hostfacts.parse((DATA / "libvirt/capabilities.xml").read_text(), domcaps, libvirt_version=9000000,
                                 domain_type=ET.fromstring(domcaps).findtext("domain"))
         facts = facts.model_copy(update={"memory": 16 * GiB, "cpus": 8, "threads_per_core": 2})
         return build(request, os_id, catalogue=self.catalogue, host=facts, machine=self.machine,
-                     gpu_address=gpu_address, detected_from=detected_from)
+                     detected_from=detected_from)
 
     def create(self, planned, *, dry_run, start, on_step=None):
         for step in ("creating the disk", "dry run: define, start paused, destroy, undefine"):

@@ -194,6 +194,31 @@ def test_auto_passes_through_the_isolated_dgpu_every_function_of_its_slot(catalo
     assert auto.gpu.strategy == "vfio-pci" and auto.gpu.reason.startswith("auto")
 
 
+def test_the_gpu_named_by_its_address_is_the_one_used_and_an_absent_one_is_refused(catalogue):
+    """Two GPUs (an isolated dGPU at 0a:00.0 and the boot display at 10:00.0): --gpu-address / [firstboot.vm]
+    gpu_address chooses, as the first boot's GPU screen does; lspci's short form means domain 0000."""
+    from firstboot.primary import build
+
+    machine = Machine(MACHINES / "amd-desktop-isolated-dgpu")
+    gpus = {g.address: g for g in analyse(machine, "linux")}
+    assert set(gpus) == {"0000:0a:00.0", "0000:10:00.0"}
+    other = "0000:10:00.0"  # both offer vfio-pci; unasked, the dGPU is taken (below)
+    for asked in (other, "10:00.0", "0000:10:00.0".upper()):
+        planned = build(Request(gpu="vfio-pci", gpu_address=asked), "fedora37", catalogue=catalogue, host=_host(),
+                        machine=machine)
+        assert planned.spec.gpu.gpu == other and all(h.startswith("0000:10:00.") for h in planned.spec.gpu.hostdevs)
+    assert build(Request(gpu="vfio-pci"), "fedora37", catalogue=catalogue, host=_host(),
+                 machine=machine).spec.gpu.gpu == "0000:0a:00.0"  # without it: the best offer, the dGPU
+    with pytest.raises(UserError, match="0000:0b:00.0 is not on this machine .*0000:0a:00.0, 0000:10:00.0"):
+        build(Request(gpu_address="0b:00.0"), "fedora37", catalogue=catalogue, host=_host(), machine=machine)
+    for bad in ("0a:00", "0000:0a:00.8", "../0a:00.0", "0000:0a:00.0;reboot"):
+        with pytest.raises(ValueError, match="not a PCI address"):
+            Request(gpu_address=bad)
+        with pytest.raises(ValueError, match="not a PCI address"):
+            PrimaryVm(gpu_address=bad)
+    assert PrimaryVm(gpu_address="0A:00.1").gpu_address == "0000:0a:00.1"
+
+
 def test_an_unavailable_strategy_is_refused_with_its_reason(catalogue):
     gpus = analyse(Machine(MACHINES / "dgpu-shares-group-with-usb"), "windows")
     with pytest.raises(UserError, match="IOMMU group also holds"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
@@ -25,25 +25,20 @@ from .cli_firstboot import (
     positive_arg,
     size_arg,
 )
+from .cli_run import Handler, console_sink, interruptible, run
 from .cli_tpm import cmd_tpm
 from .core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     NotAvailable,
-    PhyllomeError,
     UserError,
 )
 from .core.facts import GPU_REQUESTS, VM_STORE, VMMS
-from .core.interrupt import Stop, deferred, signals_stop
-from .core.lock import InstallLock
-from .core.logs import LOG_DIR, setup_logging
-from .core.progress import JsonLinesSink, RecoveryCode, Sink, TextSink
-from .core.secrets import REDACTOR
+from .core.interrupt import Stop
+from .core.logs import LOG_DIR
+from .core.progress import RecoveryCode
 
 log = logging.getLogger("phyllome.cli")
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def _not_built(feature: str) -> Handler:
@@ -165,7 +160,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"the install would fail: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT if problems else 0
-    sink = _console_sink(args)
+    sink = console_sink(args)
     result = installer.install(config, sink)  # install-started ... install-finished or install-failed
     for notice in installer.notices:
         if "earlier install" in notice:
@@ -196,13 +191,7 @@ def _on_this_machine(args: argparse.Namespace) -> bool:
 
 
 cmd_tui.needs_lock = cmd_install.needs_lock = cmd_sandbox.needs_lock = True  # type: ignore[attr-defined]
-
-
-def _interruptible(handler: Handler) -> Handler:
-    """SIGTERM, SIGINT and SIGHUP wait for the step in progress (seconds), then end the command (exit 130):
-    never in the middle of a libvirt call, so nothing is left half-defined."""
-    handler.interruptible = True  # type: ignore[attr-defined]
-    return handler
+cmd_tui.owns_terminal = True  # type: ignore[attr-defined]
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -215,9 +204,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- parsers
-
-
-COMMON_DEFAULTS = {"log": None, "json_progress": False, "sandbox": False, "answers": None, "sandbox_dir": None}
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -319,7 +305,7 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true",
                            help="stop after the define / start paused / destroy / undefine check")
             p.add_argument("--start", action="store_true", help="start the VM once it is defined")
-            p.set_defaults(handler=_interruptible(cmd_vm_create))
+            p.set_defaults(handler=interruptible(cmd_vm_create))
 
     p = sub.add_parser("tui", parents=[common], help="the first-boot screens (the default)")
     add_machine_options(p)
@@ -347,7 +333,7 @@ def build_firstboot_parser() -> argparse.ArgumentParser:
     p.add_argument("--unattended", action="store_true",
                    help="no screens: every answer from [firstboot] (--answers FILE, else /etc/phyllome/firstboot.toml)")
     add_machine_options(p)
-    p.set_defaults(handler=_interruptible(cmd_run))
+    p.set_defaults(handler=interruptible(cmd_run))
     return parser
 
 
@@ -372,84 +358,6 @@ def _vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
                    help="read /sys (GPUs) and the first-boot marker under DIR")
     p.add_argument("--uri", default="qemu:///system", help="libvirt connection URI (default qemu:///system)")
-
-
-# ---------------------------------------------------------------------------------------------- running
-
-
-def _console_sink(args: argparse.Namespace) -> Sink | None:
-    if args.handler is cmd_tui:
-        return None  # the screen belongs to the TUI; the log file still gets everything
-    return JsonLinesSink(sys.stdout) if args.json_progress else TextSink(sys.stderr)
-
-
-def _log_name(prog: str, args: argparse.Namespace) -> str:
-    """One log file per command, so a probe never empties a running install's log: install.log, probe.log, ..."""
-    name = args.handler.__name__.removeprefix("cmd_") if hasattr(args.handler, "__name__") else "main"
-    name = "install" if name == "tui" else name
-    return f"{name}.log" if prog == "phyllome-install" else f"firstboot-{name}.log"
-
-
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    args = parser.parse_args(argv)
-    for name, default in COMMON_DEFAULTS.items():
-        if not hasattr(args, name):
-            setattr(args, name, default)
-    return args
-
-
-def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    args = parse(parser, argv)
-    prog = parser.prog
-    args.stop = Stop()
-    if getattr(args, "dry_run", False) and args.log is None:
-        args.log = Path("/dev/null")  # a dry run writes nothing anywhere, not even a log
-    lock = None
-    if getattr(args.handler, "needs_lock", False) and not getattr(args, "dry_run", False):
-        # Before the log is opened (a refused second install must not empty the running one's log) and before
-        # anything is read from a disk.
-        try:
-            lock = InstallLock().acquire(" ".join([prog, *(sys.argv[1:] if argv is None else argv)]))
-        except UserError as exc:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except OSError as exc:
-            print(f"{prog}: error: cannot take the install lock: {exc.strerror}", file=sys.stderr)
-            return EXIT_FAILED
-    try:
-        install_log = setup_logging(args.log, _console_sink(args), default=LOG_DIR / _log_name(prog, args))
-    except UserError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        if lock is not None:
-            lock.release()
-        return exc.exit_code
-    args.log = install_log.path
-    log.debug("%s %s: %s", prog, __version__, " ".join(sys.argv[1:] if argv is None else argv))
-    try:
-        if lock is not None:
-            with signals_stop(args.stop):
-                return args.handler(args)
-        if getattr(args.handler, "interruptible", False):
-            with deferred():
-                return args.handler(args)
-        return args.handler(args)
-    except PhyllomeError as exc:
-        log.debug("%s: %s", type(exc).__name__, exc)
-        print(f"{prog}: error: {REDACTOR.redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug: keep the traceback in the log, show the user where it is
-        log.debug("internal error", exc_info=True)
-        print(f"{prog}: internal error: {type(exc).__name__}: {REDACTOR.redact(str(exc))}\n"
-              f"  the details are in {install_log.path}; please attach that file to a bug report",
-              file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        install_log.close()
-        if lock is not None:
-            lock.release()
 
 
 def install_main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from phyllome_installer.cli import build_install_parser, install_main, parse
+from phyllome_installer.cli import build_install_parser, install_main
+from phyllome_installer.cli_run import parse
 
 
 def run_cli(*args: str, prog: str = "phyllome-install") -> subprocess.CompletedProcess:

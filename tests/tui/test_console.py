@@ -33,19 +33,16 @@ VGA_FONT = frozenset(map(chr, range(0x20, 0x7F))) | frozenset(bytes(range(0x80, 
 CODE = "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567"
 
 
+def _screen(app, cell) -> list[list[tuple]]:
+    """The screen's rows, each a list of ``cell(char, style)`` (control segments left out)."""
+    return [[cell(char, segment.style) for segment in strip if not segment.control for char in segment.text]
+            for strip in app.screen._compositor.render_strips()]
+
+
 def cells(app) -> list[list[tuple[str, bool, bool, bool]]]:
     """The screen as a monochrome console shows it: per cell its character and reverse, bold, underline."""
-    rows = []
-    for strip in app.screen._compositor.render_strips():
-        row = []
-        for segment in strip:
-            if segment.control:
-                continue
-            style = segment.style
-            mark = (bool(style and style.reverse), bool(style and style.bold), bool(style and style.underline))
-            row.extend((char, *mark) for char in segment.text)
-        rows.append(row)
-    return rows
+    return _screen(app, lambda char, style: (char, bool(style and style.reverse), bool(style and style.bold),
+                                             bool(style and style.underline)))
 
 
 def _colour(color, default: int) -> int:
@@ -75,16 +72,11 @@ def vt_colours(style: Style | None) -> tuple[int, int]:
 def vt_cells(app) -> list[list[tuple[str, int | None, int]]]:
     """The screen as the Linux console shows it: per cell the character (a space where it has its background's
     colour), its colour (None for a space) and its background."""
-    rows = []
-    for strip in app.screen._compositor.render_strips():
-        row = []
-        for segment in strip:
-            if segment.control:
-                continue
-            fg, bg = vt_colours(segment.style)
-            row.extend((" ", None, bg) if char == " " or fg == bg else (char, fg, bg) for char in segment.text)
-        rows.append(row)
-    return rows
+    def cell(char: str, style) -> tuple[str, int | None, int]:
+        fg, bg = vt_colours(style)
+        return (" ", None, bg) if char == " " or fg == bg else (char, fg, bg)
+
+    return _screen(app, cell)
 
 
 def test_the_console_model_shows_reverse_video_as_the_linux_console_does():

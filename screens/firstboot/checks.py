@@ -3,18 +3,37 @@ new ostree deployment (a bad argument rolls back by booting the previous entry);
 
 from __future__ import annotations
 
+import logging
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Static
 
 from .widgets import FirstBootStep
+
+log = logging.getLogger("phyllome.firstboot.screens")
 
 
 class ChecksScreen(FirstBootStep):
     STEP = 2
     BINDINGS = [*FirstBootStep.BINDINGS, Binding("r", "recheck", "Re-check")]
+
+    class Checked(Message):
+        """The checks' outcome: the checks and their kernel-argument fixes, or why they could not run."""
+
+        def __init__(self, checks: list, fixes: dict[str, list[str]], error: str = "") -> None:
+            super().__init__()
+            self.checks, self.fixes, self.error = checks, fixes, error
+
+    class Applied(Message):
+        """The kernel arguments written into a new deployment (their text), or why not."""
+
+        def __init__(self, applied: str, error: str) -> None:
+            super().__init__()
+            self.applied, self.error = applied, error
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,8 +68,22 @@ class ChecksScreen(FirstBootStep):
     @work(thread=True, exclusive=True, group="checks")
     def _run_checks(self) -> None:
         session = self.app.session
-        checks = session.checks()
-        self.app.call_from_thread(self._show, checks, session.fixes(checks))
+        try:
+            checks = session.checks()
+            self.post_message(self.Checked(checks, session.fixes(checks)))
+        except Exception as exc:  # a bug or an unreadable machine: said on the screen, the traceback in the log
+            log.warning("the hardware checks failed", exc_info=True)
+            self.post_message(self.Checked([], {}, f"{type(exc).__name__}: {exc}"))
+
+    def on_checks_screen_checked(self, message: Checked) -> None:
+        if message.error:
+            box = self.query_one("#checks", Vertical)
+            box.remove_children()
+            box.mount(Static(f"The checks could not run ({message.error}). Press R to check again; the details are "
+                             "in the log.", markup=False))
+            self.app.result.add("checks", message.error, ok=False)
+            return
+        self._show(message.checks, message.fixes)
 
     def _show(self, checks: list, fixes: dict[str, list[str]]) -> None:
         self.checks, self.fixes = checks, fixes
@@ -102,9 +135,10 @@ class ChecksScreen(FirstBootStep):
             applied, error = self.app.session.apply_kargs(args), ""
         except Exception as exc:
             applied, error = "", str(exc)
-        self.app.call_from_thread(self._applied, applied, error)
+        self.post_message(self.Applied(applied, error))
 
-    def _applied(self, applied: str, error: str) -> None:
+    def on_checks_screen_applied(self, message: Applied) -> None:
+        applied, error = message.applied, message.error
         fix = self.query_one("#fix", Button)
         fix.disabled = False
         if error:

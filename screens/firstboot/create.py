@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import Static
 
 from phyllome_installer.core.errors import PhyllomeError
@@ -16,6 +17,20 @@ from .widgets import FirstBootStep
 
 class CreateScreen(FirstBootStep):
     STEP = 6
+
+    class Step(Message):
+        """The engine started a step (its words)."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Finished(Message):
+        """The VM created (the engine's result), or why not."""
+
+        def __init__(self, created, error: str) -> None:
+            super().__init__()
+            self.created, self.error = created, error
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -35,8 +50,8 @@ class CreateScreen(FirstBootStep):
     def action_back(self) -> None:
         pass
 
-    def _step(self, text: str) -> None:
-        self.lines.append(f"[..] {text}")
+    def on_create_screen_step(self, message: Step) -> None:
+        self.lines.append(f"[..] {message.text}")
         self.query_one("#progress", Static).update("\n".join(self.lines))
 
     @work(thread=True, exclusive=True, group="create")
@@ -47,7 +62,7 @@ class CreateScreen(FirstBootStep):
 
         def on_step(text: str) -> None:
             app.stop.check()  # a quit while creating stops before the next step; the engine undoes the disk
-            app.call_from_thread(self._step, text)
+            self.post_message(self.Step(text))
 
         try:
             created, error = app.session.create(app.planned, dry_run=False, start=start, on_step=on_step), ""
@@ -55,10 +70,10 @@ class CreateScreen(FirstBootStep):
             created, error = None, str(exc)
         except Exception as exc:  # libvirt or a bug: shown with the log, never a traceback on the console
             created, error = None, f"{type(exc).__name__}: {exc}"
-        app.call_from_thread(self._finished, created, error)
+        self.post_message(self.Finished(created, error))
 
-    def _finished(self, created, error: str) -> None:
-        app = self.app
+    def on_create_screen_finished(self, message: Finished) -> None:
+        app, created, error = self.app, message.created, message.error
         app.busy = False
         spec = app.planned.spec
         if created is None:

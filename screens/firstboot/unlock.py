@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
 from firstboot.unlock import LOCKED_MESSAGE, TRIES
@@ -16,6 +17,13 @@ from .widgets import FirstBootStep
 
 class UnlockScreen(FirstBootStep):
     STEP = 1
+
+    class Tried(Message):
+        """A passphrase or recovery code tried: whether it unlocked the store, or why it failed otherwise."""
+
+        def __init__(self, ok: bool, error: str) -> None:
+            super().__init__()
+            self.ok, self.error = ok, error
 
     def __init__(self, returning: bool = False) -> None:
         super().__init__()
@@ -78,9 +86,10 @@ class UnlockScreen(FirstBootStep):
             ok, error = self.app.unlocker.try_secret(secret), ""
         except Exception as exc:  # fscrypt failed for another reason than a wrong secret
             ok, error = False, str(exc)
-        self.app.call_from_thread(self._tried, ok, error)
+        self.post_message(self.Tried(ok, error))
 
-    def _tried(self, ok: bool, error: str) -> None:
+    def on_unlock_screen_tried(self, message: Tried) -> None:
+        ok, error = message.ok, message.error
         field = self.query_one("#secret", Input)
         field.disabled = False
         self.tries += 1

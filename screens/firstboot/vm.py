@@ -9,6 +9,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
@@ -45,6 +46,20 @@ def in_words(error: dict) -> str:
 class VmScreen(FirstBootStep):
     STEP = 4
     detecting = False
+
+    class Detected(Message):
+        """The OS osinfo found on the ISO (empty: none), or why not."""
+
+        def __init__(self, found: str, error: str) -> None:
+            super().__init__()
+            self.found, self.error = found, error
+
+    class Planned(Message):
+        """The VM planned from what was typed, or the errors per field."""
+
+        def __init__(self, planned, errors: dict[str, str]) -> None:
+            super().__init__()
+            self.planned, self.errors = planned, errors
 
     def compose(self) -> ComposeResult:
         choices = self.app.choices
@@ -115,10 +130,6 @@ class VmScreen(FirstBootStep):
         if self.query_one("#iso", Select).value not in (Select.NULL, None) and not self._os():
             self._start_detect(str(self.query_one("#iso", Select).value))
 
-    def on_unmount(self) -> None:
-        """Back or Quit: a detection still running ends with its screen (its child process is killed)."""
-        self.app.workers.cancel_node(self)
-
     def action_back(self) -> None:
         self.remember()
         super().action_back()
@@ -163,9 +174,10 @@ class VmScreen(FirstBootStep):
         except Exception as exc:
             found, error = "", getattr(exc, "message", str(exc))
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._detected, found, error)
+            self.post_message(self.Detected(found, error))
 
-    def _detected(self, found: str, error: str) -> None:
+    def on_vm_screen_detected(self, message: Detected) -> None:
+        found, error = message.found, message.error
         iso = self.query_one("#iso", Select).value
         self.detecting = False
         self.query_one("#os-hint", Static).update("")
@@ -237,9 +249,10 @@ class VmScreen(FirstBootStep):
             errors = {str(e["loc"][0]) if e["loc"] else "general": in_words(e) for e in exc.errors()}
         except Exception as exc:
             planned, errors = None, {field_of(str(exc)): str(exc)}
-        self.app.call_from_thread(self._planned, values, planned, errors)
+        self.post_message(self.Planned(planned, errors))
 
-    def _planned(self, values: dict, planned, errors: dict[str, str]) -> None:
+    def on_vm_screen_planned(self, message: Planned) -> None:
+        planned, errors = message.planned, message.errors
         self.query_one("#next", Button).disabled = False
         self._show_errors(errors)
         if planned is None:

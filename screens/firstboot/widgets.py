@@ -36,6 +36,11 @@ class FirstBootStep(Screen):
         if self.can_go_back():
             self.app.pop_screen()
 
+    def on_unmount(self) -> None:
+        """Back or Quit: the screen's workers are cancelled (a detection's child process is killed), and what they
+        post to the screen afterwards is dropped with it."""
+        self.app.workers.cancel_node(self)
+
 
 class Choice(RadioButton):
     """A radio button whose state is a mark, not only a colour: (*) chosen, ( ) not."""

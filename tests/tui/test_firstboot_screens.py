@@ -184,3 +184,44 @@ async def test_every_vm_field_error_is_shown_at_once_next_to_its_field(tmp_path)
         assert "a whole number of CPUs" in text(app, "#cpus-error")
         assert "choose an ISO" in text(app, "#os-error")
         assert isinstance(app.screen, VmScreen)
+
+
+async def test_checks_that_fail_to_run_are_said_and_r_runs_them_again(tmp_path):
+    """The checks' worker had no error path: an exception in it ended the app with a traceback on the console.
+    The failure is stood for by a machine tree whose reading raises once (a bug in a check, or a file that changes
+    under it); the next try reads it whole."""
+    app = make_app(tmp_path)
+    real, calls = app.session.checks, []
+
+    def checks_failing_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a check broke")
+        return real()
+
+    app.session.checks = checks_failing_once
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ChecksScreen)
+        assert "The checks could not run (RuntimeError: a check broke). Press R" in text(app, "#checks")
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "PASS" in text(app, "#checks") and "could not run" not in text(app, "#checks")
+        assert app.is_running
+
+
+async def test_what_a_worker_posts_after_its_screen_went_is_dropped(tmp_path):
+    """Back from the VM screen while it plans: the plan's outcome goes nowhere (no error, no screen change)."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_vm_screen(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, VmScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, VmScreen)
+        assert screen.post_message(VmScreen.Planned(None, {"general": "late"})) is False
+        await pilot.pause()
+        assert app.is_running and not isinstance(app.screen, VmScreen)

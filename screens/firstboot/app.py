@@ -16,8 +16,19 @@ from phyllome_installer.core.interrupt import Stop
 from .. import console as console_theme
 from ..keys import KeysInOrder
 from .checks import ChecksScreen
+from .create import CreateScreen
+from .done import DoneScreen
+from .failure import FailureScreen
+from .gpu import GpuScreen
+from .review import ReviewScreen
 from .unlock import UnlockScreen
+from .vm import VmScreen
 from .widgets import ConfirmQuit
+
+#: The steps by name. Screens open the next one through the app (FirstBootApp.step), never by importing it: the
+#: app knows every screen, no screen knows another (no import cycle among them).
+STEP_SCREENS = {"unlock": UnlockScreen, "checks": ChecksScreen, "graphics": GpuScreen, "vm": VmScreen,
+                "review": ReviewScreen, "create": CreateScreen, "failure": FailureScreen, "done": DoneScreen}
 
 
 class FirstBootApp(console_theme.FocusedRow, KeysInOrder, App[int]):
@@ -54,9 +65,16 @@ class FirstBootApp(console_theme.FocusedRow, KeysInOrder, App[int]):
             locked = True
         self.push_screen(UnlockScreen() if locked else ChecksScreen())
 
-    def action_request_quit(self) -> None:
-        from .done import DoneScreen
+    def step(self, name: str, *args: Any, **kwargs: Any):
+        """A new screen of the step ``name`` (STEP_SCREENS), to push or switch to."""
+        return STEP_SCREENS[name](*args, **kwargs)
 
+    def back_to(self, name: str) -> None:
+        """Pop screens until the step ``name`` is on top (or only the first step is left)."""
+        while not isinstance(self.screen, STEP_SCREENS[name]) and len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def action_request_quit(self) -> None:
         state = "done" if isinstance(self.screen, DoneScreen) else "writing" if self.busy else "idle"
 
         def answer(quit_now: bool | None) -> None:

@@ -125,9 +125,7 @@ class ChecksScreen(FirstBootStep):
             self.query_one("#reboot", Static).update("Writing a new deployment with the kernel arguments...")
             self._apply(sorted({a for v in self.fixes.values() for a in v}))
         else:
-            from .gpu import GpuScreen
-
-            self.app.push_screen(GpuScreen())
+            self.app.push_screen(self.app.step("graphics"))
 
     @work(thread=True, exclusive=True, group="fix")
     def _apply(self, args: list[str]) -> None:

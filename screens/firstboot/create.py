@@ -79,14 +79,10 @@ class CreateScreen(FirstBootStep):
         if created is None:
             app.result.fail("vm", error)
             app.save()
-            from .failure import FailureScreen
-
-            app.push_screen(FailureScreen("Create the VM", error))
+            app.push_screen(app.step("failure", "Create the VM", error))
             return
         app.result.vm = {"name": spec.name, "uri": app.session.uri, "autostart": True,
                          "started": "started" in created.steps}
         app.result.add("vm", f"{spec.name}: " + "; ".join(created.steps))
         removed = app.done()
-        from .done import DoneScreen
-
-        app.push_screen(DoneScreen(created.steps, removed))
+        app.push_screen(app.step("done", created.steps, removed))

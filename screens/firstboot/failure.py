@@ -40,7 +40,4 @@ class FailureScreen(FirstBootStep):
         if event.button.id == "quit":
             self.app.exit(EXIT_FAILED, return_code=EXIT_FAILED)
             return
-        from .review import ReviewScreen
-
-        while not isinstance(self.app.screen, ReviewScreen) and len(self.app.screen_stack) > 2:
-            self.app.pop_screen()
+        self.app.back_to("review")

@@ -130,6 +130,4 @@ class GpuScreen(FirstBootStep):
         self.app.choices["gpu_address"] = address = self._chosen_gpu()
         self.app.result.add("graphics", f"{self.app.choices['gpu']} for a {self.app.choices['family']} guest; "
                                         f"{len(self.gpus)} GPU(s)" + (f", {address} chosen" if address else ""))
-        from .vm import VmScreen
-
-        self.app.push_screen(VmScreen())
+        self.app.push_screen(self.app.step("vm"))

@@ -59,11 +59,7 @@ class ReviewScreen(FirstBootStep):
             self.action_xml()
             return
         if event.button.id == "unlock":
-            from .unlock import UnlockScreen
-
-            self.app.push_screen(UnlockScreen(returning=True), self.show_store)
+            self.app.push_screen(self.app.step("unlock", returning=True), self.show_store)
             return
-        from .create import CreateScreen
-
         self.app.result.error = self.app.result.failed_step = None  # a retry starts clean
-        self.app.push_screen(CreateScreen())
+        self.app.push_screen(self.app.step("create"))

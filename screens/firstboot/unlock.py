@@ -131,6 +131,4 @@ class UnlockScreen(FirstBootStep):
         if self.returning:
             self.dismiss(self.app.unlocker.state() != "locked")
             return
-        from .checks import ChecksScreen
-
-        self.app.switch_screen(ChecksScreen())  # done with: Esc on the checks does not come back here
+        self.app.switch_screen(self.app.step("checks"))  # done with: Esc on the checks does not come back here

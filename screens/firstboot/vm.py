@@ -265,6 +265,4 @@ class VmScreen(FirstBootStep):
                                                          if minimum.storage else "")
         self.remember()  # as typed: a size the rule chose stays "automatic" after Back
         self.app.planned = planned
-        from .review import ReviewScreen
-
-        self.app.push_screen(ReviewScreen())
+        self.app.push_screen(self.app.step("review"))

@@ -206,7 +206,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- parsers
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(sandbox: str) -> argparse.ArgumentParser:
     """Options accepted both before and after the sub-command.
 
     Their defaults are filled in after parsing (:func:`parse`): argparse shares these action objects
@@ -219,14 +219,14 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--json-progress", action="store_true", default=argparse.SUPPRESS,
                         help="print progress as JSON lines instead of text")
     common.add_argument("--sandbox", action="store_true", default=argparse.SUPPRESS,
-                        help="target the safe sandbox disk image instead of a real disk")
+                        help=sandbox)
     common.add_argument("--answers", type=Path, metavar="FILE", help="answer file (TOML)")
     common.add_argument("--sandbox-dir", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     return common
 
 
 def build_install_parser() -> argparse.ArgumentParser:
-    common = _common_options()
+    common = _common_options("target the safe sandbox disk image instead of a real disk")
     parser = argparse.ArgumentParser(
         prog="phyllome-install",
         description="Install Phyllome OS. Without a sub-command, opens the installer's text interface.",
@@ -268,7 +268,8 @@ def build_install_parser() -> argparse.ArgumentParser:
 
 
 def build_firstboot_parser() -> argparse.ArgumentParser:
-    common = _common_options()
+    common = _common_options("a safe sandbox: a saved machine tree, an encrypted VM store in a loop image, "
+                             "libvirt without a daemon; nothing of this machine is changed")
     parser = argparse.ArgumentParser(
         prog="phyllome-firstboot",
         description="First boot of Phyllome OS: hardware checks, then the primary virtual machine.",

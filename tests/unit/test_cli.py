@@ -73,3 +73,19 @@ def test_a_failing_reboot_after_a_finished_install_is_said_and_not_a_failure():
     problem = after_install(runner, "poweroff")
     assert problem is not None and problem.startswith("Phyllome OS is installed, but the power off failed (")
     assert problem.endswith("power off by hand"), problem
+
+
+def test_each_program_says_what_its_sandbox_is_in_every_sub_command():
+    from phyllome_installer.cli import build_firstboot_parser
+
+    def sandbox_help(parser) -> set[str]:
+        found = {a.help for a in parser._actions if "--sandbox" in a.option_strings}
+        for action in parser._actions:
+            for sub in getattr(action, "choices", None) or {}:
+                if isinstance(action.choices, dict):
+                    found |= sandbox_help(action.choices[sub])
+        return found
+
+    assert sandbox_help(build_install_parser()) == {"target the safe sandbox disk image instead of a real disk"}
+    (firstboot,) = sandbox_help(build_firstboot_parser())
+    assert "disk image" not in firstboot and "loop image" in firstboot

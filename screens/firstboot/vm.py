@@ -19,6 +19,8 @@ from ..console import Field
 from .widgets import FirstBootStep
 
 FIELDS = ("iso", "os", "name", "memory", "cpus", "disk_size")
+#: Characters of an ISO's label in the list: what the select shows at 80 columns.
+ISO_WIDTH = 48
 LABELS = {"iso": "Installation ISO", "os": "Operating system", "name": "VM name", "memory": "Memory",
           "cpus": "Virtual CPUs", "disk_size": "Disk size"}
 
@@ -41,6 +43,18 @@ def in_words(error: dict) -> str:
             return "use letters, digits, '.', '_' or '-' only (no spaces), at most 63 characters"
         return "this has characters that are not allowed here"
     return str(error.get("msg", "not accepted"))
+
+
+def iso_label(path: str, width: int = ISO_WIDTH) -> str:
+    """An ISO as the list shows it: its whole path where it fits, else its file name first and then the end of
+    its folder (a long path cut at the screen's edge hid the name, the part that tells ISOs apart)."""
+    if len(path) <= width:
+        return path
+    folder, name = path.rsplit("/", 1) if "/" in path else ("", path)
+    room = width - len(name) - len(" in ...")
+    if room >= 8:
+        return f"{name} in ...{folder[-room:]}"
+    return name if len(name) <= width else name[:width - 3] + "..."
 
 
 class VmScreen(FirstBootStep):
@@ -72,7 +86,7 @@ class VmScreen(FirstBootStep):
                          classes="title")
             with Horizontal(classes="field"):
                 yield Label(LABELS["iso"])
-                yield Select([(p, p) for p in isos], prompt="none (add one later)", id="iso",
+                yield Select([(iso_label(p), p) for p in isos], prompt="none (add one later)", id="iso",
                              value=choices.get("iso") or Select.NULL)
             yield Static("", id="iso-error", classes="field-error")
             os_id = choices.get("typed", {}).get("os") or choices.get("os")

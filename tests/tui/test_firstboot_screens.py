@@ -225,3 +225,18 @@ async def test_what_a_worker_posts_after_its_screen_went_is_dropped(tmp_path):
         assert screen.post_message(VmScreen.Planned(None, {"general": "late"})) is False
         await pilot.pause()
         assert app.is_running and not isinstance(app.screen, VmScreen)
+
+
+def test_a_long_iso_path_shows_its_file_name_first():
+    from screens.firstboot.vm import ISO_WIDTH, iso_label
+
+    short = "/srv/isos/Win11.iso"
+    assert iso_label(short) == short
+    deep = "/var/lib/libvirt/images/downloads/2026/december/installers/Win11_24H2_x64.iso"
+    shown = iso_label(deep)
+    assert len(shown) <= ISO_WIDTH and shown.startswith("Win11_24H2_x64.iso in ...")
+    assert shown.endswith("/installers")
+    long_name = "/var/lib/libvirt/images/Win11_24H2_EnglishInternational_x64.iso"
+    assert iso_label(long_name) == "Win11_24H2_EnglishInternational_x64.iso"  # the name whole, no folder room
+    huge = "/a/" + "x" * 90 + ".iso"
+    assert len(iso_label(huge)) == ISO_WIDTH and iso_label(huge).endswith("...")

@@ -66,7 +66,7 @@ docs: setup
 
 # The bootable payload: a Debian 12 ostree commit under /var/cache/phyllome-payload/<key>/repo (docs/install.md).
 payload: setup
-	$(PY) payload/build.py --next
+	$(PY) -m payload.build --next
 
 # The live medium: /var/cache/phyllome-live/medium-<key>/phyllome-live.x86_64.iso, SHA256SUMS and pxe/ beside it.
 iso: setup

@@ -35,6 +35,7 @@ from pathlib import Path
 from live import font
 from live import root as live_root
 from payload import build as payload_build
+from phyllome_installer import units
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,7 +45,8 @@ LABEL = "PHYLLOME_LIVE"
 ISO_NAME = "phyllome-live.x86_64.iso"
 VENV = "usr/lib/phyllome/venv"
 COMMANDS = ("phyllome-install", "phyllome-firstboot")
-LIVE_UNITS = ("phyllome-installer.service", "phyllome-installer-serial.service", "run-install-repo.mount")
+OVERLAY_UNITS = ("phyllome-installer-serial.service", "run-install-repo.mount", "getty@tty2.service")
+"""Enabled after live/overlay/ is copied in: the serial console's installer, the payload's mount, a shell on tty2."""
 LIGHT_FILES = ("build.py", "font.py", "grub.cfg", "boot.ipxe")
 WHEEL_FILES = ("pyproject.toml", "README.md")
 
@@ -117,12 +119,11 @@ def add_project(merged: Path, wheel: Path) -> None:
         link = merged / "usr/bin" / command
         link.unlink(missing_ok=True)
         link.symlink_to(f"/{VENV}/bin/{command}")
-    unit = site / "phyllome_installer/data/systemd/phyllome-installer.service"
-    shutil.copy2(unit, merged / "usr/lib/systemd/system" / unit.name)
+    units.install(merged, units.LIVE_UNITS)  # the installer on tty1, the one way (phyllome_installer/units.py)
     run("cp", "-a", "--no-preserve=ownership", f"{HERE / 'overlay'}/.", f"{merged}/")
     font.install(merged)
-    run("systemctl", f"--root={merged}", "enable", *LIVE_UNITS, "getty@tty2.service",
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("systemctl", f"--root={merged}", "enable", *OVERLAY_UNITS, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
 
 
 def squash(rootfs: Path, wheel: Path, out: Path, work: Path) -> None:

@@ -41,6 +41,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from phyllome_installer import units
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CACHE = Path(os.environ.get("PHYLLOME_PAYLOAD_CACHE", "/var/cache/phyllome-payload"))
@@ -49,9 +51,6 @@ REF = "phyllome/x86_64/host"
 BASE_REF = "phyllome/x86_64/base"
 VENV = "usr/lib/phyllome/venv"
 COMMANDS = {"phyllome-install": "install_main", "phyllome-firstboot": "firstboot_main"}
-UNITS = ROOT / "phyllome_installer" / "data" / "systemd"
-HOST_UNITS = ("phyllome-unlock.service", "phyllome-firstboot.service")
-"""The units the installed host enables; never the live medium's installer unit (phyllome-installer.service)."""
 NEXT_REF = f"{REF}-next"
 """The second version: a child of the ref's commit with one file changed; the upgrade test moves REF to it."""
 VERSION_FILE = "usr/lib/phyllome/payload-version"
@@ -321,17 +320,11 @@ def write_project_layer(layer: Path, site_packages: str) -> None:
         (bin_dir / command).write_text(f"#!/{VENV}/bin/python3\nimport sys\n\n"
                                        f"from phyllome_installer.cli import {function}\n\nsys.exit({function}())\n")
         (bin_dir / command).chmod(0o755)
-    # HOOK (project units): the first-boot and unlock units ship as package data in phyllome_installer/data/systemd/;
-    # those of HOST_UNITS that exist are installed into /usr/lib/systemd/system and enabled (their [Install]
-    # sections, through systemctl --root, into /usr/etc).
-    units = [UNITS / name for name in HOST_UNITS if (UNITS / name).is_file()]
-    if units:
-        unit_dir = layer / "usr/lib/systemd/system"
-        unit_dir.mkdir(parents=True)
-        for unit in units:
-            shutil.copy2(unit, unit_dir / unit.name)
-        run("systemctl", f"--root={layer}", "enable", *(u.name for u in units), stdout=subprocess.DEVNULL)
-        shutil.move(layer / "etc", layer / "usr/etc")
+    # HOOK (project units): the first-boot and unlock units (package data in phyllome_installer/data/systemd/),
+    # installed and enabled the one way (phyllome_installer/units.py: systemctl --root), their links moved with /etc
+    # to /usr/etc, where ostree keeps the defaults of /etc.
+    units.install(layer, units.INSTALLED_UNITS)
+    shutil.move(layer / "etc", layer / "usr/etc")
     # fscrypt finds a filesystem's metadata in <its main mount>/.fscrypt. On a booted ostree host the root of the
     # filesystem is mounted at /sysroot *inside* "/" (a bind of the deployment, the same filesystem), and fscrypt
     # takes "/" for the main mount: without this link it says the VM store's filesystem "is not setup for use with

@@ -1,17 +1,16 @@
-"""The systemd units (package data in ``phyllome_installer/data/systemd/``) and how a system tree gets them.
+"""The systemd units (package data in ``phyllome_installer/data/systemd/``) and the one way a system tree gets them.
 
-The payload ships them in ``/usr/lib/systemd/system`` and enables them there (``<target>.wants/`` links in
-/usr), so an upgrade of the host brings their fixes and a rollback takes them back: units copied into the
-target's /etc at install time would shadow /usr's forever. The payload builder runs
-``python3 -m phyllome_installer.units install --root TREE`` (``--live`` for the live image's installer unit).
+They go into ``/usr/lib/systemd/system`` and are enabled the way systemd enables units in a tree that is not
+running, ``systemctl --root=TREE enable`` (their ``[Install]`` sections, as links under TREE/etc). The payload's
+build (``payload/build.py``, which then moves /etc to /usr/etc, ostree's home for the defaults of /etc), the live
+medium's build (``live/build.py``) and the unit tests all call :func:`install`; nothing else writes the links.
 """
 
 from __future__ import annotations
 
 import argparse
-import configparser
-import os
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -26,32 +25,25 @@ def unit_text(name: str) -> str:
     return resources.files("phyllome_installer").joinpath("data", "systemd", name).read_text()
 
 
-def wanted_by(text: str) -> list[str]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(text)
-    return parser.get("Install", "WantedBy", fallback="").split()
+def _systemctl(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
 
 
-def install(root: Path, names: Sequence[str] = INSTALLED_UNITS) -> list[Path]:
-    """Copy the units into ``root``/usr/lib/systemd/system and enable them there; returns what was written."""
+def install(root: Path, names: Sequence[str] = INSTALLED_UNITS,
+            run: Callable[[list[str]], None] = _systemctl) -> list[Path]:
+    """Write the named units into ``root``/usr/lib/systemd/system and enable them there with
+    ``systemctl --root``; returns the unit files written."""
     unit_dir = Path(root) / UNIT_DIR
     unit_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
-        text = unit_text(name)
         path = unit_dir / name
-        path.write_text(text)
+        path.write_text(unit_text(name))
         path.chmod(0o644)
         written.append(path)
-        for target in wanted_by(text):
-            wants = unit_dir / f"{target}.wants"
-            wants.mkdir(exist_ok=True)
-            link = wants / name
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            os.symlink(f"../{name}", link)
-            written.append(link)
+    run(["systemctl", f"--root={root}", "enable", *names])
     return written
 
 

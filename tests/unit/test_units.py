@@ -49,11 +49,14 @@ def test_verify_fails_for_a_broken_unit_so_the_test_above_can_fail(tree):
     assert _verify(tree, "phyllome-firstboot.service").returncode != 0
 
 
-def test_units_are_enabled_in_usr_and_order_as_the_design_says(tree):
-    wants = tree / units.UNIT_DIR / "multi-user.target.wants"
+def test_units_are_enabled_as_systemctl_enables_them_and_order_as_the_design_says(tree):
+    """The one way (units.install): the files in /usr/lib/systemd/system, their [Install] links written by
+    `systemctl --root` under /etc (the payload's build then moves /etc to /usr/etc, ostree's defaults)."""
+    wants = tree / "etc/systemd/system/multi-user.target.wants"
     assert set(ALL) <= set(os.listdir(wants))
-    assert os.readlink(wants / "phyllome-unlock.service") == "../phyllome-unlock.service"
-    assert (tree / units.UNIT_DIR / "libvirtd.service.wants/phyllome-unlock.service").is_symlink()
+    assert os.readlink(wants / "phyllome-unlock.service") == "/usr/lib/systemd/system/phyllome-unlock.service"
+    assert (tree / "etc/systemd/system/libvirtd.service.wants/phyllome-unlock.service").is_symlink()
+    assert all((tree / units.UNIT_DIR / name).is_file() for name in ALL)
     unlock = units.unit_text("phyllome-unlock.service")
     assert "Before=libvirtd.service virtqemud.service" in unlock and "After=local-fs.target" in unlock
     first = units.unit_text("phyllome-firstboot.service")

@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,6 @@ COMMANDS = ("phyllome-install", "phyllome-firstboot")
 OVERLAY_UNITS = ("phyllome-installer-serial.service", "run-install-repo.mount", "getty@tty2.service")
 """Enabled after live/overlay/ is copied in: the serial console's installer, the payload's mount, a shell on tty2."""
 LIGHT_FILES = ("build.py", "font.py", "grub.cfg", "boot.ipxe")
-WHEEL_FILES = ("pyproject.toml", "README.md")
 
 
 def log(message: str) -> None:
@@ -61,7 +59,7 @@ def run(*argv: str, **kw) -> subprocess.CompletedProcess:
 
 def light_files() -> list[Path]:
     overlay = sorted(p for p in (HERE / "overlay").rglob("*") if p.is_file() or p.is_symlink())
-    return [*(HERE / name for name in LIGHT_FILES), *overlay, *(ROOT / name for name in WHEEL_FILES),
+    return [*(HERE / name for name in LIGHT_FILES), *overlay, *(ROOT / name for name in payload_build.WHEEL_FILES),
             *payload_build.project_files()]
 
 
@@ -85,19 +83,6 @@ class Medium:
         how = "cache hit" if self.cached else "built"
         return (f"{how}: {self.iso} ({self.size / 2**20:.0f} MiB, sha256 {self.sha256[:16]}...); "
                 f"medium layer {self.seconds:.0f} s, live root {self.root_seconds:.0f} s cold")
-
-
-def build_wheel(out: Path) -> Path:
-    """The project's wheel, built from a copy of its files (the checkout gets no build/ or egg-info)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "src"
-        for path in [*(ROOT / name for name in WHEEL_FILES), *payload_build.project_files()]:
-            target = src / path.relative_to(ROOT)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-        run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
-            "--no-build-isolation", "--wheel-dir", str(out), str(src), stdout=subprocess.DEVNULL)
-    return next(out.glob("phyllome_installer-*.whl"))
 
 
 def in_root(merged: Path, *argv: str) -> None:
@@ -189,7 +174,7 @@ def build(cache: Path = CACHE) -> Medium:
                 stale.unlink(missing_ok=True)
         log(f"making the medium {work.name} (live root {'cached' if base.cached else 'built'}, payload "
             f"{payload.commit[:12]})")
-        wheel = build_wheel(work / "wheel")
+        wheel = payload_build.build_wheel(work / "wheel")
         squash(base.rootfs, wheel, staging / "LiveOS" / "squashfs.img", work)
         pxeboot = staging / "images" / "pxeboot"
         pxeboot.mkdir(parents=True)

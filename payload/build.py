@@ -55,6 +55,8 @@ NEXT_REF = f"{REF}-next"
 """The second version: a child of the ref's commit with one file changed; the upgrade test moves REF to it."""
 VERSION_FILE = "usr/lib/phyllome/payload-version"
 PROJECT = ("phyllome_installer", "storage", "firstboot", "screens")
+WHEEL_FILES = ("pyproject.toml", "README.md")
+"""Besides PROJECT's folders, what the project's wheel is built from."""
 # Kept out of the root: documentation, manual pages, translations (the payload is an appliance, not a workstation).
 DPKG_EXCLUDES = ("/usr/share/man/*", "/usr/share/info/*", "/usr/share/doc/*", "/usr/share/locale/*",
                  "/usr/share/lintian/*", "/usr/share/linda/*", "/usr/share/gtk-doc/*", "/usr/share/help/*")
@@ -96,6 +98,20 @@ def project_files() -> list[Path]:
     return files
 
 
+def build_wheel(out: Path) -> Path:
+    """The project's wheel, built from a copy of its files (the checkout gets no build/ or egg-info): what the
+    payload and the live medium install (never its source folders copied)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        for path in [*(ROOT / name for name in WHEEL_FILES), *project_files()]:
+            target = src / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+            "--no-build-isolation", "--wheel-dir", str(out), str(src), stdout=subprocess.DEVNULL)
+    return next(out.glob("phyllome_installer-*.whl"))
+
+
 def _digest(paths: list[Path], extra: str) -> str:
     digest = hashlib.sha256(extra.encode())
     for path in paths:
@@ -109,7 +125,7 @@ def base_key() -> str:
 
 
 def project_key() -> str:
-    return _digest(project_files(), "")
+    return _digest([*(ROOT / name for name in WHEEL_FILES), *project_files()], "")
 
 
 def cache_key() -> str:
@@ -306,10 +322,16 @@ def build_base(cache: Path = CACHE) -> Base:
 
 
 def write_project_layer(layer: Path, site_packages: str) -> None:
-    """This project's files as they go on top of the base: packages, commands, units (the hook)."""
+    """This project's files as they go on top of the base: its wheel installed into the venv's site-packages (as
+    the live medium installs it), the commands, the units (the hook)."""
     site = layer / site_packages
+    with tempfile.TemporaryDirectory(prefix="phyllome-wheel-") as tmp:
+        wheel = build_wheel(Path(tmp))
+        run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-index",
+            "--no-compile", "--target", str(site), str(wheel), stdout=subprocess.DEVNULL)
+    shutil.rmtree(site / "bin", ignore_errors=True)  # pip's own scripts; the commands are written below
     for top in PROJECT:
-        shutil.copytree(ROOT / top, site / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        assert (site / top).is_dir(), f"the wheel did not install {top}"
     # Hash-checked .pyc (a deployment's files all have mtime 0, so timestamps would never match): the payload's
     # Python is this machine's (both Debian 12's python3), so the bytecode is the same.
     run("/usr/bin/python3", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",

@@ -1,25 +1,22 @@
 """TOML text from a model's dump (the answer file saved by the installer, [firstboot] saved into the target):
-the one writer, used by files.py and models.py. A SecretStr becomes a comment, never its value."""
+the one writer, used by files.py and models.py. Values are written by tomli-w; this module walks the tables and
+strips the secrets first: a SecretStr becomes a comment in its table, never its value."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import tomli_w
 from pydantic import SecretStr
 
 
 def toml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        # TOML basic strings share JSON's escapes for everything json.dumps emits.
-        return json.dumps(value, ensure_ascii=False)
+    """One value as inline TOML (a list on one line), for the reference's tables."""
     if isinstance(value, list):
         return "[" + ", ".join(toml_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+    if isinstance(value, (dict, SecretStr)) or value is None:
+        raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def toml_table(data: dict[str, Any], path: list[str], out: list[str], array: bool = False) -> None:
@@ -30,7 +27,7 @@ def toml_table(data: dict[str, Any], path: list[str], out: list[str], array: boo
         if isinstance(value, SecretStr):
             out.append(f"# {key} = \"...\"  (removed: secrets are never written)")
         else:
-            out.append(f"{key} = {toml_scalar(value)}")
+            out.append(tomli_w.dumps({key: value}).rstrip("\n"))
     for key, value in data.items():
         if isinstance(value, dict):
             toml_table(value, path + [key], out)

@@ -87,8 +87,7 @@ class Machine:
         """The VM store read as it is (None: a saved tree's store, known only from its capture)."""
         self.store_shown = str(store) if store is not None else f"/{VM_STORE}"
         """How the checks name it."""
-        self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev,
-                                                                  cache=self.root / kvm.CACHE.relative_to("/")))
+        self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev))  # live root only
         self.unreadable: dict[str, str] = {}
         """Files that exist but could not be read (a FIFO, a device, a symlink loop, too large): reported."""
         self.capture: dict = {}

@@ -124,8 +124,6 @@ def describe(m: Machine, address: str) -> str:
     return f"{cls} [{vendor}:{device}]"
 
 
-
-
 def inventory(m: Machine) -> list[Gpu]:
     gpus = []
     for address in m.listdir(PCI):

@@ -17,6 +17,7 @@ the node, an upgraded QEMU changes its file: either is a new key, probed again.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ DEADLINE = 5.0
 _REPORTED = (0x2A << 1) | 1
 """QEMU's exit status when the guest writes 0x2a to isa-debug-exit: ``(value << 1) | 1``."""
 _SMM_REFUSED = "System Management Mode not supported"
+_TIMED_OUT = "did not run within"
 
 
 def firmware() -> bytes:
@@ -63,6 +65,9 @@ class Verdict:
     """It also ran with SMM on (what Secure Boot firmware needs)."""
     reason: str = ""
     """Why not, in words (empty when both hold)."""
+    lasting: bool = True
+    """The answer holds for the boot. False for a guest that did not report within the deadline: on a busy machine
+    that can be chance, so it is asked again next time, never kept (a VM defined as TCG stays slow for good)."""
 
     def to_dict(self) -> dict:
         return {"runs": self.runs, "smm": self.smm, "reason": self.reason}
@@ -77,7 +82,7 @@ def _run(runner: Runner, emulator: str, image: Path, *, accel: str, cpu: str, sm
     if result.returncode == _REPORTED:
         return True, ""
     if result.returncode == 124:
-        return False, f"a test guest did not run within {timeout:g} s under {accel} (its vCPU never ran)"
+        return False, f"a test guest {_TIMED_OUT} {timeout:g} s under {accel} (its vCPU never ran)"
     lines = [line.strip() for line in result.stderr.splitlines()
              if line.strip() and "warning:" not in line and not line.startswith("timed out")]
     detail = lines[0] if lines else f"exit status {result.returncode}"
@@ -101,11 +106,11 @@ def probe(runner: Runner, *, emulator: str = "qemu-system-x86_64", dev: Path = P
         if runs:
             return Verdict(True, True)
         if _SMM_REFUSED not in reason:
-            return Verdict(False, False, reason)
+            return Verdict(False, False, reason, lasting=_TIMED_OUT not in reason)
         runs, plain = _run(runner, emulator, image, accel=accel, cpu=cpu, smm=False, timeout=timeout)
         if runs:
             return Verdict(True, False, f"{accel} runs guests but cannot give them SMM, which Secure Boot needs")
-        return Verdict(False, False, plain)
+        return Verdict(False, False, plain, lasting=_TIMED_OUT not in plain)
 
 
 _verdicts: dict[tuple, Verdict] = {}
@@ -126,6 +131,17 @@ def _identity(path: str | Path) -> list | None:
     return [info.st_dev, info.st_ino, info.st_ctime_ns, info.st_size]
 
 
+def arguments(kwargs: dict) -> dict[str, str]:
+    """The probe's arguments in full (defaults filled in, the emulator as the file it runs), so that the checks
+    (which name only the device) and the VM plan (which names the emulator libvirt reports) ask the same."""
+    full = {name: str(value.default) for name, value in inspect.signature(probe).parameters.items()
+            if value.default is not inspect.Parameter.empty}
+    full |= {name: str(value) for name, value in kwargs.items()}
+    emulator = full["emulator"]
+    full["emulator"] = os.path.realpath(emulator if "/" in emulator else shutil.which(emulator) or emulator)
+    return full
+
+
 def cache_key(kwargs: dict, boot_id: Path = BOOT_ID) -> str | None:
     """The verdict's key for this boot: the boot's id, the probe's arguments, the emulator's file and the device
     node as they are now. None when the boot has no readable id (nothing is kept then)."""
@@ -133,11 +149,8 @@ def cache_key(kwargs: dict, boot_id: Path = BOOT_ID) -> str | None:
         boot = read_bounded(boot_id, 64).decode("ascii").strip()
     except (BoundedReadError, UnicodeDecodeError):
         return None
-    emulator = str(kwargs.get("emulator", "qemu-system-x86_64"))
-    resolved = emulator if "/" in emulator else shutil.which(emulator)
-    dev = kwargs.get("dev", Path("/dev/kvm"))
-    return json.dumps([boot, sorted((k, str(v)) for k, v in kwargs.items()), resolved,
-                       _identity(resolved) if resolved else None, _identity(dev)])
+    full = arguments(kwargs)
+    return json.dumps([boot, sorted(full.items()), _identity(full["emulator"]), _identity(full["dev"])])
 
 
 def _kept(cache: Path) -> dict:
@@ -147,14 +160,14 @@ def _kept(cache: Path) -> dict:
         if not stat.S_ISREG(info.st_mode) or any(i.st_uid != os.geteuid() or i.st_mode & 0o022 for i in (folder, info)):
             return {}
         kept = json.loads(read_bounded(cache, _CACHE_CAP, follow_symlinks=False))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python goes
         return {}
     return kept if isinstance(kept, dict) else {}
 
 
 def _boot_of(key: str) -> str | None:
     """The boot id a kept key was made in (None for anything that is not one of our keys)."""
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):
         parsed = json.loads(key)
         if isinstance(parsed, list) and parsed and isinstance(parsed[0], str):
             return parsed[0]
@@ -171,7 +184,7 @@ def _verdict(value) -> Verdict | None:
 def probe_once(runner: Runner, *, cache: Path | None = CACHE, boot_id: Path = BOOT_ID, **kwargs) -> Verdict:
     """:func:`probe`, run once per boot for the same arguments: kept in this process, and in ``cache`` (None: in
     this process only) for the next process of the same boot (``check``, then the first boot, then ``vm plan``)."""
-    key = tuple(sorted((k, str(v)) for k, v in kwargs.items()))
+    key = tuple(sorted(arguments(kwargs).items()))
     if key in _verdicts:
         return _verdicts[key]
     boot_key = cache_key(kwargs, boot_id) if cache is not None else None
@@ -179,12 +192,14 @@ def probe_once(runner: Runner, *, cache: Path | None = CACHE, boot_id: Path = BO
     verdict = _verdict(kept.get(boot_key)) if boot_key is not None else None
     if verdict is None:
         verdict = probe(runner, **kwargs)
+        if not verdict.lasting:
+            return verdict  # asked again next time, in this process too
         if boot_key is not None:
             boot = _boot_of(boot_key)
             current = {k: v for k, v in list(kept.items())[-_CACHE_ENTRIES:] if _boot_of(k) == boot}
             current[boot_key] = verdict.to_dict()
             with contextlib.suppress(OSError):  # not root, or /run read-only: kept in this process only
-                cache.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_regular(cache, json.dumps(current).encode(), mode=0o644)
     _verdicts[key] = verdict
     return verdict

@@ -166,8 +166,9 @@ def probe(conn, root: Path = Path("/"), runner: Runner | None = None) -> hostfac
         raise InstallFailure("libvirt offers no x86_64 hvm guests", hint="install qemu-system-x86")
     verdict = None
     if "kvm" in types:
+        # Kept for the boot on the live root only: a saved machine tree is never written into.
         verdict = kvm.probe_once(runner or SubprocessRunner(), emulator=_emulator(caps), dev=Path(root) / "dev/kvm",
-                                 cache=Path(root) / kvm.CACHE.relative_to("/"))
+                                 cache=kvm.CACHE if Path(root) == Path("/") else None)
     domain_type, smm, note = hostfacts.accelerator(types, verdict)
     domcaps = conn.getDomainCapabilities(None, "x86_64", "q35", domain_type, 0)
     try:

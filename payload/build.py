@@ -1,8 +1,8 @@
 """Build Phyllome OS's bootable payload: a Debian 12 root in the ostree layout, committed to an archive repository.
 
-    python payload/build.py            # build (or find in the cache) and print the commit, size and time
-    python payload/build.py --next     # also a second version of the same payload (for the upgrade test)
-    python payload/build.py --print-repo   # only the repository path (building it when needed)
+    python -m payload.build            # build (or find in the cache) and print the commit, size and time
+    python -m payload.build --next     # also a second version of the same payload (for the upgrade test)
+    python -m payload.build --print-repo   # only the repository path (building it when needed)
 
 Two layers, each cached by its own inputs under `$PHYLLOME_PAYLOAD_CACHE` (default /var/cache/phyllome-payload):
 
@@ -330,6 +330,8 @@ def write_project_layer(layer: Path, site_packages: str) -> None:
         run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-index",
             "--no-compile", "--target", str(site), str(wheel), stdout=subprocess.DEVNULL)
     shutil.rmtree(site / "bin", ignore_errors=True)  # pip's own scripts; the commands are written below
+    for direct_url in site.glob("phyllome_installer-*.dist-info/direct_url.json"):
+        direct_url.unlink()  # it names the temporary wheel's path: the commit would differ at every build
     for top in PROJECT:
         assert (site / top).is_dir(), f"the wheel did not install {top}"
     # Hash-checked .pyc (a deployment's files all have mtime 0, so timestamps would never match): the payload's

@@ -232,8 +232,12 @@ class VmScreen(FirstBootStep):
         return values, errors
 
     def _show_errors(self, errors: dict[str, str]) -> None:
-        for key in (*FIELDS, "general"):
-            self.query_one(f"#{key}-error", Static).update(errors.get(key, ""))
+        """Each error beside its field; one about a value this screen has no field for (the GPU chosen on the
+        graphics screen, say) with the general ones, never dropped."""
+        shown = {key: errors.get(key, "") for key in FIELDS}
+        shown["general"] = "; ".join(text for key, text in errors.items() if key not in FIELDS and text)
+        for key, text in shown.items():
+            self.query_one(f"#{key}-error", Static).update(text)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.focus_next()

@@ -216,6 +216,7 @@ def test_cli_bad_input_exits_2_and_creates_nothing(cli_root, store, argv, messag
     result = _cli(env, "vm", "create", *argv, "--uri", uri, "--store", str(store), "--root", str(NO_GPU.root))
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and os.listdir(store) == []
+    assert not (Path(NO_GPU.root) / "run").exists()  # the KVM verdict is kept on the live root only, never in a tree
 
 
 def test_unattended_run_creates_the_vm_from_the_answer_file(cli_root, store, tmp_path):

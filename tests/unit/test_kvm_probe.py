@@ -217,8 +217,8 @@ def test_a_new_boot_a_replaced_emulator_or_device_node_probes_again(boot, tmp_pa
 
 
 @pytest.mark.parametrize("planted", [
-    "not json", "[1, 2]", '{"x": {"runs": true}}', "{" + '"a": 1, ' * 5000 + '"b": 2}',
-], ids=["text", "a list", "no verdict", "over the cap"])
+    "not json", "[1, 2]", '{"x": {"runs": true}}', "{" + '"a": 1, ' * 5000 + '"b": 2}', "[" * 16000,
+], ids=["text", "a list", "no verdict", "over the cap", "nested deeper than Python goes"])
 def test_a_cache_that_is_not_ours_or_not_a_verdict_is_ignored(boot, planted, monkeypatch):
     boot_id, cache = boot
     cache.parent.mkdir(parents=True)
@@ -239,3 +239,25 @@ def test_without_a_boot_id_nothing_is_kept(boot, tmp_path):
     boot_id.unlink()
     runner = CountingRunner()
     assert _probe(runner, (boot_id, cache)).runs and not cache.exists()
+
+
+def test_a_guest_that_did_not_report_in_time_is_asked_again_never_kept(boot, tmp_path):
+    """A timeout can be chance on a busy machine: kept, it would define the VM as TCG for good. Stood for by a
+    wrapper around the real QEMU that never lets the guest report (it sleeps past the deadline)."""
+    hanging = tmp_path / "qemu-hangs"
+    hanging.write_text("#!/bin/sh\nexec sleep 30\n")
+    hanging.chmod(0o755)
+    runner = CountingRunner()
+    for expected in (1, 2):
+        verdict = _probe(runner, boot, emulator=str(hanging), timeout=0.5)
+        assert not verdict.runs and not verdict.lasting and "did not run within" in verdict.reason
+        assert runner.started == expected
+    assert not boot[1].exists()
+
+
+def test_the_checks_and_the_vm_plan_share_one_verdict(boot):
+    """The checks name only the device; the plan names the emulator libvirt reports, by its full path."""
+    runner = CountingRunner()
+    first = _probe(runner, boot, dev=Path("/dev/null"))
+    again = _probe(runner, boot, dev=Path("/dev/null"), emulator=kvm.shutil.which("qemu-system-x86_64"))
+    assert first == again and runner.started == 1

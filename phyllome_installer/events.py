@@ -48,6 +48,9 @@ RETRIES = 3
 REQUEST_TIMEOUT = 5.0
 BACKOFF = 0.5
 CLOSE_GRACE = 3.0
+STALLED = 1.0
+"""A request without an answer for this long, from a server that has never answered, is a hung server: closing
+does not wait for it (it held the end of every install for the whole grace)."""
 TAIL_LINES = 20
 REPORT_FILE = "etc/phyllome/report.toml"
 """In the installed system: ``url = "..."``, where the first boot reports its result (``firstboot-result``)."""
@@ -104,6 +107,8 @@ class Reporter:
         self.dropped = 0
         self.sent = 0
         self.reachable = True
+        self.answered = False
+        self._posting_since: float | None = None
         self._seq = 0
         self._lock = threading.Lock()
         self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=queue_size)
@@ -140,18 +145,21 @@ class Reporter:
         for attempt in range(self.retries):
             if attempt and (self._closing.is_set() and not self.reachable):
                 return False
+            self._posting_since = time.monotonic()
             try:
                 status = self.post(self.url, body, self.timeout)
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 self.reachable = False
                 log.debug("events: %s: %s", self.shown, self.redactor.redact(str(exc) or type(exc).__name__))
             else:
-                self.reachable = True
+                self.reachable = self.answered = True
                 if 200 <= status < 300:
                     return True
                 log.debug("events: %s answered HTTP %d", self.shown, status)
                 if status not in (408, 429) and status < 500:
                     return False  # the server refuses this event: sending it again changes nothing
+            finally:
+                self._posting_since = None
             if attempt + 1 < self.retries:
                 self._closing.wait(self.backoff * (2 ** attempt))
         return False
@@ -159,12 +167,15 @@ class Reporter:
     def close(self, grace: float = CLOSE_GRACE) -> None:
         """Send what is queued within ``grace`` seconds (none when the server was unreachable), then stop."""
         self._closing.set()
+        since = self._posting_since
+        hung = not self.answered and since is not None and time.monotonic() - since > STALLED
+        wait = self.reachable and not hung
         try:
-            self._queue.put(None, timeout=grace if self.reachable else 0.01)
+            self._queue.put(None, timeout=grace if wait else 0.01)
             waiting_sentinel = 1
         except queue.Full:
             waiting_sentinel = 0
-        self._thread.join(grace if self.reachable else 0.0)
+        self._thread.join(grace if wait else 0.0)
         if self._thread.is_alive():  # what is still queued is given up (the thread is a daemon: it ends with us)
             with self._lock:
                 self.dropped += max(0, self._queue.qsize() - waiting_sentinel)

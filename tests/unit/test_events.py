@@ -176,3 +176,28 @@ def test_the_kernel_argument_is_kept_for_the_first_boot():
     config = config_from_bytes(text, "a.toml")
     assert events.with_events_url(config, "phyllome.events=http://10.0.0.1/e").report.url == "http://10.0.0.1/e"
     assert events.with_events_url(config, "quiet") is config
+
+
+def test_closing_does_not_wait_on_a_server_that_never_answered_a_stalled_request():
+    """A server that accepts connections and never answers (stood for by an injected post that blocks until the
+    test ends) held the end of every install for the whole close grace (make bench: 8.2 s against 5.0 s). A grace
+    of an hour makes waiting on it a hang of this test, not a timing."""
+    released, started = threading.Event(), threading.Event()
+
+    def hung_post(url, body, timeout):
+        started.set()
+        released.wait(60)
+        raise OSError("timed out")
+
+    reporter = events.Reporter("http://10.0.2.2/e", post=hung_post, timeout=3600)
+    reporter.emit(TaskStarted("t", "T", 1, 1))
+    assert started.wait(10)
+    stalled = threading.Event()
+    threading.Timer(events.STALLED + 0.5, stalled.set).start()
+    stalled.wait()
+    closing = threading.Thread(target=reporter.close, kwargs={"grace": 3600}, daemon=True)
+    closing.start()
+    closing.join(30)
+    waited = closing.is_alive()
+    released.set()
+    assert not waited and not reporter.answered

@@ -85,8 +85,6 @@ class Machine:
         self.live = self.root == Path("/")
         self.store = Path(store) if store is not None else (self.path(VM_STORE) if self.live else None)
         """The VM store read as it is (None: a saved tree's store, known only from its capture)."""
-        self.store_shown = str(store) if store is not None else f"/{VM_STORE}"
-        """How the checks name it."""
         self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev))  # live root only
         self.unreadable: dict[str, str] = {}
         """Files that exist but could not be read (a FIFO, a device, a symlink loop, too large): reported."""
@@ -169,6 +167,11 @@ class Machine:
             verdict = self.kvm_probe(self.path("dev/kvm"))
             info |= {"runs": verdict.runs, "smm": verdict.smm, "run_error": verdict.reason}
         return info
+
+    @property
+    def store_shown(self) -> str:
+        """How the checks name the VM store: the path read, else the installed host's."""
+        return str(self.store) if self.store is not None else f"/{VM_STORE}"
 
     def store_free(self) -> int | None:
         if self.store is None:

@@ -142,14 +142,14 @@ def arguments(kwargs: dict) -> dict[str, str]:
     return full
 
 
-def cache_key(kwargs: dict, boot_id: Path = BOOT_ID) -> str | None:
-    """The verdict's key for this boot: the boot's id, the probe's arguments, the emulator's file and the device
-    node as they are now. None when the boot has no readable id (nothing is kept then)."""
+def cache_key(full: dict[str, str], boot_id: Path = BOOT_ID) -> str | None:
+    """The verdict's key for this boot: the boot's id, the probe's arguments in full (:func:`arguments`), the
+    emulator's file and the device node as they are now. None when the boot has no readable id (nothing is kept
+    then)."""
     try:
         boot = read_bounded(boot_id, 64).decode("ascii").strip()
     except (BoundedReadError, UnicodeDecodeError):
         return None
-    full = arguments(kwargs)
     return json.dumps([boot, sorted(full.items()), _identity(full["emulator"]), _identity(full["dev"])])
 
 
@@ -184,10 +184,11 @@ def _verdict(value) -> Verdict | None:
 def probe_once(runner: Runner, *, cache: Path | None = CACHE, boot_id: Path = BOOT_ID, **kwargs) -> Verdict:
     """:func:`probe`, run once per boot for the same arguments: kept in this process, and in ``cache`` (None: in
     this process only) for the next process of the same boot (``check``, then the first boot, then ``vm plan``)."""
-    key = tuple(sorted(arguments(kwargs).items()))
+    full = arguments(kwargs)
+    key = tuple(sorted(full.items()))
     if key in _verdicts:
         return _verdicts[key]
-    boot_key = cache_key(kwargs, boot_id) if cache is not None else None
+    boot_key = cache_key(full, boot_id) if cache is not None else None
     kept = _kept(cache) if boot_key is not None else {}
     verdict = _verdict(kept.get(boot_key)) if boot_key is not None else None
     if verdict is None:

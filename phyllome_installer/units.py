@@ -9,10 +9,11 @@ medium's build (``live/build.py``) and the unit tests all call :func:`install`; 
 from __future__ import annotations
 
 import argparse
-import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+
+from .core.runner import Runner, SubprocessRunner
 
 INSTALLED_UNITS = ("phyllome-unlock.service", "phyllome-firstboot.service")
 """On the installed host: the VM store at every boot, and the first boot."""
@@ -25,16 +26,10 @@ def unit_text(name: str) -> str:
     return resources.files("phyllome_installer").joinpath("data", "systemd", name).read_text()
 
 
-def _systemctl(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
-
-
-def install(root: Path, names: Sequence[str] = INSTALLED_UNITS,
-            run: Callable[[list[str]], None] = _systemctl) -> list[Path]:
+def install(root: Path, names: Sequence[str] = INSTALLED_UNITS, runner: Runner | None = None) -> list[Path]:
     """Write the named units into ``root``/usr/lib/systemd/system and enable them there with
-    ``systemctl --root``; returns the unit files written."""
+    ``systemctl --root`` (``runner``: the project's, a failure raises with systemctl's words); returns the unit
+    files written."""
     unit_dir = Path(root) / UNIT_DIR
     unit_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -43,7 +38,7 @@ def install(root: Path, names: Sequence[str] = INSTALLED_UNITS,
         path.write_text(unit_text(name))
         path.chmod(0o644)
         written.append(path)
-    run(["systemctl", f"--root={root}", "enable", *names])
+    (runner or SubprocessRunner()).run(["systemctl", f"--root={root}", "enable", *names])
     return written
 
 

@@ -227,7 +227,7 @@ def test_a_cache_that_is_not_ours_or_not_a_verdict_is_ignored(boot, planted, mon
     assert _probe(runner, boot).runs and runner.started == 1
     monkeypatch.setattr(kvm, "_verdicts", {})
     # A verdict that says KVM runs, written by someone who may not (group-writable, or a link): never believed.
-    key = kvm.cache_key({"accel": "tcg", "cpu": "max"}, boot_id)
+    key = kvm.cache_key(kvm.arguments({"accel": "tcg", "cpu": "max"}), boot_id)
     cache.write_text(json.dumps({key: {"runs": False, "smm": False, "reason": "planted"}}))
     cache.chmod(0o666)
     runner = CountingRunner()

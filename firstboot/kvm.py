@@ -201,6 +201,6 @@ def probe_once(runner: Runner, *, cache: Path | None = CACHE, boot_id: Path = BO
             current[boot_key] = verdict.to_dict()
             with contextlib.suppress(OSError):  # not root, or /run read-only: kept in this process only
                 cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                write_regular(cache, json.dumps(current).encode(), mode=0o644)
+                write_regular(cache, json.dumps(current).encode(), mode=0o644, durable=False)  # for this boot only
     _verdicts[key] = verdict
     return verdict

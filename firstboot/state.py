@@ -23,8 +23,9 @@ def pending(root: Path = Path("/")) -> bool:
 
 def save_profile(data: dict, path: Path) -> Path:
     """Write the check results whole (a reader never sees half a file), and only as a regular file: a link, a
-    device (``--save /dev/null``) or another special file is refused (OSError), never replaced."""
-    return write_regular(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    device (``--save /dev/null``) or another special file is refused (OSError), never replaced. Not synced: every
+    check writes it again, and :func:`load_profile` reads a torn or empty one as none."""
+    return write_regular(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), durable=False)
 
 
 def load_profile(path: Path) -> dict | None:

@@ -16,7 +16,6 @@ import stat
 import sys
 from pathlib import Path
 
-from .answers import load_firstboot
 from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, InstallFailure, PhyllomeError, UserError
 from .core.facts import VM_STORE
 from .core.files import BoundedReadError, check_writable_target, file_kind
@@ -133,6 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from firstboot.session import Result, finish
     from firstboot.state import not_a_host
 
+    from .answers import load_firstboot  # pydantic: only the commands that read [firstboot] load it
+
     refuse_sandbox(args, "run")
     problem = not_a_host(args.root)
     if problem is not None:  # nothing is written on a machine this first boot is not for
@@ -170,6 +171,8 @@ def _report(root: Path, ok: bool, detail: str) -> None:
 
 def cmd_screens(args: argparse.Namespace, config=None) -> int:
     """``phyllome-firstboot``: the first-boot screens on this terminal."""
+    from .answers import load_firstboot
+
     if getattr(args, "sandbox", False):  # nothing of this machine changes (firstboot/sandbox.py)
         from firstboot.sandbox import BASE, sandbox_session
 

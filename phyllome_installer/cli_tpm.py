@@ -13,7 +13,6 @@ import logging
 import sys
 from pathlib import Path
 
-from .answers import load_firstboot
 from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, PhyllomeError, UserError
 from .core.facts import FIRSTBOOT_MARKER
 from .core.runner import CommandError, Runner
@@ -48,6 +47,8 @@ def enrol_if_wanted(root: Path, unlocker, tpm, tell) -> None:
     """At the first real boot, with [firstboot] tpm_unlock: enrol with the secret that just opened the store."""
     if unlocker.opened is None or not (Path(root) / FIRSTBOOT_MARKER).exists():
         return
+    from .answers import load_firstboot  # pydantic: loaded at the first boot only, never at each unlock
+
     try:
         wanted = load_firstboot(None, root).tpm_unlock
     except UserError:

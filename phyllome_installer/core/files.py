@@ -121,9 +121,14 @@ def check_writable_target(path: Path | str) -> None:
         raise BoundedReadError(path, "has other hard links (refused)")
 
 
-def write_regular(path: Path | str, data: bytes, mode: int = 0o644) -> Path:
+def write_regular(path: Path | str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` whole (a temporary file beside it, then a rename: a reader never sees half a
-    file), only where :func:`check_writable_target` allows: never over a link, a device or a special file."""
+    file), only where :func:`check_writable_target` allows: never over a link, a device or a special file.
+
+    ``durable``: the data reaches the disk before the rename (fsync). False for what is worked out again whenever
+    it is missing or unreadable (a saved hardware profile, a cache): a reader still never sees half a file, and
+    after a power cut the file may be the previous one, or empty on some filesystems, which its reader treats
+    as absent."""
     path = Path(path)
     check_writable_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +137,8 @@ def write_regular(path: Path | str, data: bytes, mode: int = 0o644) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         check_writable_target(path)  # again, just before the rename
         os.replace(tmp, path)

@@ -12,8 +12,7 @@ import pytest
 from firstboot import session as fs
 from firstboot.checks import Check
 from firstboot.unlock import as_recovery_code, store_mountpoint
-from phyllome_installer.answers import FirstBoot
-from phyllome_installer.cli_firstboot import load_firstboot
+from phyllome_installer.answers import FirstBoot, load_firstboot
 from phyllome_installer.core.errors import UserError
 from phyllome_installer.core.runner import RecordingRunner
 from phyllome_installer.hostconfig import HostConfig
@@ -232,6 +231,23 @@ def test_the_result_is_written_whole_and_never_through_a_link(tmp_path):
     with pytest.raises(OSError):
         fs.save_result(fs.Result(mode="unattended"), tmp_path)
     assert (tmp_path / "elsewhere").read_text() == "keep"
+
+
+def test_only_what_cannot_be_worked_out_again_is_synced(tmp_path, monkeypatch):
+    """The first boot's result is a record (synced before its rename); the hardware profile is written again by
+    every check (not synced), and a torn or empty one reads as none. Both are still written whole."""
+    from firstboot import state
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    fs.save_result(fs.Result(mode="unattended"), tmp_path)
+    assert len(synced) == 1
+    profile = state.save_profile({"checks": []}, tmp_path / "hardware.json")
+    assert len(synced) == 1 and state.load_profile(profile) == {"checks": []}
+    for torn in ("", '{"checks": [', "\0" * 64):
+        profile.write_text(torn)
+        assert state.load_profile(profile) is None
 
 
 def test_a_disk_libvirt_cannot_create_is_a_failure_that_says_what_is_missing_faked_pool(tmp_path):

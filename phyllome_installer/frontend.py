@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from .core.errors import PhyllomeError, UserError
 from .core.facts import VIRTUALIZATION_FLAGS
 from .core.interrupt import Stop
-from .core.progress import NullSink, Sink
 from .core.runner import Runner
 from .sandbox import DISK_SIZE, Sandbox, kernel_can_mount
 
@@ -23,6 +22,7 @@ if TYPE_CHECKING:  # the heavy modules are imported when used, after the TUI's f
     from . import engine
     from .answers import InstallConfig
     from .bootanswers import Boot
+    from .core.progress import Sink
     from .discover import Discovery
     from .plan import InstallPlan
 
@@ -143,6 +143,7 @@ class Installer:
         from storage.probe import Prober
 
         from . import engine, leftovers
+        from .core.progress import NullSink
         from .plan import DEFAULT_SYSROOT
 
         sink = sink or NullSink()

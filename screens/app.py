@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +97,8 @@ class InstallerApp(console_theme.FocusedRow, KeysInOrder, App[int]):
     # ------------------------------------------------------------------ answers
     def _prefill(self, source: Path | bytes) -> None:
         """Partial answers: fill what the file gives; the TUI opens on the first step it does not answer."""
+        import tomllib
+
         from phyllome_installer.answers.files import loads_guarded  # only with a file: not before first paint
 
         try:

@@ -13,13 +13,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from rich.text import Text
 from textual._context import active_app
-from textual.content import Content
 from textual.dom import NoScreen
-from textual.renderables.bar import Bar as BarRenderable
 from textual.scrollbar import ScrollBar, ScrollBarRender
-from textual.widgets import Checkbox, Input, ProgressBar
 
 CSS = Path(__file__).with_name("console.tcss")
 
@@ -42,7 +38,7 @@ def css_paths(main: str | Path, console: bool) -> list[str | Path]:
     return [main, CSS] if console else [main]
 
 
-def _on_console() -> bool:
+def on_console() -> bool:
     try:
         return bool(getattr(active_app.get(), "console_theme", False))
     except LookupError:
@@ -60,49 +56,9 @@ class ConsoleAwareScrollBarRender(ScrollBarRender):
 
     @classmethod
     def render_bar(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if _on_console():
+        if on_console():
             return _SpacesOnly.render_bar(*args, **kwargs)
         return super().render_bar(*args, **kwargs)
-
-
-class ConsoleAwareBar(BarRenderable):
-    """The progress bar: ``#`` done, ``.`` to do on the console; Textual's line glyphs elsewhere."""
-
-    def __rich_console__(self, console, options):  # type: ignore[no-untyped-def]
-        if not _on_console():
-            yield from super().__rich_console__(console, options)
-            return
-        width = self.width or options.max_width
-        start, end = (max(0, min(width, round(x))) for x in self.highlight_range)
-        if end < start:
-            start, end = end, start
-        yield Text.assemble(("." * start, self.background_style), ("#" * (end - start), self.highlight_style),
-                            ("." * (width - end), self.background_style), end="")
-
-
-class StepsBar(ProgressBar):
-    BAR_RENDERABLE = ConsoleAwareBar
-
-
-class Tick(Checkbox):
-    """A checkbox whose state is a mark, not a colour: ``[x]`` on, ``[ ]`` off (Textual draws its X in both)."""
-
-    BUTTON_LEFT = BUTTON_INNER = BUTTON_RIGHT = ""
-
-    def __init__(self, text: str, value: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.text = text
-        super().__init__(self._mark(value), value, **kwargs)
-
-    def _mark(self, value: bool) -> Content:
-        return Content(("[x] " if value else "[ ] ") + self.text)  # plain text: "[x]" is not markup
-
-    def set_text(self, text: str) -> None:
-        self.text = text
-        self.label = self._mark(self.value)
-
-    def watch_value(self) -> None:
-        self.label = self._mark(self.value)
-        super().watch_value()
 
 
 #: Form rows: a label and the field it names (the installer's ``.field-row``, the first boot's ``.field``).
@@ -149,18 +105,3 @@ def install() -> None:
     """Make Textual's scrollbars console-aware (they are shared by every widget, so this is process-wide; the
     choice itself is per app, read when each bar is drawn)."""
     ScrollBar.renderer = ConsoleAwareScrollBarRender
-
-
-class Field(Input):
-    """A text field. On the console: secrets as ``*`` (``•`` is in no console font), and the text of a field not
-    being typed in drawn in reverse video like the rest of its bar, so every field shows as one."""
-
-    @property
-    def _value(self) -> Text:
-        if not getattr(self.app, "console_theme", False):
-            return super()._value
-        text = Text("*" * len(self.value), no_wrap=True, overflow="ignore", end="") if self.password \
-            else super()._value
-        if not self.has_focus:
-            text.stylize("reverse")
-        return text

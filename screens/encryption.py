@@ -9,7 +9,7 @@ from textual.widgets import Button, Checkbox, Input, Static
 
 from phyllome_installer.core.facts import MIN_PASSPHRASE
 
-from .console import Field, Tick
+from .fields import Field, Tick
 from .host_user import HostUserScreen
 from .widgets import FormField, Step
 

@@ -10,7 +10,7 @@ from textual.widgets import Button, Input, Static
 
 from phyllome_installer.core.facts import MIN_PASSWORD
 
-from .console import Field
+from .fields import Field
 from .summary import SummaryScreen
 from .widgets import FormField, Step
 

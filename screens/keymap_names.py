@@ -64,8 +64,10 @@ def shown(keymap: str, xkb: dict[str, str] | None = None) -> str:
 
 
 def options(keymaps: list[str], xkb: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(shown, keymap) for a Select: the common keymaps first as given, then the rest by what is shown."""
-    xkb = xkb_names() if xkb is None else xkb
+    """(shown, keymap) for a Select: the common keymaps first as given, then the rest by what is shown (named
+    from XKB's list, read only when there is a rest)."""
+    if xkb is None:
+        xkb = xkb_names() if any(k not in KNOWN for k in keymaps) else {}
     common = [(shown(k, xkb), k) for k in keymaps if k in KNOWN]
     rest = sorted(((shown(k, xkb), k) for k in keymaps if k not in KNOWN), key=lambda o: o[0].casefold())
     return common + rest

@@ -19,9 +19,9 @@ from textual.widgets import ProgressBar, RichLog, Static
 from phyllome_installer.core.errors import EXIT_FAILED
 from phyllome_installer.core.progress import Event, LogLine, TaskFailed, TaskFinished, TaskProgress, TaskStarted
 
-from .console import StepsBar
 from .done import DoneScreen
 from .failure import FailureScreen
+from .fields import StepsBar
 from .widgets import ConfirmQuit, Step
 
 

@@ -9,7 +9,7 @@ from textual.widgets import Button, Input, Static
 
 from phyllome_installer.frontend import confirmation_word
 
-from .console import Field
+from .fields import Field
 from .hanging import Hanging
 from .progress import ProgressScreen
 from .widgets import Step

@@ -11,7 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from firstboot.unlock import LOCKED_MESSAGE, TRIES
 
-from ..console import Field
+from ..fields import Field
 from .widgets import FirstBootStep
 
 

@@ -15,7 +15,7 @@ from textual.worker import get_current_worker
 
 from phyllome_installer.answers import parse_size, size_text
 
-from ..console import Field
+from ..fields import Field
 from .widgets import FirstBootStep
 
 FIELDS = ("iso", "os", "name", "memory", "cpus", "disk_size")

@@ -41,3 +41,48 @@ def test_no_shell_true_anywhere():
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.keyword) and node.arg == "shell":
                     assert not (isinstance(node.value, ast.Constant) and node.value.value), path
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after ``code`` (which prints nothing else)."""
+    code += "\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.stdout.strip(), out.stderr[-2000:]
+    return set(out.stdout.splitlines()[-1].split())
+
+
+HEAVY = ("pydantic", "libvirt", "blivet", "textual", "storage.probe", "storage.layout", "phyllome_installer.answers")
+
+
+def _heavy(loaded: set[str]) -> list[str]:
+    return sorted(m for m in loaded if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY)))
+
+
+def test_the_hardware_check_loads_no_schema_libvirt_or_ui(tmp_path):
+    """`phyllome-firstboot check` (make bench's P4, against virt-host-validate) runs on a saved machine tree with
+    none of pydantic, libvirt, blivet or textual loaded: the answers package came in through the CLI's imports."""
+    machine = ROOT / "tests/data/machines/this-ci-vm"
+    code = ("import contextlib, io\nfrom phyllome_installer.cli import firstboot_main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    firstboot_main(['check', '--json', '--root', {str(machine)!r}, '--save', "
+            f"{str(tmp_path / 'hw.json')!r}, '--log', '/dev/null'])\n")
+    loaded = _loaded_after(code)
+    assert "firstboot.checks" in loaded and (tmp_path / "hw.json").is_file()
+    assert _heavy(loaded) == []
+
+
+def test_the_installer_first_screen_loads_only_what_it_shows():
+    """Up to its first paint (make bench's P1), the installer loads none of the schema, the disk probe, libvirt, and
+    none of the later screens or the form widgets the first screen does not have."""
+    code = ("from pathlib import Path\nfrom phyllome_installer.core.runner import SubprocessRunner\n"
+            "from phyllome_installer.frontend import Installer\nfrom phyllome_installer.sandbox import Sandbox\n"
+            "from screens.app import create_installer_app\n"
+            "app = create_installer_app(Installer(SubprocessRunner(), sandbox=Sandbox(Path('/nonexistent'))))\n"
+            "app.call_later(lambda: app.call_after_refresh(app.exit))\n"
+            "app.run(headless=True, size=(80, 25))\n")
+    loaded = _loaded_after(code)
+    assert "screens.welcome" in loaded
+    later = sorted(m for m in loaded if m in {"screens.disk", "screens.encryption", "screens.host_user",
+                                              "screens.summary", "screens.progress", "screens.fields",
+                                              "phyllome_installer.core.progress", "tomllib"})
+    assert [m for m in _heavy(loaded) if not m.startswith("textual")] == [] and later == []

@@ -345,7 +345,7 @@ def run(runs: int = 7, install_runs: int = 3, *, live: bool = True) -> list[Row]
     rows = group(paint_rows, runs)
     rows += group(install_rows, install_runs)
     rows += group(command_rows, runs)
-    rows += group(vm_dry_run.rows, 3)
+    rows += group(vm_dry_run.rows, 5)  # each run boots a guest: 3 were too few for a steady median on 2 cores
     rows += group(memory.rows, 3)
     if live:
         rows += group(live_boot.rows)

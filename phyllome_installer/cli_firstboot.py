@@ -46,24 +46,28 @@ def store_dir(path: str | Path) -> str:
     return absolute
 
 
-def vm_request(vm, store: Path):
-    """[firstboot.vm] as the VM engine's request (sizes parsed; None: the sizing rule chooses)."""
+def validated_request(fields: dict, where: str = ""):
+    """The VM engine's validated request from these fields (None: the sizing rule chooses); each bad value is
+    named ``where`` + its field (``firstboot.vm.memory``, or the CLI's option), and nothing is touched."""
     from pydantic import ValidationError
 
     from firstboot.vm import Request
 
-    from .answers import parse_size
-
-    fields = {"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
-              "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
-              "gpu": vm.gpu, "gpu_address": vm.gpu_address, "vmm": vm.vmm, "tpm": vm.tpm,
-              "iso": iso_file(vm.iso, "firstboot.vm.iso ="),
-              "store": store_dir(store)}
     try:
         return Request(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        raise UserError("; ".join(f"firstboot.vm.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+        raise UserError("; ".join(f"{where}{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                   for e in exc.errors())) from exc
+
+
+def vm_request(vm, store: Path):
+    """[firstboot.vm] as the VM engine's request (sizes parsed)."""
+    from .answers import parse_size
+
+    return validated_request({"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
+                    "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
+                    "gpu": vm.gpu, "gpu_address": vm.gpu_address, "vmm": vm.vmm, "tpm": vm.tpm,
+                    "iso": iso_file(vm.iso, "firstboot.vm.iso ="), "store": store_dir(store)}, "firstboot.vm.")
 
 
 def _session(args: argparse.Namespace):
@@ -339,19 +343,10 @@ def size_arg(text: str) -> int:
 
 def _vm_request(args: argparse.Namespace, **values):
     """The user's VM choices as a validated request (bad values: exit 2, nothing touched)."""
-    from pydantic import ValidationError
-
-    from firstboot.vm import Request
-
-    fields = {"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
-              "disk_format": args.disk_format, "gpu": args.gpu, "gpu_address": args.gpu_address, "vmm": args.vmm,
-              "tpm": args.tpm,
-              "iso": iso_file(args.iso), "store": store_dir(args.store),
-              "serial_log": os.path.abspath(args.serial_log) if args.serial_log else None} | values
-    try:
-        return Request(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        raise UserError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+    return validated_request({"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
+                    "disk_format": args.disk_format, "gpu": args.gpu, "gpu_address": args.gpu_address,
+                    "vmm": args.vmm, "tpm": args.tpm, "iso": iso_file(args.iso), "store": store_dir(args.store),
+                    "serial_log": os.path.abspath(args.serial_log) if args.serial_log else None} | values)
 
 
 def _vm_planned(args: argparse.Namespace, request):

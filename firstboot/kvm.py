@@ -34,7 +34,6 @@ DEADLINE = 5.0
 _REPORTED = (0x2A << 1) | 1
 """QEMU's exit status when the guest writes 0x2a to isa-debug-exit: ``(value << 1) | 1``."""
 _SMM_REFUSED = "System Management Mode not supported"
-_TIMED_OUT = "did not run within"
 
 
 def firmware() -> bytes:
@@ -74,19 +73,22 @@ class Verdict:
 
 
 def _run(runner: Runner, emulator: str, image: Path, *, accel: str, cpu: str, smm: bool,
-         timeout: float) -> tuple[bool, str]:
+         timeout: float) -> Verdict:
+    """One run of the probe guest: it ran (with ``smm`` as asked), or why not; a guest that did not report in
+    time is a verdict that does not last."""
     argv = [emulator, "-accel", accel, "-cpu", cpu, "-machine", f"q35,smm={'on' if smm else 'off'}", "-m", "16",
             "-nodefaults", "-display", "none", "-no-reboot", "-bios", str(image),
             "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01"]
     result = runner.run(argv, check=False, timeout=timeout)
     if result.returncode == _REPORTED:
-        return True, ""
+        return Verdict(True, smm)
     if result.returncode == 124:
-        return False, f"a test guest {_TIMED_OUT} {timeout:g} s under {accel} (its vCPU never ran)"
+        return Verdict(False, False, f"a test guest did not run within {timeout:g} s under {accel} (its vCPU never "
+                                     "ran)", lasting=False)
     lines = [line.strip() for line in result.stderr.splitlines()
              if line.strip() and "warning:" not in line and not line.startswith("timed out")]
     detail = lines[0] if lines else f"exit status {result.returncode}"
-    return False, f"a test guest failed under {accel}: {detail.removeprefix(emulator + ': ')}"
+    return Verdict(False, False, f"a test guest failed under {accel}: {detail.removeprefix(emulator + ': ')}")
 
 
 def probe(runner: Runner, *, emulator: str = "qemu-system-x86_64", dev: Path = Path("/dev/kvm"),
@@ -102,15 +104,13 @@ def probe(runner: Runner, *, emulator: str = "qemu-system-x86_64", dev: Path = P
     with tempfile.TemporaryDirectory(prefix="phyllome-kvm-") as tmp:
         image = Path(tmp) / "probe.rom"
         image.write_bytes(firmware())
-        runs, reason = _run(runner, emulator, image, accel=accel, cpu=cpu, smm=True, timeout=timeout)
-        if runs:
-            return Verdict(True, True)
-        if _SMM_REFUSED not in reason:
-            return Verdict(False, False, reason, lasting=_TIMED_OUT not in reason)
-        runs, plain = _run(runner, emulator, image, accel=accel, cpu=cpu, smm=False, timeout=timeout)
-        if runs:
+        with_smm = _run(runner, emulator, image, accel=accel, cpu=cpu, smm=True, timeout=timeout)
+        if with_smm.runs or _SMM_REFUSED not in with_smm.reason:
+            return with_smm
+        plain = _run(runner, emulator, image, accel=accel, cpu=cpu, smm=False, timeout=timeout)
+        if plain.runs:
             return Verdict(True, False, f"{accel} runs guests but cannot give them SMM, which Secure Boot needs")
-        return Verdict(False, False, plain, lasting=_TIMED_OUT not in plain)
+        return plain
 
 
 _verdicts: dict[tuple, Verdict] = {}

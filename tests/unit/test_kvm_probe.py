@@ -27,7 +27,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 GiB = 1 << 30
 
 
-def _run_rom(tmp_path: Path, rom: bytes, timeout: float = 5.0) -> tuple[bool, str]:
+def _run_rom(tmp_path: Path, rom: bytes, timeout: float = 5.0) -> kvm.Verdict:
     image = tmp_path / "rom"
     image.write_bytes(rom)
     return kvm._run(SubprocessRunner(), "qemu-system-x86_64", image, accel="tcg", cpu="max", smm=False,
@@ -40,15 +40,15 @@ def test_the_probe_guest_runs_and_reports_under_tcg_standing_in_for_a_working_kv
 
 
 def test_a_guest_that_never_reports_is_a_vcpu_that_does_not_run(tmp_path):
-    runs, reason = _run_rom(tmp_path, b"\xf4" * 0x10000, timeout=1)  # halts at the reset vector, as a stuck vCPU
-    assert not runs and "did not run within 1 s" in reason
+    verdict = _run_rom(tmp_path, b"\xf4" * 0x10000, timeout=1)  # halts at the reset vector, as a stuck vCPU
+    assert not verdict.runs and "did not run within 1 s" in verdict.reason and not verdict.lasting
 
 
 def test_a_guest_whose_ram_check_fails_is_no_proof(tmp_path):
     rom = bytearray(kvm.firmware())
     rom[0x3E + 1] = 0x15  # report 0x15 (the failure value) on the success path
-    runs, reason = _run_rom(tmp_path, bytes(rom))
-    assert not runs and "exit status 43" in reason
+    verdict = _run_rom(tmp_path, bytes(rom))
+    assert not verdict.runs and "exit status 43" in verdict.reason and verdict.lasting
 
 
 def test_the_firmware_is_64_kib_with_the_reset_vector_in_its_last_16_bytes():

@@ -25,7 +25,7 @@ from .cli_firstboot import (
     positive_arg,
     size_arg,
 )
-from .cli_run import Handler, console_sink, interruptible, run
+from .cli_run import Handler, console_sink, interruptible, require_terminal, run
 from .cli_tpm import cmd_tpm
 from .core.errors import (
     EXIT_BAD_INPUT,
@@ -56,6 +56,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
     from .discover import Discovery
 
+    require_terminal("run it on a console, or install unattended with `phyllome-install install --answers FILE`")
     installer = _installer(args, unattended=False)
     # The same discovery as `install` (bootanswers.find_answers), run by the TUI at start.
     app = create_installer_app(installer, answers=args.answers, log_path=args.log,

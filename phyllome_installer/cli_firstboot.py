@@ -176,6 +176,9 @@ def _report(root: Path, ok: bool, detail: str) -> None:
 def cmd_screens(args: argparse.Namespace, config=None) -> int:
     """``phyllome-firstboot``: the first-boot screens on this terminal."""
     from .answers import load_firstboot
+    from .cli_run import require_terminal
+
+    require_terminal("run it on a console, or unattended with `phyllome-firstboot run --unattended`")
 
     if getattr(args, "sandbox", False):  # nothing of this machine changes (firstboot/sandbox.py)
         from firstboot.sandbox import BASE, sandbox_session

@@ -33,6 +33,18 @@ def interruptible(handler: Handler) -> Handler:
     return handler
 
 
+def require_terminal(instead: str, stdin=None, stderr=None) -> None:  # type: ignore[no-untyped-def]
+    """The screens read keys from standard input and draw on standard error (Textual's driver). Without a terminal
+    on both they would wait for keys that never come, at full CPU on an empty input, holding the install lock."""
+    for stream in (sys.stdin if stdin is None else stdin, sys.__stderr__ if stderr is None else stderr):
+        try:
+            ok = stream is not None and stream.isatty()
+        except (OSError, ValueError):  # closed
+            ok = False
+        if not ok:
+            raise UserError(f"the screens need a terminal, and standard input or error is not one: {instead}")
+
+
 def console_sink(args: argparse.Namespace) -> Sink | None:
     if getattr(args.handler, "owns_terminal", False):
         return None  # the screen belongs to the TUI; the log file still gets everything

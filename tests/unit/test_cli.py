@@ -89,3 +89,19 @@ def test_each_program_says_what_its_sandbox_is_in_every_sub_command():
     assert sandbox_help(build_install_parser()) == {"target the safe sandbox disk image instead of a real disk"}
     (firstboot,) = sandbox_help(build_firstboot_parser())
     assert "disk image" not in firstboot and "loop image" in firstboot
+
+
+@pytest.mark.parametrize("prog, args", [("phyllome-install", ()), ("phyllome-install", ("--sandbox",)),
+                                        ("phyllome-firstboot", ("--sandbox",))])
+def test_the_screens_without_a_terminal_are_refused_not_left_waiting_for_keys(tmp_path, prog, args):
+    """Started with no terminal (a pipe, /dev/null: a unit without a TTY, ssh without -t), the screens waited
+    forever for keys at full CPU, holding the install lock. Refused now, before anything is set up (the 60 s
+    subprocess deadline is the hang's detector, not a timing)."""
+    entry = "install_main" if prog == "phyllome-install" else "firstboot_main"
+    code = f"import sys; from phyllome_installer.cli import {entry}; sys.exit({entry}())"
+    out = subprocess.run([sys.executable, "-c", code, *args, "--sandbox-dir", str(tmp_path / "box"), "--log",
+                          str(tmp_path / "log")], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 2, out.stderr
+    assert "the screens need a terminal" in out.stderr and "unattended" in out.stderr
+    assert not (tmp_path / "box").exists()  # no sandbox image made

@@ -6,9 +6,11 @@
   payload's own GRUB when the tree ships it (``grub-install`` run inside the deployment, as bootupd prefers the
   tree's boot loader), else the live system's. The menu follows ostree's deployments: ``/boot/grub/grub.cfg`` is
   written once and only loads ``/boot/loader/grub.cfg``, which lives beside the BLS entries in ``loader.N/`` and
-  is switched with them atomically. The installer writes the first one (one menu entry per BLS entry); then
-  ``sysroot.bootloader grub2`` makes ostree write it at every deployment change with the deployment's own
-  ``grub-mkconfig`` and ``/etc/grub.d/15_ostree`` (upgrades, rollbacks, kernel arguments);
+  is switched with them atomically. When the tree ships ``grub-mkconfig`` and ostree's ``15_ostree``
+  (:data:`MKCONFIG`), every menu comes from them: the first one at install time, run as ostree's grub2 backend
+  runs it (:func:`mkconfig_command`), then ``sysroot.bootloader grub2`` makes ostree run the same one at every
+  deployment change (upgrades, rollbacks, kernel arguments). A tree without them gets one menu written here from
+  the BLS entries (:func:`grub_cfg`), never rewritten;
 * ``none``: the sandbox: ostree's BLS entries only.
 
 The boot loader is written by the last task that changes the disk: until it succeeds, nothing on the disk boots.
@@ -69,6 +71,7 @@ def grub_kernel_args(options: str) -> str:
 
 
 def grub_cfg(entries: list[BootEntry], boot_uuid: str) -> str:
+    """The one menu of a tree that ships no grub-mkconfig with 15_ostree: written once, from the BLS entries."""
     out = ["# Written by phyllome-install from the BLS entries in /boot/loader/entries.",
            "set timeout=3", "set default=0", ""]
     for entry in entries:
@@ -97,7 +100,39 @@ def loader_dir(boot: Path) -> Path:
 
 PAYLOAD_GRUB = ("usr/sbin/grub-install", "usr/lib/grub/x86_64-efi/linux.mod")
 MKCONFIG = ("usr/sbin/grub-mkconfig", "etc/grub.d/15_ostree", "etc/default/grub")
-"""What a deployment needs so that ostree can write the menu itself (``sysroot.bootloader grub2``)."""
+"""What a deployment needs so that its grub-mkconfig writes the menu (``sysroot.bootloader grub2`` for ostree)."""
+MENU_PARTIAL = "grub.cfg.partial"
+"""The first menu's name while it is written and checked, beside the BLS entries; then renamed to grub.cfg."""
+_LOADER_LINK = re.compile(r"loader\.([01])")
+
+
+def boot_version(boot: Path) -> str | None:
+    """ostree's boot version: the N of the /boot/loader -> loader.N link, None when there is no such link."""
+    link = boot / "loader"
+    found = _LOADER_LINK.fullmatch(os.readlink(link)) if link.is_symlink() else None
+    return found.group(1) if found else None
+
+
+def mkconfig_command(deployment: Path, version: str) -> list[str]:
+    """The deployment's grub-mkconfig as ostree's grub2 backend runs it when no deployment is booted (an
+    installer): chrooted into the deployment, the boot version in ``_OSTREE_GRUB2_BOOTVERSION`` (read by
+    15_ostree's ``ostree admin instutil grub2-generate``). The menu goes to :data:`MENU_PARTIAL` in loader.N/."""
+    return ["chroot", str(deployment), "/usr/bin/env", f"_OSTREE_GRUB2_BOOTVERSION={version}",
+            "/usr/sbin/grub-mkconfig", "-o", f"/boot/loader.{version}/{MENU_PARTIAL}"]
+
+
+_MENU_LINUX = re.compile(r"^\s*linux\S*\s.*$", re.MULTILINE)
+_OSTREE_ARG = re.compile(r"(?:^|\s)ostree=(\S+)")
+
+
+def menu_deployments(menu: str, sysroot: Path) -> set[Path]:
+    """The deployments a GRUB menu boots: the ostree= argument of each ``linux`` line, resolved in the physical
+    sysroot (/ostree/boot.N/... are links to the deployments)."""
+    found = set()
+    for line in _MENU_LINUX.findall(menu):
+        for arg in _OSTREE_ARG.findall(line):
+            found.add((sysroot / arg.strip("'\"").lstrip("/")).resolve())
+    return found
 
 
 def missing_from(deployment: Path, paths: tuple[str, ...]) -> list[str]:

@@ -18,7 +18,7 @@ from storage.probe import Prober
 
 from . import __version__, bootloader, deploy
 from .answers import MIN_PASSPHRASE, control_character
-from .core.errors import UserError
+from .core.errors import InstallFailure, UserError
 from .core.files import BoundedReadError, read_bounded
 from .core.progress import TaskProgress
 from .core.secrets import REDACTOR
@@ -210,11 +210,15 @@ def _tree_ships(ctx: Context, paths: tuple[str, ...], what: str) -> bool:
 def install_grub(ctx: Context, boot: Path) -> None:
     """GRUB for EFI (the payload's when it ships one), its menu, and ostree told to keep the menu up to date."""
     assert ctx.deployment is not None and ctx.applied is not None and ctx.mounts is not None
-    if _tree_ships(ctx, bootloader.PAYLOAD_GRUB, "GRUB for EFI (else this system's is installed)"):
+    payload_grub = _tree_ships(ctx, bootloader.PAYLOAD_GRUB, "GRUB for EFI (else this system's is installed)")
+    mkconfig = _tree_ships(ctx, bootloader.MKCONFIG, "grub-mkconfig with ostree's 15_ostree (else the installer "
+                                                     "writes the menu once, from the BLS entries)")
+    if payload_grub or mkconfig:  # what the payload's tools need in a chroot of the deployment
         for source in ("/dev", "/proc", "/sys"):
             ctx.mounts.bind(Path(source), ctx.deployment / source.lstrip("/"))
         ctx.mounts.bind(boot, ctx.deployment / "boot")
         ctx.mounts.bind(boot / "efi", ctx.deployment / "boot/efi")
+    if payload_grub:
         signed = _tree_ships(ctx, bootloader.SIGNED_CHAIN, "shim and a signed GRUB: the Secure Boot chain (else "
                                                            "an unsigned GRUB, which boots only with Secure Boot off)")
         ctx.runner.run(bootloader.payload_grub_install_command(ctx.deployment, secure_boot=signed))
@@ -228,17 +232,49 @@ def install_grub(ctx: Context, boot: Path) -> None:
         ctx.runner.run(bootloader.grub_install_command(ctx.sysroot / "boot/efi", boot))
         ctx.progress("bootloader", "GRUB for EFI from this live system installed (the payload ships none)")
     uuid = ctx.applied.uuids["boot"]
-    entries = [] if ctx.files.dry else bootloader.read_bls(boot)
-    ctx.files.write(bootloader.loader_dir(boot) / "grub.cfg", bootloader.grub_cfg(entries, uuid))
+    if mkconfig:
+        mkconfig_menu(ctx, boot)
+    else:
+        entries = [] if ctx.files.dry else bootloader.read_bls(boot)
+        ctx.files.write(bootloader.loader_dir(boot) / "grub.cfg", bootloader.grub_cfg(entries, uuid))
     ctx.files.write(bootloader.grub_dir(boot) / "grub.cfg", bootloader.stub_cfg(uuid))
-    if not _tree_ships(ctx, bootloader.MKCONFIG, "grub-mkconfig with ostree's 15_ostree (else the menu is "
-                                                 "written once)"):
+    if not mkconfig:
         ctx.progress("bootloader", "boot menu written once: the payload cannot rewrite it (no grub-mkconfig "
                                    "with ostree's 15_ostree)")
         return
     ctx.runner.run(["ostree", "config", f"--repo={deploy.repo_of(ctx.sysroot)}", "set", "sysroot.bootloader",
                     "grub2"])
-    ctx.progress("bootloader", "boot menu written; ostree rewrites it at every deployment change")
+    ctx.progress("bootloader", "boot menu written by the payload's grub-mkconfig; ostree runs it again at every "
+                               "deployment change")
+
+
+MAX_MENU = 4 << 20
+
+
+def mkconfig_menu(ctx: Context, boot: Path) -> None:
+    """The first menu from the deployment's grub-mkconfig, run as ostree runs it later (its binds made by the
+    caller, and the physical sysroot at /sysroot: 15_ostree reads /ostree, a link into it, and without it writes
+    no entry). Written under a partial name, checked to boot the new deployment, then renamed into place."""
+    assert ctx.deployment is not None and ctx.mounts is not None
+    ctx.mounts.bind(ctx.sysroot, ctx.deployment / "sysroot")
+    version = "<N>" if ctx.files.dry else bootloader.boot_version(boot)
+    if version is None:
+        raise InstallFailure("ostree's /boot/loader is not a link to loader.0 or loader.1: no boot menu written")
+    ctx.runner.run(bootloader.mkconfig_command(ctx.deployment, version))
+    partial = boot / f"loader.{version}" / bootloader.MENU_PARTIAL
+    if ctx.files.dry:
+        ctx.files.note(f"check that {partial} boots the new deployment (an ostree= argument that leads to it)")
+    else:
+        try:
+            menu = read_bounded(partial, MAX_MENU, follow_symlinks=False).decode(errors="replace")
+        except BoundedReadError as exc:
+            raise InstallFailure(f"the payload's grub-mkconfig wrote no readable menu: {exc}") from None
+        if ctx.deployment.resolve() not in bootloader.menu_deployments(menu, ctx.sysroot):
+            raise InstallFailure(f"the menu the payload's grub-mkconfig wrote ({partial}) has no entry that boots "
+                                 f"the new deployment {ctx.deployment.name}: nothing boots",
+                                 hint="the payload's /etc/grub.d/15_ostree wrote no entry (is ostree-boot's "
+                                      "15_ostree there and executable?)")
+    ctx.files.rename(partial, boot / f"loader.{version}" / "grub.cfg")
 
 
 def finish(ctx: Context) -> None:

@@ -70,6 +70,19 @@ class TargetFiles:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
 
+    def rename(self, source: Path, target: Path) -> None:
+        """Put ``source`` (written and checked under a partial name) in place of ``target`` in one step, on disk
+        first: a reader sees the old file or the whole new one, never a half-written one."""
+        if self.dry:
+            self.show(f"rename {source} to {target}")
+            return
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(source, target)
+
     def note(self, what: str) -> None:
         """A step that is neither a command nor a write (shown in a dry run only)."""
         if self.dry:

@@ -277,13 +277,18 @@ def test_the_installed_disk_boots_upgrades_and_rolls_back(workdir):
                 machine.send_line("mokutil --sb-state; echo SB-STATE-DONE")
                 state = machine.expect(r"SecureBoot (\w+)[\s\S]*SB-STATE-DONE", 60, "Secure Boot state from inside")
                 assert state.group(1) == "enabled", state.group(0)
-                # The upgrade from the host's remote (the network may still be coming up: a few tries).
-                machine.send_line(as_root("ok=no; for i in 1 2 3 4 5 6; do ostree admin upgrade && { ok=yes; break; }; "
+                # The menu this boot came from is the payload's grub-mkconfig's (its 15_ostree section, one entry),
+                # as every later one is. Then the upgrade from the host's remote (the network may still be coming
+                # up: a few tries).
+                machine.send_line(as_root("m=/boot/loader/grub.cfg; first=$(grep -c "
+                                          "'^### BEGIN /etc/grub.d/15_ostree ###' $m)/$(grep -c ostree= $m); "
+                                          "ok=no; for i in 1 2 3 4 5 6; do ostree admin upgrade && { ok=yes; break; }; "
                                           "sleep 10; done; ostree admin status; "
-                                          "echo UPGRADE=$ok MENU=$(grep -c ostree= /boot/loader/grub.cfg)"))
-                found = machine.expect(r"UPGRADE=(\w+) MENU=(\d+)", 900, "ostree admin upgrade")
+                                          "echo FIRST=$first UPGRADE=$ok MENU=$(grep -c ostree= $m)"))
+                found = machine.expect(r"FIRST=(\S+) UPGRADE=(\w+) MENU=(\d+)", 900, "ostree admin upgrade")
+                assert found.group(1) == "1/1", machine.console[-3000:]
                 # Both deployments in the menu that ostree wrote (grub-mkconfig with 15_ostree).
-                assert found.group(1) == "yes" and found.group(2) == "2", machine.console[-3000:]
+                assert found.group(2) == "yes" and found.group(3) == "2", machine.console[-3000:]
                 reboot(machine, "reboot after the upgrade")
             with boot_again(image, workdir, stages, "new deployment booted") as (machine, new):
                 assert new.group(3) == "2" and new.group(2).startswith(second), new.group(0)

@@ -16,6 +16,7 @@ import stat
 import sys
 from pathlib import Path
 
+from .cli_run import require_terminal
 from .core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, InstallFailure, PhyllomeError, UserError
 from .core.facts import VM_STORE
 from .core.files import BoundedReadError, check_writable_target, file_kind
@@ -64,10 +65,11 @@ def vm_request(vm, store: Path):
     """[firstboot.vm] as the VM engine's request (sizes parsed)."""
     from .answers import parse_size
 
-    return validated_request({"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
-                    "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
-                    "gpu": vm.gpu, "gpu_address": vm.gpu_address, "vmm": vm.vmm, "tpm": vm.tpm,
-                    "iso": iso_file(vm.iso, "firstboot.vm.iso ="), "store": store_dir(store)}, "firstboot.vm.")
+    fields = {"name": vm.name, "memory": parse_size(vm.memory) if vm.memory else None, "cpus": vm.vcpus,
+              "disk_size": parse_size(vm.disk_size) if vm.disk_size else None, "disk_format": vm.disk_format,
+              "gpu": vm.gpu, "gpu_address": vm.gpu_address, "vmm": vm.vmm, "tpm": vm.tpm,
+              "iso": iso_file(vm.iso, "firstboot.vm.iso ="), "store": store_dir(store)}
+    return validated_request(fields, "firstboot.vm.")
 
 
 def _session(args: argparse.Namespace):
@@ -176,7 +178,6 @@ def _report(root: Path, ok: bool, detail: str) -> None:
 def cmd_screens(args: argparse.Namespace, config=None) -> int:
     """``phyllome-firstboot``: the first-boot screens on this terminal."""
     from .answers import load_firstboot
-    from .cli_run import require_terminal
 
     require_terminal("run it on a console, or unattended with `phyllome-firstboot run --unattended`")
 
@@ -346,10 +347,11 @@ def size_arg(text: str) -> int:
 
 def _vm_request(args: argparse.Namespace, **values):
     """The user's VM choices as a validated request (bad values: exit 2, nothing touched)."""
-    return validated_request({"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
-                    "disk_format": args.disk_format, "gpu": args.gpu, "gpu_address": args.gpu_address,
-                    "vmm": args.vmm, "tpm": args.tpm, "iso": iso_file(args.iso), "store": store_dir(args.store),
-                    "serial_log": os.path.abspath(args.serial_log) if args.serial_log else None} | values)
+    fields = {"name": args.name, "memory": args.memory, "cpus": args.cpus, "disk_size": args.disk_size,
+              "disk_format": args.disk_format, "gpu": args.gpu, "gpu_address": args.gpu_address, "vmm": args.vmm,
+              "tpm": args.tpm, "iso": iso_file(args.iso), "store": store_dir(args.store),
+              "serial_log": os.path.abspath(args.serial_log) if args.serial_log else None}
+    return validated_request(fields | values)
 
 
 def _vm_planned(args: argparse.Namespace, request):

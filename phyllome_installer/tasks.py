@@ -261,7 +261,8 @@ def mkconfig_menu(ctx: Context, boot: Path) -> None:
     if version is None:
         raise InstallFailure("ostree's /boot/loader is not a link to loader.0 or loader.1: no boot menu written")
     ctx.runner.run(bootloader.mkconfig_command(ctx.deployment, version))
-    partial = boot / f"loader.{version}" / bootloader.MENU_PARTIAL
+    loader = boot / f"loader.{version}"
+    partial = loader / bootloader.MENU_PARTIAL
     if ctx.files.dry:
         ctx.files.note(f"check that {partial} boots the new deployment (an ostree= argument that leads to it)")
     else:
@@ -274,7 +275,7 @@ def mkconfig_menu(ctx: Context, boot: Path) -> None:
                                  f"the new deployment {ctx.deployment.name}: nothing boots",
                                  hint="the payload's /etc/grub.d/15_ostree wrote no entry (is ostree-boot's "
                                       "15_ostree there and executable?)")
-    ctx.files.rename(partial, boot / f"loader.{version}" / "grub.cfg")
+    ctx.files.rename(partial, loader / "grub.cfg")
 
 
 def finish(ctx: Context) -> None:

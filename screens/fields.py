@@ -1,6 +1,6 @@
 """The form widgets both apps draw in the console theme's way (screens/console.py): the progress bar, the tick box
-and the text field. Apart from the theme itself, so the first screen, which has none of them, never loads Textual's
-Input, Checkbox and ProgressBar before it is painted."""
+and the text field. Apart from the theme itself, so the first screen, which has none of them, does not load
+Textual's Checkbox and ProgressBar before it is painted (Input comes with Textual's App anyway)."""
 
 from __future__ import annotations
 

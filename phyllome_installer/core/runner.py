@@ -35,6 +35,8 @@ log = logging.getLogger("phyllome.run")
 LineCallback = Callable[[str, str], None]
 
 OUTPUT_TAIL_LINES = 20
+AFTER_EXIT = 10.0
+"""Seconds a command's output is still read after it ended, and a killed command is waited for."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,19 @@ class SubprocessRunner(_LoggingRunner):
     ``stop``: when a stop is requested (a signal), no new command starts, and the running one is terminated (its
     whole process group: SIGTERM, then SIGKILL after :data:`TERMINATE_GRACE` seconds); :class:`Interrupted` is
     raised. Commands run inside ``stop.shielded()`` (cleanup) are neither refused nor terminated.
+
+    Every wait is bounded once the command ended or was killed: a process it started in another session (a
+    daemon) may keep its output open, and a process stuck in the kernel (a hung device, a vCPU that never leaves
+    the hypervisor) survives SIGKILL. After ``after_exit`` seconds such output is no longer waited for, and such a
+    process is left behind, said in the log: the caller goes on.
     """
 
     def __init__(self, redactor: Redactor = REDACTOR, *, base_env: Mapping[str, str] | None = None,
-                 stop: Stop | None = None) -> None:
+                 stop: Stop | None = None, after_exit: float = AFTER_EXIT) -> None:
         super().__init__(redactor)
         self.base_env = dict(base_env) if base_env is not None else None
         self.stop = stop
+        self.after_exit = after_exit
 
     def run(
         self,
@@ -194,8 +202,12 @@ class SubprocessRunner(_LoggingRunner):
             except BrokenPipeError:
                 pass
         returncode, stopped = self._wait(proc, timeout, buffers["stderr"])
+        deadline = time.monotonic() + self.after_exit
         for reader in readers:
-            reader.join()
+            reader.join(timeout=max(deadline - time.monotonic(), 0))
+        if any(reader.is_alive() for reader in readers):
+            log.warning("%s ended, but a process it started keeps its output open: not waited for",
+                        program(args))
         if stopped:
             log.warning("terminated: %s", display(args, self.redactor))
             raise Interrupted(f"interrupted ({self.stop.reason if self.stop else 'stop'}) while running "
@@ -219,12 +231,21 @@ class SubprocessRunner(_LoggingRunner):
                 pass
             if self.stop is not None and self.stop.requested:
                 _terminate(proc)
-                return proc.wait(), True
+                return self._reap(proc), True
             if deadline is not None and time.monotonic() >= deadline:
                 _terminate(proc, grace=0)
                 stderr.append(f"timed out after {timeout} s\n")
-                proc.wait()
+                self._reap(proc)
                 return 124, False
+
+    def _reap(self, proc: subprocess.Popen) -> int:
+        """The exit code of a killed command; -9 when it survives SIGKILL for ``after_exit`` s (left behind)."""
+        try:
+            return proc.wait(timeout=self.after_exit)
+        except subprocess.TimeoutExpired:
+            log.warning("process %d survived SIGKILL for %g s (stuck in the kernel): left behind", proc.pid,
+                        self.after_exit)
+            return -signal.SIGKILL
 
     def _pump(self, stream: TextIO, name: str, buffer: list[str], on_line: LineCallback | None,
               hidden: bool) -> None:
@@ -243,19 +264,22 @@ TERMINATE_GRACE = 5.0
 
 
 def _terminate(proc: subprocess.Popen, grace: float = TERMINATE_GRACE) -> None:
-    """SIGTERM to the command's process group (it runs in its own session), SIGKILL if it is still there."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-        if grace == 0 and sig == signal.SIGTERM:
-            continue
+    """SIGTERM to the command's process group (it runs in its own session), then SIGKILL if it is still there
+    after ``grace`` seconds (at once when 0). The caller reaps it (:meth:`SubprocessRunner._reap`, bounded)."""
+    if grace:
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=wait)
+            proc.wait(timeout=grace)
             return
         except subprocess.TimeoutExpired:
-            continue
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class DryRunRunner(_LoggingRunner):

@@ -37,6 +37,24 @@ def test_timeout_kills_the_command(install_log, redactor):
     assert result.returncode == 124
 
 
+@pytest.mark.parametrize("timeout", [None, 0.5], ids=["ended", "timed-out"])
+def test_a_daemon_holding_the_output_open_is_not_waited_for(install_log, redactor, tmp_path, timeout):
+    """A command whose child left its session (setsid) with stdout open: the run ends while that child lives, with
+    the output read until then, and says so in the log (before, the reads waited for the child: here 300 s)."""
+    pidfile = tmp_path / "daemon.pid"
+    script = (f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 300' & while [ ! -s {pidfile} ]; do sleep 0.05; done; "
+              f"echo started; sleep {30 if timeout else 0}")
+    try:
+        result = SubprocessRunner(redactor, after_exit=0.5).run(["sh", "-c", script], check=False, timeout=timeout)
+        os.kill(int(pidfile.read_text()), 0)  # still there: the run did not wait for it
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), 9)
+    assert result.returncode == (124 if timeout else 0)
+    assert result.stdout == "started\n"
+    assert "keeps its output open: not waited for" in install_log[0].path.read_text()
+
+
 def test_lines_are_streamed_to_the_callback(install_log, redactor):
     seen = []
     SubprocessRunner(redactor).run(["printf", "a\\nb\\n"], on_line=lambda line, stream: seen.append(line))

@@ -8,12 +8,15 @@ screen.
 * stages: `expect(regex, timeout, stage)` waits for the console to show something; on a timeout, or when QEMU
   ends first, `StageFailed` names the stage and carries the end of the serial console.
 
-KVM is never used (it does not work on these machines, DESIGN.md section 4).
+KVM is never used (it does not work on these machines, DESIGN.md section 4). TCG's `max` CPU offers AMD-V, and
+`svm=off` leaves the guest's kernel without its virtio disk (seen: the root never appears), so the guests that
+install or boot a Phyllome host keep their kernel from using it instead: GUEST_KERNEL_ARGS.
 """
 
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import re
 import shutil
@@ -23,6 +26,13 @@ import threading
 import time
 from pathlib import Path
 
+GUEST_KERNEL_ARGS = '["console=ttyS0,115200", "module_blacklist=kvm_amd,kvm_intel"]'
+"""The installed host's kernel arguments in the boot and iso tiers' answer files (TOML): the serial console, and no
+KVM. With kvm_amd loaded, each first boot ran its KVM probe as a guest nested in TCG's emulated SVM, a guest that
+never ran (each probe waited out its 5 s, three times a boot). In CI a first boot once made no progress for 900 s;
+its log stayed in the guest, so the cause was not seen, and nested SVM under TCG was the one part of that boot
+nothing else exercises: it was taken out. A host whose /dev/kvm cannot run a guest is tested on this machine
+itself (tests/unit/test_kvm_probe.py)."""
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 OVMF_CODE_SB = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
@@ -38,6 +48,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 class StageFailed(AssertionError):
     def __init__(self, stage: str, why: str, console: str) -> None:
         self.stage = stage
+        self.why = why
         self.console = console
         super().__init__(f"boot stage '{stage}' failed: {why}\n--- end of the serial console ---\n"
                          f"{console[-TAIL:]}\n--- end ---")
@@ -299,6 +310,25 @@ class UefiMachine:
                 self._swtpm.terminate()
             self._swtpm.wait(timeout=30)
         return rc
+
+    def root_file(self, path: str, limit: int = 6000) -> str:
+        """The end of a file on the disk's ext4 root partition (GPT name "root"), read with debugfs from the image:
+        what the guest had written back by then. For a failure's report, when the console cannot say why (a service
+        that writes only to tty1); F2FS, an overlay or a qcow2 disk say that they cannot be read here."""
+        if self.snapshot or self.disk_format != "raw":
+            return f"({path}: not readable here, the disk's writes are not in {self.disk})"
+        table = json.loads(subprocess.run(["sfdisk", "--json", str(self.disk)], capture_output=True, text=True,
+                                          check=False, timeout=30).stdout or "{}")
+        sector = table.get("partitiontable", {}).get("sectorsize", 512)
+        starts = [part["start"] for part in table.get("partitiontable", {}).get("partitions", [])
+                  if part.get("name") == "root"]
+        if not starts:
+            return f"({path}: no partition named root on {self.disk})"
+        found = subprocess.run(["debugfs", "-R", f"cat {path}", f"{self.disk}?offset={starts[0] * sector}"],
+                               capture_output=True, text=True, errors="replace", check=False, timeout=60)
+        if found.returncode != 0 or not found.stdout:
+            return f"({path}: not read: {found.stderr.strip()[-300:]})"
+        return found.stdout[-limit:]
 
     def timings(self) -> str:
         return ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.stages)

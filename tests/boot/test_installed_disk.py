@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.harness import OVMF_CODE, UefiMachine
+from tests.boot.harness import GUEST_KERNEL_ARGS, OVMF_CODE, StageFailed, UefiMachine
 
 pytestmark = [
     pytest.mark.boot,
@@ -52,7 +52,7 @@ ref = "{ref}"
 {upgrade}
 [host]
 hostname = "phyllome-boot"
-kernel_args = ["console=ttyS0,115200"]
+kernel_args = """ + GUEST_KERNEL_ARGS + """
 [[users]]
 name = "admin"
 password = "{password}"
@@ -121,7 +121,12 @@ def skip_unlock(machine) -> None:
 
 def login(machine) -> None:
     """The unattended first boot (the marker removed, its result saved), then the admin's shell."""
-    machine.expect(r"login: ", 900, "unattended first boot -> login prompt")
+    try:
+        machine.expect(r"login: ", 900, "unattended first boot -> login prompt")
+    except StageFailed as exc:  # the first boot writes to tty1 only: its log, from the disk, says where it is
+        log = machine.root_file("/ostree/deploy/phyllome/var/log/phyllome/firstboot-run.log")
+        raise StageFailed(exc.stage, f"{exc.why}\n--- the first boot's log, from the disk ---\n"
+                                     f"{log}", exc.console) from None
     machine.answer(r"Password: ", "admin", 100, "password prompt")
     machine.send_line(PASSWORD)
     machine.expect(r"\$ ", 120, "shell")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.harness import StageFailed, UefiMachine
+from tests.boot.harness import GUEST_KERNEL_ARGS, StageFailed, UefiMachine
 from tests.iso.harness import LiveMachine
 
 pytestmark = [pytest.mark.iso, pytest.mark.root]
@@ -122,7 +122,7 @@ repo = "/run/install/repo"
 ref = "phyllome/x86_64/host"
 [host]
 hostname = "phyllome-iso"
-kernel_args = ["console=ttyS0,115200"]
+kernel_args = """ + GUEST_KERNEL_ARGS + """
 [[users]]
 name = "admin"
 password = "{password}"

@@ -341,8 +341,7 @@ def write_project_layer(layer: Path, site_packages: str) -> None:
     bin_dir = layer / "usr/bin"
     bin_dir.mkdir(parents=True)
     for command, function in COMMANDS.items():
-        (bin_dir / command).write_text(f"#!/{VENV}/bin/python3\nimport sys\n\n"
-                                       f"from phyllome_installer.cli import {function}\n\nsys.exit({function}())\n")
+        (bin_dir / command).write_text(command_script(f"/{VENV}", function))
         (bin_dir / command).chmod(0o755)
     # HOOK (project units): the first-boot and unlock units (package data in phyllome_installer/data/systemd/),
     # installed and enabled the one way (phyllome_installer/units.py: systemctl --root), their links moved with /etc
@@ -357,6 +356,13 @@ def write_project_layer(layer: Path, site_packages: str) -> None:
     for path in [layer, *layer.rglob("*")]:
         if path.is_dir() and not path.is_symlink():
             path.chmod(0o755)
+
+
+def command_script(venv: str, function: str) -> str:
+    """One of COMMANDS as the payload installs it: the venv's interpreter runs the function, nothing else first
+    (a pip entry-point script adds an import of re)."""
+    return (f"#!{venv}/bin/python3\nimport sys\n\nfrom phyllome_installer.cli import {function}\n\n"
+            f"sys.exit({function}())\n")
 
 
 def build(cache: Path = CACHE) -> Payload:

@@ -9,6 +9,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -17,7 +18,7 @@ import struct
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,13 +73,60 @@ def _event_loop() -> None:
         _loop_started = True
 
 
-def connect(uri: str):
+ANSWER_DEADLINE = 300.0
+"""Seconds libvirt has to open a connection, and to give the host's facts (its first capabilities make libvirtd
+start QEMU to learn what it can do: seconds on a slow machine, under a minute emulated)."""
+
+
+class NoAnswer(InstallFailure):
+    """libvirt did not answer in time; the call still waits in its thread."""
+
+
+@contextlib.contextmanager
+def held(conn) -> Iterator:
+    """``conn``, closed at the end, unless a call on it went unanswered (:class:`NoAnswer`): that call still uses
+    it in its thread, and closing it under the call would free what the call reads. It goes with the process."""
+    try:
+        yield conn
+    except NoAnswer:
+        raise
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+
+
+def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADLINE):
+    """``call()``'s result, or InstallFailure when libvirt has not answered within ``deadline`` s. libvirt's calls
+    wait for their reply however long it takes: a daemon stuck on its side would hold the first boot's screen (or
+    an unattended first boot, before any login) forever. The call goes on in a daemon thread, abandoned."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # given to the caller, in its thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name=f"libvirt: {what}")
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        raise NoAnswer(f"libvirt at {uri} did not answer within {deadline:g} s ({what})",
+                             hint="is libvirtd (or virtqemud) stuck? See `journalctl -u libvirtd`; nothing was "
+                                  "created, and the first boot can run again")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def connect(uri: str, deadline: float = ANSWER_DEADLINE):
     libvirt = _libvirt()
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors come back as exceptions, not on stderr
     if "embed" in uri:
         _event_loop()
     try:
-        return libvirt.open(uri)
+        return answered(lambda: libvirt.open(uri), "opening the connection", uri, deadline)
     except libvirt.libvirtError as exc:
         raise InstallFailure(f"cannot connect to libvirt at {uri}: {exc.get_error_message()}",
                              hint="is libvirtd (or virtqemud) running?") from exc

@@ -83,39 +83,36 @@ def build(request: Request, os_id: str | None, *, catalogue: Catalogue, host: Ho
 
 def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: bool, root: Path = Path("/"),
            on_step=None):
-    from .libvirt_backend import Backend, connect, probe
+    from .libvirt_backend import Backend, answered, connect, held, probe
 
-    if planned.spec.vmm == "cloud-hypervisor":
+    try:
+        conn = connect(uri)
+    except InstallFailure as exc:
+        if planned.spec.vmm != "cloud-hypervisor":
+            raise
         from .vm_ch import connect_refusal
 
-        try:
-            conn = connect(uri)
-        except InstallFailure as exc:
-            raise connect_refusal(uri, exc) from exc
-    else:
-        conn = connect(uri)
-    try:
+        raise connect_refusal(uri, exc) from exc
+    with held(conn):
         if planned.spec.vmm == "cloud-hypervisor":
             from .vm_ch import require_ch_driver
 
             require_ch_driver(conn, uri)
             host = planned.host
         else:
-            host = probe(conn, root)
+            host = answered(lambda: probe(conn, root), "the host's capabilities", uri)
         return Backend(conn, runner, root=root).create(planned.spec, dry_run=dry_run, start=start, host=host,
                                                        on_step=on_step)
-    finally:
-        conn.close()
 
 
-def host_facts(uri: str, root: Path = Path("/")) -> HostFacts:
-    from .libvirt_backend import connect, probe
+def host_facts(uri: str, root: Path = Path("/"), deadline: float | None = None) -> HostFacts:
+    """The host's facts from libvirt at ``uri``; each of connecting and asking within ``deadline`` s (None: the
+    backend's :data:`~.libvirt_backend.ANSWER_DEADLINE`), else InstallFailure."""
+    from .libvirt_backend import ANSWER_DEADLINE, answered, connect, held, probe
 
-    conn = connect(uri)
-    try:
-        return probe(conn, root)
-    finally:
-        conn.close()
+    deadline = ANSWER_DEADLINE if deadline is None else deadline
+    with held(connect(uri, deadline)) as conn:
+        return answered(lambda: probe(conn, root), "the host's capabilities", uri, deadline)
 
 
 def finish_first_boot(root: Path) -> bool:

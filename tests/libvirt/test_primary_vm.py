@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -274,3 +276,67 @@ def test_sigterm_during_the_dry_run_leaves_nothing_defined(cli_root, store):
     assert proc.returncode in (0, 130), err
     assert _virsh(uri, env, "list", "--all", "--name").split() == []
     assert embed.qemu_pids(root) == [] and os.listdir(store) == []
+
+
+@pytest.fixture
+def silent_daemon(tmp_path):
+    """A libvirtd socket that accepts connections and never answers: a daemon stuck on its side."""
+    path = tmp_path / "libvirt-sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    accepted = []
+    stop = False
+
+    def accept() -> None:
+        while not stop:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"qemu+unix:///system?socket={path}", accepted
+    stop = True
+    for conn in accepted:  # the abandoned calls get their end of file and finish
+        conn.close()
+    server.close()
+
+
+def test_a_libvirt_that_never_answers_is_a_failure_not_a_hang(silent_daemon, tmp_path):
+    """Connecting and asking for the host's facts each have a deadline: the first boot says libvirt did not answer
+    (and where to look) instead of waiting forever on its screen. A real libvirt client against a socket that
+    accepts and stays silent."""
+    from firstboot.primary import host_facts
+
+    uri, accepted = silent_daemon
+    with pytest.raises(InstallFailure) as caught:
+        host_facts(uri, tmp_path, deadline=1)
+    assert accepted, "the client never reached the socket: the deadline proved nothing"
+    assert "did not answer within 1 s (opening the connection)" in str(caught.value)
+    assert "journalctl -u libvirtd" in caught.value.hint
+
+
+def test_an_unanswered_call_is_abandoned_with_its_connection_open():
+    """A call past its deadline raises NoAnswer and leaves its connection open (closing it under the waiting call
+    would free what the call reads); any other failure closes it."""
+    closed = []
+
+    class Conn:
+        def close(self):
+            closed.append(True)
+
+    def refuse():
+        raise InstallFailure("refused")
+
+    release = threading.Event()
+    with pytest.raises(lb.NoAnswer), lb.held(Conn()):
+        lb.answered(release.wait, "waiting", "test:///x", deadline=0.2)
+    release.set()
+    assert closed == []
+    with pytest.raises(InstallFailure), lb.held(Conn()):
+        lb.answered(refuse, "refusing", "test:///x")
+    assert closed == [True]
+    with lb.held(Conn()):
+        assert lb.answered(lambda: 42, "answering", "test:///x") == 42
+    assert closed == [True, True]

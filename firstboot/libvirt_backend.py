@@ -97,7 +97,7 @@ def held(conn) -> Iterator:
 
 
 def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADLINE):
-    """``call()``'s result, or InstallFailure when libvirt has not answered within ``deadline`` s. libvirt's calls
+    """``call()``'s result, or :class:`NoAnswer` when libvirt has not answered within ``deadline`` s. libvirt's calls
     wait for their reply however long it takes: a daemon stuck on its side would hold the first boot's screen (or
     an unattended first boot, before any login) forever. The call goes on in a daemon thread, abandoned."""
     outcome: dict = {}
@@ -113,8 +113,8 @@ def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADL
     worker.join(deadline)
     if worker.is_alive():
         raise NoAnswer(f"libvirt at {uri} did not answer within {deadline:g} s ({what})",
-                             hint="is libvirtd (or virtqemud) stuck? See `journalctl -u libvirtd`; nothing was "
-                                  "created, and the first boot can run again")
+                       hint="is libvirtd (or virtqemud) stuck? See `journalctl -u libvirtd`; nothing was created, "
+                            "and the first boot can run again")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

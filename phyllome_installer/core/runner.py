@@ -187,10 +187,13 @@ class SubprocessRunner(_LoggingRunner):
             result = CommandResult(args, 127, "", f"cannot run {args[0]}: {exc.strerror}")
             return self._finish(result, check)
         buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        detached = threading.Event()
+        """Set when the run stops waiting for its output: what still comes is read (a writer never blocks on a full
+        pipe) and dropped, never logged or passed on after the run returned."""
         readers = [
             threading.Thread(target=self._pump, daemon=True,
                              args=(stream, name, buffers[name], None if secret_output and name == "stdout" else on_line,
-                                   secret_output and name == "stdout"))
+                                   secret_output and name == "stdout", detached))
             for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))
         ]
         for reader in readers:
@@ -206,13 +209,15 @@ class SubprocessRunner(_LoggingRunner):
         for reader in readers:
             reader.join(timeout=max(deadline - time.monotonic(), 0))
         if any(reader.is_alive() for reader in readers):
-            log.warning("%s ended, but a process it started keeps its output open: not waited for",
-                        program(args))
+            detached.set()
+            holder = "it is still running" if proc.poll() is None else "a process it started keeps it open"
+            log.warning("%s: its output is no longer waited for (%s)", program(args), holder)
+        output = {name: "".join(buffer) for name, buffer in buffers.items()}
         if stopped:
             log.warning("terminated: %s", display(args, self.redactor))
             raise Interrupted(f"interrupted ({self.stop.reason if self.stop else 'stop'}) while running "
                               f"{program(args)}")  # the whole command line is in the log, above
-        result = CommandResult(args, returncode, "".join(buffers["stdout"]), "".join(buffers["stderr"]))
+        result = CommandResult(args, returncode, output["stdout"], output["stderr"])
         if secret_output:
             log.debug("  out| (%d characters, not logged)", len(result.stdout))
         return self._finish(result, check)
@@ -248,8 +253,10 @@ class SubprocessRunner(_LoggingRunner):
             return -signal.SIGKILL
 
     def _pump(self, stream: TextIO, name: str, buffer: list[str], on_line: LineCallback | None,
-              hidden: bool) -> None:
+              hidden: bool, detached: threading.Event) -> None:
         for line in stream:
+            if detached.is_set():
+                continue
             buffer.append(line)
             if hidden:
                 continue

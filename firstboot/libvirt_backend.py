@@ -82,24 +82,26 @@ class NoAnswer(InstallFailure):
     """libvirt did not answer in time; the call still waits in its thread."""
 
 
+_busy: set[int] = set()
+"""The connections (by id) a call is still using in its thread, answered or not."""
+
+
 @contextlib.contextmanager
 def held(conn) -> Iterator:
-    """``conn``, closed at the end, unless a call on it went unanswered (:class:`NoAnswer`): that call still uses
-    it in its thread, and closing it under the call would free what the call reads. It goes with the process."""
+    """``conn``, closed at the end, unless a call on it is still running in its thread (unanswered, or its wait
+    interrupted): closing it under the call would free what the call reads. Such a one goes with the process."""
     try:
         yield conn
-    except NoAnswer:
-        raise
-    except BaseException:
-        conn.close()
-        raise
-    conn.close()
+    finally:
+        if id(conn) not in _busy:
+            conn.close()
 
 
-def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADLINE):
+def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADLINE, *, on=None):
     """``call()``'s result, or :class:`NoAnswer` when libvirt has not answered within ``deadline`` s. libvirt's calls
     wait for their reply however long it takes: a daemon stuck on its side would hold the first boot's screen (or
-    an unattended first boot, before any login) forever. The call goes on in a daemon thread, abandoned."""
+    an unattended first boot, before any login) forever. The call goes on in a daemon thread, abandoned; ``on``, the
+    connection it uses, is marked busy until it returns (:func:`held` leaves it open)."""
     outcome: dict = {}
 
     def run() -> None:
@@ -107,7 +109,11 @@ def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADL
             outcome["value"] = call()
         except BaseException as exc:  # given to the caller, in its thread
             outcome["error"] = exc
+        finally:
+            _busy.discard(id(on))
 
+    if on is not None:
+        _busy.add(id(on))
     worker = threading.Thread(target=run, daemon=True, name=f"libvirt: {what}")
     worker.start()
     worker.join(deadline)

@@ -82,11 +82,16 @@ def build(request: Request, os_id: str | None, *, catalogue: Catalogue, host: Ho
 
 
 def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: bool, root: Path = Path("/"),
-           on_step=None):
-    from .libvirt_backend import Backend, answered, connect, held, probe
+           on_step=None, deadline: float | None = None):
+    """The planned VM created (or only dry-run) through libvirt at ``uri``; connecting and the host's facts each
+    within ``deadline`` s (None: :data:`~.libvirt_backend.ANSWER_DEADLINE`), else NoAnswer and nothing created."""
+    from .libvirt_backend import ANSWER_DEADLINE, Backend, NoAnswer, answered, connect, held, probe
 
+    deadline = ANSWER_DEADLINE if deadline is None else deadline
     try:
-        conn = connect(uri)
+        conn = connect(uri, deadline)
+    except NoAnswer:
+        raise  # a libvirt that does not answer, whatever the VMM: not a missing driver
     except InstallFailure as exc:
         if planned.spec.vmm != "cloud-hypervisor":
             raise
@@ -97,10 +102,10 @@ def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: 
         if planned.spec.vmm == "cloud-hypervisor":
             from .vm_ch import require_ch_driver
 
-            require_ch_driver(conn, uri)
+            answered(lambda: require_ch_driver(conn, uri), "its hypervisor driver", uri, deadline, on=conn)
             host = planned.host
         else:
-            host = answered(lambda: probe(conn, root), "the host's capabilities", uri)
+            host = answered(lambda: probe(conn, root), "the host's capabilities", uri, deadline, on=conn)
         return Backend(conn, runner, root=root).create(planned.spec, dry_run=dry_run, start=start, host=host,
                                                        on_step=on_step)
 
@@ -112,7 +117,7 @@ def host_facts(uri: str, root: Path = Path("/"), deadline: float | None = None) 
 
     deadline = ANSWER_DEADLINE if deadline is None else deadline
     with held(connect(uri, deadline)) as conn:
-        return answered(lambda: probe(conn, root), "the host's capabilities", uri, deadline)
+        return answered(lambda: probe(conn, root), "the host's capabilities", uri, deadline, on=conn)
 
 
 def finish_first_boot(root: Path) -> bool:

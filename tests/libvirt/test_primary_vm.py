@@ -135,16 +135,21 @@ def test_pool_volume_and_default_network_on_libvirt_test_driver(tmp_path):
         conn.close()
 
 
-def test_cloud_hypervisor_create_refuses_cleanly_without_the_ch_driver(catalogue, store):
+@pytest.fixture
+def ch_planned(catalogue, store) -> Planned:
+    """A Cloud Hypervisor VM planned from saved libvirt capabilities, on a machine with an isolated GPU."""
     from firstboot.host import parse
 
     host = parse((DATA / "libvirt/capabilities.xml").read_text(), (DATA / "libvirt/domcaps-qemu-q35.xml").read_text(),
                  libvirt_version=9000000, domain_type="qemu")
     request = Request(store=str(store), vmm="cloud-hypervisor", gpu="vfio-pci", disk_format="raw")
     amd = Machine(DATA / "machines/amd-desktop-isolated-dgpu")
-    planned = build(request, "fedora37", catalogue=catalogue, host=host, machine=amd)
+    return build(request, "fedora37", catalogue=catalogue, host=host, machine=amd)
+
+
+def test_cloud_hypervisor_create_refuses_cleanly_without_the_ch_driver(ch_planned, store):
     with pytest.raises(InstallFailure, match="Cloud Hypervisor driver is not available"):
-        create(planned, "ch:///system", SubprocessRunner(), dry_run=False, start=False)
+        create(ch_planned, "ch:///system", SubprocessRunner(), dry_run=False, start=False)
     assert os.listdir(store) == []
 
 
@@ -317,26 +322,52 @@ def test_a_libvirt_that_never_answers_is_a_failure_not_a_hang(silent_daemon, tmp
     assert "journalctl -u libvirtd" in caught.value.hint
 
 
-def test_an_unanswered_call_is_abandoned_with_its_connection_open():
-    """A call past its deadline raises NoAnswer and leaves its connection open (closing it under the waiting call
-    would free what the call reads); any other failure closes it."""
+def test_a_libvirt_that_never_answers_is_not_called_a_missing_driver(silent_daemon, ch_planned, store):
+    """Creating a Cloud Hypervisor VM: a libvirt that does not answer is said as such (with where to look), not
+    turned into "the Cloud Hypervisor driver is not available"; nothing is created."""
+    uri, _ = silent_daemon
+    with pytest.raises(lb.NoAnswer, match="did not answer within 1 s"):
+        create(ch_planned, uri, SubprocessRunner(), dry_run=False, start=False, deadline=1)
+    assert os.listdir(store) == []
+
+
+def test_a_connection_still_in_use_by_a_call_is_never_closed_under_it():
+    """A call past its deadline raises NoAnswer, and one whose wait is interrupted (a signal's exception) goes on in
+    its thread: either way its connection stays open (closing it under the call would free what the call reads).
+    A call that ended, answered or failed, has its connection closed."""
     closed = []
 
     class Conn:
         def close(self):
-            closed.append(True)
+            closed.append(self)
 
     def refuse():
         raise InstallFailure("refused")
 
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupt
+
     release = threading.Event()
-    with pytest.raises(lb.NoAnswer), lb.held(Conn()):
-        lb.answered(release.wait, "waiting", "test:///x", deadline=0.2)
-    release.set()
+    unanswered = Conn()
+    with pytest.raises(lb.NoAnswer), lb.held(unanswered) as conn:
+        lb.answered(release.wait, "waiting", "test:///x", deadline=0.2, on=conn)
+    interrupted = Conn()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupt), lb.held(interrupted) as conn:
+            lb.answered(release.wait, "waiting", "test:///x", deadline=30, on=conn)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     assert closed == []
-    with pytest.raises(InstallFailure), lb.held(Conn()):
-        lb.answered(refuse, "refusing", "test:///x")
-    assert closed == [True]
-    with lb.held(Conn()):
-        assert lb.answered(lambda: 42, "answering", "test:///x") == 42
-    assert closed == [True, True]
+    release.set()  # both calls return now, in their threads: nothing closes their connections after the fact
+    refused, fine = Conn(), Conn()
+    with pytest.raises(InstallFailure), lb.held(refused) as conn:
+        lb.answered(refuse, "refusing", "test:///x", on=conn)
+    with lb.held(fine) as conn:
+        assert lb.answered(lambda: 42, "answering", "test:///x", on=conn) == 42
+    assert closed == [refused, fine]

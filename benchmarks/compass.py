@@ -278,8 +278,8 @@ def shipped() -> Iterator[Path]:
         root = Path(tmp)
         wheel = payload_build.build_wheel(root / "wheel")
         venv = root / "venv"
-        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                       check=True)
+        # As payload/customize.sh makes it: with pip and setuptools, whose distutils-precedence.pth runs at every start.
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)], check=True)
         site = next((venv / "lib").glob("python3*/site-packages"))
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
                         "--no-index", "--target", str(site), str(wheel)], check=True, stdout=subprocess.DEVNULL)
@@ -295,8 +295,10 @@ def command_rows(runs: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp, shipped() as ship:
         floor = [sys.executable, "-c", "pass"]
         check = [str(ship / "phyllome-firstboot"), "check", "--json", "--save", f"{tmp}/hw.json", "--log", "/dev/null"]
-        if not json.loads(subprocess.run(check, capture_output=True, text=True, check=False).stdout or "{}"):
-            raise SystemExit(f"the shipped check printed no JSON: {' '.join(check)}")
+        try:
+            json.loads(subprocess.run(check, capture_output=True, text=True, check=False).stdout)
+        except ValueError:
+            raise SystemExit(f"the shipped check printed no JSON: {' '.join(check)}") from None
         measured = interleaved({
             "floor": floor,
             "probe": [tool, "probe", "--json", "--log", "/dev/null"],

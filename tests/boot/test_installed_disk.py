@@ -124,7 +124,10 @@ def login(machine) -> None:
     try:
         machine.expect(r"login: ", 900, "unattended first boot -> login prompt")
     except StageFailed as exc:  # the first boot writes to tty1 only: its log, from the disk, says where it is
-        log = machine.root_file("/ostree/deploy/phyllome/var/log/phyllome/firstboot-run.log")
+        try:
+            log = machine.root_file("/ostree/deploy/phyllome/var/log/phyllome/firstboot-run.log")
+        except Exception as error:  # the stage's failure is the report: a log that cannot be read never hides it
+            log = f"(not read: {type(error).__name__}: {error})"
         raise StageFailed(exc.stage, f"{exc.why}\n--- the first boot's log, from the disk ---\n"
                                      f"{log}", exc.console) from None
     machine.answer(r"Password: ", "admin", 100, "password prompt")

@@ -97,11 +97,13 @@ def held(conn) -> Iterator:
             conn.close()
 
 
-def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADLINE, *, on=None):
-    """``call()``'s result, or :class:`NoAnswer` when libvirt has not answered within ``deadline`` s. libvirt's calls
+def answered(call: Callable, what: str, uri: str, deadline: float | None = None, *, on=None):
+    """``call()``'s result, or :class:`NoAnswer` when libvirt has not answered within ``deadline`` s (None:
+    :data:`ANSWER_DEADLINE`). libvirt's calls
     wait for their reply however long it takes: a daemon stuck on its side would hold the first boot's screen (or
     an unattended first boot, before any login) forever. The call goes on in a daemon thread, abandoned; ``on``, the
     connection it uses, is marked busy until it returns (:func:`held` leaves it open)."""
+    deadline = ANSWER_DEADLINE if deadline is None else deadline
     outcome: dict = {}
 
     def run() -> None:
@@ -126,7 +128,7 @@ def answered(call: Callable, what: str, uri: str, deadline: float = ANSWER_DEADL
     return outcome["value"]
 
 
-def connect(uri: str, deadline: float = ANSWER_DEADLINE):
+def connect(uri: str, deadline: float | None = None):
     libvirt = _libvirt()
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors come back as exceptions, not on stderr
     if "embed" in uri:

@@ -85,9 +85,8 @@ def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: 
            on_step=None, deadline: float | None = None):
     """The planned VM created (or only dry-run) through libvirt at ``uri``; connecting and the host's facts each
     within ``deadline`` s (None: :data:`~.libvirt_backend.ANSWER_DEADLINE`), else NoAnswer and nothing created."""
-    from .libvirt_backend import ANSWER_DEADLINE, Backend, NoAnswer, answered, connect, held, probe
+    from .libvirt_backend import Backend, NoAnswer, answered, connect, held, probe
 
-    deadline = ANSWER_DEADLINE if deadline is None else deadline
     try:
         conn = connect(uri, deadline)
     except NoAnswer:
@@ -113,9 +112,8 @@ def create(planned: Planned, uri: str, runner: Runner, *, dry_run: bool, start: 
 def host_facts(uri: str, root: Path = Path("/"), deadline: float | None = None) -> HostFacts:
     """The host's facts from libvirt at ``uri``; each of connecting and asking within ``deadline`` s (None: the
     backend's :data:`~.libvirt_backend.ANSWER_DEADLINE`), else InstallFailure."""
-    from .libvirt_backend import ANSWER_DEADLINE, answered, connect, held, probe
+    from .libvirt_backend import answered, connect, held, probe
 
-    deadline = ANSWER_DEADLINE if deadline is None else deadline
     with held(connect(uri, deadline)) as conn:
         return answered(lambda: probe(conn, root), "the host's capabilities", uri, deadline, on=conn)
 

@@ -269,24 +269,18 @@ def install_rows(runs: int) -> list[Row]:
 
 @contextlib.contextmanager
 def shipped() -> Iterator[Path]:
-    """The project as the payload ships it, in a temporary directory: its wheel in a venv of Debian's python3 (with
-    the system's site-packages) and its commands as payload/build.py writes them. What a user runs; the checkout's
-    venv has an editable install, whose finder alone costs a command about 17 ms at every start."""
+    """The project as the payload ships it, in a temporary directory: a venv of Debian's python3 (with the system's
+    site-packages) and payload/build.py's own install_project (the wheel, its bytecode, the commands). What a user
+    runs; the checkout's venv has an editable install, whose finder alone costs a command about 17 ms a start."""
     from payload import build as payload_build
 
     with tempfile.TemporaryDirectory(prefix="phyllome-shipped-") as tmp:
         root = Path(tmp)
-        wheel = payload_build.build_wheel(root / "wheel")
         venv = root / "venv"
         # As payload/customize.sh makes it: with pip and setuptools, whose distutils-precedence.pth runs at every start.
         subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)], check=True)
         site = next((venv / "lib").glob("python3*/site-packages"))
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                        "--no-index", "--target", str(site), str(wheel)], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([str(venv / "bin/python3"), "-m", "compileall", "-q", str(site)], check=True)
-        for command, function in payload_build.COMMANDS.items():
-            (root / command).write_text(payload_build.command_script(str(venv), function))
-            (root / command).chmod(0o755)
+        payload_build.install_project(site, str(site), root, str(venv))
         yield root
 
 

@@ -75,12 +75,8 @@ def run(*argv: str, **kw) -> subprocess.CompletedProcess:
 
 
 def packages() -> list[str]:
-    names = []
-    for line in (HERE / "packages.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(line)
-    return names
+    lines = (HERE / "packages.txt").read_text().splitlines()
+    return [name for line in lines if (name := line.split("#", 1)[0].strip())]
 
 
 def dependencies() -> list[str]:
@@ -322,27 +318,8 @@ def build_base(cache: Path = CACHE) -> Base:
 
 
 def write_project_layer(layer: Path, site_packages: str) -> None:
-    """This project's files as they go on top of the base: its wheel installed into the venv's site-packages (as
-    the live medium installs it), the commands, the units (the hook)."""
-    site = layer / site_packages
-    with tempfile.TemporaryDirectory(prefix="phyllome-wheel-") as tmp:
-        wheel = build_wheel(Path(tmp))
-        run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-index",
-            "--no-compile", "--target", str(site), str(wheel), stdout=subprocess.DEVNULL)
-    shutil.rmtree(site / "bin", ignore_errors=True)  # pip's own scripts; the commands are written below
-    for direct_url in site.glob("phyllome_installer-*.dist-info/direct_url.json"):
-        direct_url.unlink()  # it names the temporary wheel's path: the commit would differ at every build
-    for top in PROJECT:
-        assert (site / top).is_dir(), f"the wheel did not install {top}"
-    # Hash-checked .pyc (a deployment's files all have mtime 0, so timestamps would never match): the payload's
-    # Python is this machine's (both Debian 12's python3), so the bytecode is the same.
-    run("/usr/bin/python3", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
-        "-d", f"/{site_packages}", str(site), stdout=subprocess.DEVNULL)
-    bin_dir = layer / "usr/bin"
-    bin_dir.mkdir(parents=True)
-    for command, function in COMMANDS.items():
-        (bin_dir / command).write_text(command_script(f"/{VENV}", function))
-        (bin_dir / command).chmod(0o755)
+    """This project's files on top of the base: the project in the venv with its commands, the units (the hook)."""
+    install_project(layer / site_packages, f"/{site_packages}", layer / "usr/bin", f"/{VENV}")
     # HOOK (project units): the first-boot and unlock units (package data in phyllome_installer/data/systemd/),
     # installed and enabled the one way (phyllome_installer/units.py: systemctl --root), their links moved with /etc
     # to /usr/etc, where ostree keeps the defaults of /etc.
@@ -358,11 +335,27 @@ def write_project_layer(layer: Path, site_packages: str) -> None:
             path.chmod(0o755)
 
 
-def command_script(venv: str, function: str) -> str:
-    """One of COMMANDS as the payload installs it: the venv's interpreter runs the function, nothing else first
-    (a pip entry-point script adds an import of re)."""
-    return (f"#!{venv}/bin/python3\nimport sys\n\nfrom phyllome_installer.cli import {function}\n\n"
-            f"sys.exit({function}())\n")
+def install_project(site: Path, shown_as: str, bin_dir: Path, venv: str) -> None:
+    """The project's wheel installed into ``site`` (``shown_as`` on the running system), byte-compiled, and its
+    COMMANDS written into ``bin_dir``, run by ``venv``'s interpreter: the payload's, and the bench's copy of it."""
+    with tempfile.TemporaryDirectory(prefix="phyllome-wheel-") as tmp:
+        wheel = build_wheel(Path(tmp))
+        run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-index",
+            "--no-compile", "--target", str(site), str(wheel), stdout=subprocess.DEVNULL)
+    shutil.rmtree(site / "bin", ignore_errors=True)  # pip's own scripts; the commands are written below
+    for direct_url in site.glob("phyllome_installer-*.dist-info/direct_url.json"):
+        direct_url.unlink()  # it names the temporary wheel's path: the commit would differ at every build
+    for top in PROJECT:
+        assert (site / top).is_dir(), f"the wheel did not install {top}"
+    # Hash-checked .pyc (a deployment's files all have mtime 0, so timestamps would never match): the payload's
+    # Python is this machine's (both Debian 12's python3), so the bytecode is the same.
+    run("/usr/bin/python3", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
+        "-d", shown_as, str(site), stdout=subprocess.DEVNULL)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for command, function in COMMANDS.items():  # nothing runs before the function (pip's scripts import re)
+        (bin_dir / command).write_text(f"#!{venv}/bin/python3\nimport sys\n\n"
+                                       f"from phyllome_installer.cli import {function}\n\nsys.exit({function}())\n")
+        (bin_dir / command).chmod(0o755)
 
 
 def build(cache: Path = CACHE) -> Payload:

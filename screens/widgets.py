@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 STEPS = ("Welcome", "Disk", "Encryption", "Host and user", "Summary", "Installing", "Done")
 
@@ -15,6 +16,66 @@ STEPS = ("Welcome", "Disk", "Encryption", "Host and user", "Summary", "Installin
 class StepHeader(Static):
     def __init__(self, step: int, title: str | None = None) -> None:
         super().__init__(f" Step {step} of {len(STEPS)} · {title or STEPS[step - 1]}", id="step")
+
+
+class KeyBar(Static):
+    """The screen's keys on its last line, as Textual's Footer shows them (" f1 Help  ^q Quit "): each shown binding
+    of the focused widget, its screen and the app, one per action, dimmed where the action is disabled and left out
+    where ``check_action`` hides it. Redrawn whenever the screen's bindings change (focus, state).
+
+    One line of text instead of Footer's widget per key, which Footer mounts and then mounts again on the first
+    change of bindings: on the first screen that was about 16 ms of the installer's first paint (issue 26, P1)."""
+
+    COMPONENT_CLASSES = {"key-bar--key", "key-bar--description", "key-bar--disabled"}
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom;
+        height: 1;
+        text-wrap: nowrap;
+        color: $footer-foreground;
+        background: $footer-background;
+        & > .key-bar--key {
+            color: $footer-key-foreground;
+            background: $footer-key-background;
+            text-style: bold;
+        }
+        & > .key-bar--description {
+            color: $footer-description-foreground;
+            background: $footer-description-background;
+        }
+        & > .key-bar--disabled {
+            text-style: dim;
+        }
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self.draw()
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen) -> None:
+        if self.is_attached and screen is self.screen:
+            self.draw()
+
+    def draw(self) -> None:
+        key_style = self.get_component_rich_style("key-bar--key")
+        description_style = self.get_component_rich_style("key-bar--description")
+        disabled = self.get_component_rich_style("key-bar--disabled")
+        line = Text()
+        actions: set[str] = set()
+        for _node, binding, enabled, _tooltip in self.screen.active_bindings.values():
+            if not binding.show or binding.action in actions:
+                continue
+            actions.add(binding.action)
+            start = len(line)
+            line.append(f" {self.app.get_key_display(binding)} ", key_style)
+            line.append(f"{binding.description} ", description_style)
+            if not enabled:
+                line.stylize(disabled, start)
+        self.update(line)
 
 
 class FormField(Vertical):
@@ -122,7 +183,7 @@ class Step(Screen):
         yield StepHeader(self.STEP, self.STEP_TITLE)
 
     def compose_footer(self) -> ComposeResult:
-        yield Footer()
+        yield KeyBar()
 
     def can_go_back(self) -> bool:
         return len(self.app.screen_stack) > 2

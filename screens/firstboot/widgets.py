@@ -6,9 +6,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, RadioButton, Static
+from textual.widgets import RadioButton, Static
 
 from ..widgets import ConfirmQuit as InstallerConfirmQuit
+from ..widgets import KeyBar
 
 STEPS = ("Unlock", "Hardware checks", "Graphics", "Primary VM", "Review", "Creating", "Done")
 
@@ -23,7 +24,7 @@ class FirstBootStep(Screen):
         yield Static(f" First boot · Step {self.STEP} of {len(STEPS)} · {STEPS[self.STEP - 1]}", id="step")
 
     def compose_footer(self) -> ComposeResult:
-        yield Footer()
+        yield KeyBar()
 
     def can_go_back(self) -> bool:
         return len(self.app.screen_stack) > 2 and not getattr(self.app, "busy", False)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Button, Select, Static
+from textual.widgets import Button, Static
 
 from phyllome_installer.frontend import keymaps
 
 from . import keymap_names
+from .choice import Choice
 from .widgets import Step
 
 
@@ -29,7 +30,7 @@ class WelcomeScreen(Step):
             yield Static(self.app.target_line(), id="target")
             yield Static("Keyboard layout (used from now on):", classes="label")
             options = keymap_names.options(keymaps())  # "German (no dead keys, de-nodeadkeys)"; the value: the name
-            yield Select(options, value=self.app.draft.get("keyboard", "us"), allow_blank=False, id="keyboard")
+            yield Choice(options, self.app.draft.get("keyboard", "us"), title="Keyboard layout", id="keyboard")
             yield Static("", id="readiness", classes="warning")
             yield Button("Next: choose the disk", id="next", variant="primary")
         yield from self.compose_footer()
@@ -39,8 +40,8 @@ class WelcomeScreen(Step):
         if warnings:
             self.query_one("#readiness", Static).update("Note: " + " ".join(warnings) + " The install can go on.")
 
-    @on(Select.Changed, "#keyboard")
-    def keyboard_changed(self, event: Select.Changed) -> None:
+    @on(Choice.Changed, "#keyboard")
+    def keyboard_changed(self, event: Choice.Changed) -> None:
         if str(event.value) == self.app.draft.setdefault("keyboard", "us"):
             return  # the initial value, not a choice
         self.app.set_keyboard(str(event.value))

@@ -58,8 +58,35 @@ async def test_keymaps_are_offered_by_the_names_people_know_and_the_keymap_name_
         await pilot.pause()
         chosen = app.screen.query_one("#keyboard")
         assert chosen.value == "de-nodeadkeys" and app.draft["keyboard"] == "de-nodeadkeys"
-        assert "German (no dead keys, de-nodeadkeys)" in str(chosen.query_one("SelectCurrent Static").render())
+        assert "German (no dead keys, de-nodeadkeys)" in str(chosen.render())
         assert app.data()["host"]["keyboard"] == "de-nodeadkeys"
+
+
+async def test_the_keyboard_list_keeps_the_layout_on_esc_and_searches_what_is_typed_anywhere_in_a_name(app_factory):
+    """The list opens on its own screen with the current layout highlighted; Esc leaves the layout as it was, and
+    typing jumps to the name holding the text earliest (here inside the brackets: no name starts with "latin-9")."""
+    from screens.choice import ChoiceList
+
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        choice = app.screen.query_one("#keyboard")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceList)
+        choices = app.screen.query_one("#choices")
+        assert choices.get_option_at_index(choices.highlighted).id == "us"
+        await pilot.press("down", "escape")
+        await pilot.pause()
+        assert app.screen.query_one("#keyboard") is choice and choice.value == "us" and app.focused is choice
+        assert app.draft.get("keyboard", "us") == "us"
+        await pilot.press("space", *"latin-9", "enter")
+        await pilot.pause()
+        assert choice.value == "fr-latin9" and app.draft["keyboard"] == "fr-latin9"
+        assert "French (AZERTY, Latin-9, fr-latin9)" in str(choice.render())
+        with pytest.raises(ValueError, match="not one of the options"):
+            choice.value = "us; rm -rf /"
+        assert choice.value == "fr-latin9"
 
 
 async def test_disk_step_lists_the_sandbox_disk_only(app_factory):

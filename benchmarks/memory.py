@@ -96,10 +96,15 @@ def tree_rss(pid: int) -> int:
 
 
 def peak_rss(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 900,
-             ok: tuple[int, ...] = (0,)) -> int:
-    """The highest sum of the tree's resident memory while ``argv`` ran; at least its own peak (ru_maxrss)."""
+             ok: tuple[int, ...] = (0,), stdin: str | None = None) -> int:
+    """The highest sum of the tree's resident memory while ``argv`` ran; at least its own peak (ru_maxrss).
+    ``stdin``: written to its standard input, then closed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+                            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE)
+    if stdin is not None and proc.stdin is not None:
+        with proc.stdin:
+            proc.stdin.write(stdin.encode())
     peak, deadline = 0, time.monotonic() + timeout
     while proc.poll() is None:
         peak = max(peak, tree_rss(proc.pid))
@@ -113,6 +118,21 @@ def peak_rss(argv: list[str], *, env: dict[str, str] | None = None, timeout: flo
     return max(peak, (own if own > before else 0) * 1024)
 
 
+def key_derivation_peak() -> int:
+    """One fscrypt protector creation with the installer's own fscrypt.conf (one Argon2id derivation of
+    storage/fscrypt.py's HASH_COSTS), alone: the part of the TUI's peak that the encryption's strength sets."""
+    from benchmarks.compass import fresh_filesystem
+    from storage.fscrypt import config_text
+
+    with fresh_filesystem("1G", "ext4") as mnt:
+        conf = mnt / "fscrypt.conf"
+        conf.write_text(config_text())
+        env = dict(os.environ, FSCRYPT_CONF=str(conf))
+        subprocess.run(["fscrypt", "setup", str(mnt), "--quiet"], env=env, check=True, capture_output=True)
+        return peak_rss(["fscrypt", "metadata", "create", "protector", str(mnt), "--source=custom_passphrase",
+                         "--name=bench", "--quiet"], env=env, stdin="benchmark passphrase\n")
+
+
 def rows(runs: int = 3) -> list[Row]:
     env = dict(os.environ, PHYLLOME_CONSOLE="0", PYTHONPATH=str(ROOT))
     hello = [sys.executable, "-c", first_paint.HELLO]
@@ -123,11 +143,13 @@ def rows(runs: int = 3) -> list[Row]:
         bare.append(peak_rss(hello, env=env))
         checks.append(peak_rss(check, env=env, ok=(0, 1)))  # 1: a check failed (no KVM here)
     tui = [peak_rss([sys.executable, "-c", TUI_INSTALL, str(WORK / "sandbox")], env=env)]
+    kdf = key_derivation_peak()
     bare.append(peak_rss(hello, env=env))
     b = statistics.median(bare)
     return [
         Row("P6 peak RSS, process tree: installer TUI through a sandbox install", spread(tui, mib),
             f"target {mib(TUI_TARGET)}; bare Textual app: {spread(bare, mib)}", max(tui) / TUI_TARGET, 1.0),
+        Row("   one key derivation alone (fscrypt protector creation)", mib(kdf), "", None, None),
         Row("P6b peak RSS, process tree: phyllome-firstboot check --json", spread(checks, mib),
             f"target {mib(CHECK_TARGET)}; bare Textual app: {mib(b)}", statistics.median(checks) / CHECK_TARGET,
             1.0),

@@ -86,3 +86,20 @@ def test_the_installer_first_screen_loads_only_what_it_shows():
                                               "screens.summary", "screens.progress", "screens.fields",
                                               "phyllome_installer.core.progress", "tomllib"})
     assert [m for m in _heavy(loaded) if not m.startswith("textual")] == [] and later == []
+
+
+def test_the_hardware_check_loads_no_event_classes_runner_or_tempfile(tmp_path):
+    """`phyllome-firstboot check` logs to its console through the text sink without the progress events (eleven
+    dataclasses, created only when an event is emitted), never loads the command runner, subprocess or the TPM
+    commands (a saved tree starts no process), and saves its result without tempfile and random."""
+    machine = ROOT / "tests/data/machines/this-ci-vm"
+    code = ("import contextlib, io\nfrom phyllome_installer.cli import firstboot_main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    firstboot_main(['check', '--json', '--root', {str(machine)!r}, '--save', "
+            f"{str(tmp_path / 'hw.json')!r}, '--log', '/dev/null'])\n")
+    loaded = _loaded_after(code)
+    assert "firstboot.checks" in loaded and "phyllome_installer.core.sinks" in loaded
+    assert (tmp_path / "hw.json").is_file()
+    avoidable = {"phyllome_installer.core.progress", "phyllome_installer.core.runner", "phyllome_installer.cli_tpm",
+                 "subprocess", "shlex", "selectors", "tempfile", "random", "queue"}
+    assert sorted(loaded & avoidable) == []

@@ -10,10 +10,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
-# The sinks live in .sinks (a console's text sink needs none of the event classes until an event comes); named
-# here too for the modules that take events and sinks from one place.
-from .sinks import FanOut, JsonLinesSink, ListSink, NullSink, QueueSink, Sink, TextSink  # noqa: F401
-
 
 def _now() -> float:
     return time.time()

@@ -27,35 +27,38 @@ class NullSink:
         pass
 
 
-class TextSink:
-    """Plain text, one line per event (:func:`.progress.format_event`), for a console or a serial line."""
+class _LineSink:
+    """One line per event on ``stream`` (None: standard output as it is at each event), each line whole."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
         self._lock = threading.Lock()
 
-    def emit(self, event: Event) -> None:
-        from .progress import format_event  # loaded already: the event is one of its classes
-
-        stream = self.stream or sys.stdout
-        with self._lock:
-            stream.write(format_event(event) + "\n")
-            stream.flush()
-
-
-class JsonLinesSink:
-    """One JSON object per line (``--json-progress``), for scripts and other front ends."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
+    def line(self, event: Event) -> str:
+        raise NotImplementedError
 
     def emit(self, event: Event) -> None:
         stream = self.stream or sys.stdout
-        line = json.dumps(event.to_dict(), sort_keys=True)
+        line = self.line(event)
         with self._lock:
             stream.write(line + "\n")
             stream.flush()
+
+
+class TextSink(_LineSink):
+    """Plain text, one line per event (:func:`.progress.format_event`), for a console or a serial line."""
+
+    def line(self, event: Event) -> str:
+        from .progress import format_event  # loaded already: the event is one of its classes
+
+        return format_event(event)
+
+
+class JsonLinesSink(_LineSink):
+    """One JSON object per line (``--json-progress``), for scripts and other front ends."""
+
+    def line(self, event: Event) -> str:
+        return json.dumps(event.to_dict(), sort_keys=True)
 
 
 class QueueSink:

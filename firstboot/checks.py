@@ -21,7 +21,6 @@ from typing import Literal
 from phyllome_installer.core import cmdline, facts
 from phyllome_installer.core.facts import cpu_vendor
 from phyllome_installer.core.files import BoundedReadError, read_bounded
-from phyllome_installer.core.runner import SubprocessRunner
 from phyllome_installer.core.sizes import GiB
 
 from . import kvm
@@ -85,7 +84,7 @@ class Machine:
         self.live = self.root == Path("/")
         self.store = Path(store) if store is not None else (self.path(VM_STORE) if self.live else None)
         """The VM store read as it is (None: a saved tree's store, known only from its capture)."""
-        self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(SubprocessRunner(), dev=dev))  # live root only
+        self.kvm_probe = kvm_probe or (lambda dev: kvm.probe_once(None, dev=dev))  # live root only
         self.unreadable: dict[str, str] = {}
         """Files that exist but could not be read (a FIFO, a device, a symlink loop, too large): reported."""
         self.capture: dict = {}

@@ -20,14 +20,15 @@ import contextlib
 import inspect
 import json
 import os
-import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phyllome_installer.core.files import BoundedReadError, read_bounded, write_regular
-from phyllome_installer.core.runner import Runner
+
+if TYPE_CHECKING:
+    from phyllome_installer.core.runner import Runner
 
 DEADLINE = 5.0
 """A real vCPU runs the firmware in milliseconds; a vCPU that cannot run hangs until this."""
@@ -101,6 +102,8 @@ def probe(runner: Runner, *, emulator: str = "qemu-system-x86_64", dev: Path = P
             dev.open("rb+").close()
         except OSError as exc:
             return Verdict(False, False, f"cannot open {dev}: {exc.strerror}")
+    import tempfile  # only when a guest runs: a kept verdict (check, every boot but the first) needs none
+
     with tempfile.TemporaryDirectory(prefix="phyllome-kvm-") as tmp:
         image = Path(tmp) / "probe.rom"
         image.write_bytes(firmware())
@@ -134,6 +137,8 @@ def _identity(path: str | Path) -> list | None:
 def arguments(kwargs: dict) -> dict[str, str]:
     """The probe's arguments in full (defaults filled in, the emulator as the file it runs), so that the checks
     (which name only the device) and the VM plan (which names the emulator libvirt reports) ask the same."""
+    import shutil  # not at the top: it loads zlib, bz2 and lzma, which a check of a saved tree does without
+
     full = {name: str(value.default) for name, value in inspect.signature(probe).parameters.items()
             if value.default is not inspect.Parameter.empty}
     full |= {name: str(value) for name, value in kwargs.items()}
@@ -181,9 +186,11 @@ def _verdict(value) -> Verdict | None:
     return None
 
 
-def probe_once(runner: Runner, *, cache: Path | None = CACHE, boot_id: Path = BOOT_ID, **kwargs) -> Verdict:
+def probe_once(runner: Runner | None, *, cache: Path | None = CACHE, boot_id: Path = BOOT_ID, **kwargs) -> Verdict:
     """:func:`probe`, run once per boot for the same arguments: kept in this process, and in ``cache`` (None: in
-    this process only) for the next process of the same boot (``check``, then the first boot, then ``vm plan``)."""
+    this process only) for the next process of the same boot (``check``, then the first boot, then ``vm plan``).
+    ``runner`` None: a :class:`SubprocessRunner`, made only when the guest must run (a kept verdict loads no
+    subprocess)."""
     full = arguments(kwargs)
     key = tuple(sorted(full.items()))
     if key in _verdicts:
@@ -192,6 +199,10 @@ def probe_once(runner: Runner, *, cache: Path | None = CACHE, boot_id: Path = BO
     kept = _kept(cache) if boot_key is not None else {}
     verdict = _verdict(kept.get(boot_key)) if boot_key is not None else None
     if verdict is None:
+        if runner is None:
+            from phyllome_installer.core.runner import SubprocessRunner
+
+            runner = SubprocessRunner()
         verdict = probe(runner, **kwargs)
         if not verdict.lasting:
             return verdict  # asked again next time, in this process too

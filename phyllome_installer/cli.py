@@ -26,7 +26,6 @@ from .cli_firstboot import (
     size_arg,
 )
 from .cli_run import Handler, console_sink, interruptible, require_terminal, run
-from .cli_tpm import cmd_tpm
 from .core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -36,7 +35,6 @@ from .core.errors import (
 from .core.facts import GPU_REQUESTS, VM_STORE, VMMS
 from .core.interrupt import Stop
 from .core.logs import LOG_DIR
-from .core.progress import RecoveryCode
 
 log = logging.getLogger("phyllome.cli")
 
@@ -137,6 +135,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_install(args: argparse.Namespace) -> int:
     from .answers import config_from_bytes
     from .bootanswers import find_answers
+    from .core.progress import RecoveryCode
     from .discover import Discovery
     from .frontend import after_install, post_text
 
@@ -193,6 +192,12 @@ def _on_this_machine(args: argparse.Namespace) -> bool:
 
 cmd_tui.needs_lock = cmd_install.needs_lock = cmd_sandbox.needs_lock = True  # type: ignore[attr-defined]
 cmd_tui.owns_terminal = True  # type: ignore[attr-defined]
+
+
+def cmd_tpm(args: argparse.Namespace) -> int:
+    from .cli_tpm import cmd_tpm  # lazy: it loads the command runner (subprocess); `check` has no use for it
+
+    return cmd_tpm(args)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -15,8 +15,8 @@ from .core.errors import EXIT_FAILED, EXIT_INTERRUPTED, PhyllomeError, UserError
 from .core.interrupt import Stop, deferred, signals_stop
 from .core.lock import InstallLock
 from .core.logs import LOG_DIR, setup_logging
-from .core.progress import JsonLinesSink, Sink, TextSink
 from .core.secrets import REDACTOR
+from .core.sinks import JsonLinesSink, Sink, TextSink
 
 log = logging.getLogger("phyllome.cli")
 

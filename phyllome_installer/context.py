@@ -17,8 +17,9 @@ from storage.probe import Disk
 from . import deploy
 from .answers import InstallConfig
 from .core.interrupt import Stop
-from .core.progress import NullSink, Sink, TaskProgress
+from .core.progress import TaskProgress
 from .core.runner import Runner
+from .core.sinks import NullSink, Sink
 from .core.targetfs import TargetFiles
 from .sandbox import kernel_can_mount
 

@@ -24,18 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .core.files import read_text_bounded
-from .core.progress import (
-    Event,
-    FanOut,
-    FirstBootResult,
-    InstallFailed,
-    InstallFinished,
-    InstallStarted,
-    LogLine,
-    NullSink,
-    Sink,
-)
+from .core.progress import Event, FirstBootResult, InstallFailed, InstallFinished, InstallStarted, LogLine
 from .core.secrets import REDACTOR, Redactor
+from .core.sinks import FanOut, NullSink, Sink
 
 if TYPE_CHECKING:
     from .answers import InstallConfig

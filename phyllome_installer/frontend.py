@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the heavy modules are imported when used, after the TUI's f
     from . import engine
     from .answers import InstallConfig
     from .bootanswers import Boot
-    from .core.progress import Sink
+    from .core.sinks import Sink
     from .discover import Discovery
     from .plan import InstallPlan
 
@@ -143,7 +143,7 @@ class Installer:
         from storage.probe import Prober
 
         from . import engine, leftovers
-        from .core.progress import NullSink
+        from .core.sinks import NullSink
         from .plan import DEFAULT_SYSROOT
 
         sink = sink or NullSink()

@@ -21,8 +21,8 @@ from .answers import InstallConfig
 from .context import Context
 from .core.errors import PhyllomeError
 from .core.interrupt import Stop
-from .core.progress import NullSink, Sink
 from .core.runner import DryRunRunner, Runner
+from .core.sinks import NullSink, Sink
 from .core.targetfs import TargetFiles
 from .sandbox import fat_driver, kernel_can_mount
 from .target import resolve_target

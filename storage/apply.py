@@ -27,8 +27,9 @@ from pathlib import Path
 
 from phyllome_installer.core import mountinfo
 from phyllome_installer.core.errors import InstallFailure, UserError
-from phyllome_installer.core.progress import NullSink, Sink, TaskProgress
+from phyllome_installer.core.progress import TaskProgress
 from phyllome_installer.core.runner import Runner
+from phyllome_installer.core.sinks import NullSink, Sink
 from phyllome_installer.core.sizes import SECTOR
 from phyllome_installer.core.targetfs import TargetFiles
 

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from phyllome_installer.core.logs import setup_logging
-from phyllome_installer.core.progress import ListSink
 from phyllome_installer.core.secrets import REDACTOR, Redactor
+from phyllome_installer.core.sinks import ListSink
 from tests.loopdev import loop_image, sh, sha256
 
 

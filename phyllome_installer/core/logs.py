@@ -16,10 +16,13 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UserError
-from .progress import LogLine, Sink
 from .secrets import REDACTOR, RedactingFilter, Redactor
+
+if TYPE_CHECKING:
+    from .sinks import Sink
 
 LOG_DIR = Path("/var/log/phyllome")
 DEFAULT_LOG = LOG_DIR / "install.log"
@@ -35,6 +38,8 @@ class SinkHandler(logging.Handler):
         self.sink = sink
 
     def emit(self, record: logging.LogRecord) -> None:
+        from .progress import LogLine  # the event classes: only once a record reaches the console (INFO and up)
+
         try:
             self.sink.emit(LogLine(self.format(record), level=record.levelname))
         except Exception:  # a broken front end must never break the install

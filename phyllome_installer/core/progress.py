@@ -1,18 +1,14 @@
-"""Progress events and the sinks that carry them to a front end.
+"""Progress events, and the one line of text each is shown as.
 
-Events are small frozen dataclasses. The engine emits them; a sink delivers them: plain text lines for a
-console, JSON lines for machines (``--json-progress``), or a queue that the TUI drains on its own thread.
+Events are small frozen dataclasses. The engine emits them; a sink (:mod:`.sinks`) delivers them: plain text lines
+for a console, JSON lines for machines (``--json-progress``), or a queue that the TUI drains on its own thread.
 """
 
 from __future__ import annotations
 
-import json
-import queue
-import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar, Protocol, TextIO
+from typing import ClassVar
 
 
 def _now() -> float:
@@ -109,15 +105,6 @@ class FirstBootResult(Event):
     detail: str = ""
 
 
-class Sink(Protocol):
-    def emit(self, event: Event) -> None: ...
-
-
-class NullSink:
-    def emit(self, event: Event) -> None:
-        pass
-
-
 def format_event(event: Event) -> str:
     """One human-readable line for an event."""
     match event:
@@ -144,71 +131,3 @@ def format_event(event: Event) -> str:
         case FirstBootResult(ok=ok, detail=detail):
             return f"first boot {'done' if ok else 'failed'}: {detail}".rstrip(": ")
     return repr(event)
-
-
-class TextSink:
-    """Plain text, one line per event, for a console or a serial line."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
-
-    def emit(self, event: Event) -> None:
-        stream = self.stream or sys.stdout
-        with self._lock:
-            stream.write(format_event(event) + "\n")
-            stream.flush()
-
-
-class JsonLinesSink:
-    """One JSON object per line (``--json-progress``), for scripts and other front ends."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
-
-    def emit(self, event: Event) -> None:
-        stream = self.stream or sys.stdout
-        line = json.dumps(event.to_dict(), sort_keys=True)
-        with self._lock:
-            stream.write(line + "\n")
-            stream.flush()
-
-
-class QueueSink:
-    """Puts events on a queue; the TUI drains it on its own thread. Never blocks the producer."""
-
-    def __init__(self, q: queue.Queue[Event] | None = None) -> None:
-        self.queue: queue.Queue[Event] = q if q is not None else queue.Queue()
-
-    def emit(self, event: Event) -> None:
-        self.queue.put_nowait(event)
-
-    def drain(self) -> list[Event]:
-        events: list[Event] = []
-        while True:
-            try:
-                events.append(self.queue.get_nowait())
-            except queue.Empty:
-                return events
-
-
-class ListSink:
-    """Keeps every event; for tests and for summaries."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-
-class FanOut:
-    """Sends each event to several sinks."""
-
-    def __init__(self, *sinks: Sink) -> None:
-        self.sinks = list(sinks)
-
-    def emit(self, event: Event) -> None:
-        for sink in self.sinks:
-            sink.emit(event)

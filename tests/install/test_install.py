@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from phyllome_installer import answers, engine
-from phyllome_installer.core.progress import ListSink, TaskFailed
+from phyllome_installer.core.progress import TaskFailed
 from phyllome_installer.core.runner import RecordingRunner, SubprocessRunner
+from phyllome_installer.core.sinks import ListSink
 from phyllome_installer.plan import build
 from phyllome_installer.sandbox import REF, Sandbox, for_sandbox
 from storage.probe import Prober

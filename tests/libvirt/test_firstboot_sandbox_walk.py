@@ -17,9 +17,9 @@ from firstboot import state
 from firstboot.sandbox import STORE_FS, STORE_IMAGE, sandbox_session
 from phyllome_installer.answers import FirstBoot
 from phyllome_installer.core.logs import setup_logging
-from phyllome_installer.core.progress import ListSink
 from phyllome_installer.core.runner import SubprocessRunner
 from phyllome_installer.core.secrets import REDACTOR
+from phyllome_installer.core.sinks import ListSink
 from phyllome_installer.leftovers import loop_devices_of
 from phyllome_installer.sandbox import attached_image
 from screens.firstboot.app import create_firstboot_app

@@ -8,8 +8,9 @@ import subprocess
 import pytest
 
 from phyllome_installer.core.errors import UserError
-from phyllome_installer.core.progress import ListSink, TaskProgress
+from phyllome_installer.core.progress import TaskProgress
 from phyllome_installer.core.runner import SubprocessRunner
+from phyllome_installer.core.sinks import ListSink
 from phyllome_installer.sandbox import fat_driver
 from storage import layout
 from storage.apply import BlivetApplier, TargetMounts, recheck

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from phyllome_installer.core.logs import setup_logging
-from phyllome_installer.core.progress import LogLine, Sink
+from phyllome_installer.core.progress import LogLine
+from phyllome_installer.core.sinks import Sink
 
 pytestmark = pytest.mark.root
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "answers" / "good" / "reference.toml"

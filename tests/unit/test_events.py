@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from phyllome_installer import events
-from phyllome_installer.core.progress import (
-    JsonLinesSink,
-    LogLine,
-    RecoveryCode,
-    TaskFinished,
-    TaskStarted,
-)
+from phyllome_installer.core.progress import LogLine, RecoveryCode, TaskFinished, TaskStarted
 from phyllome_installer.core.secrets import Redactor
+from phyllome_installer.core.sinks import JsonLinesSink
 
 
 class Stub:

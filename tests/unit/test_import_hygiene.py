@@ -58,9 +58,8 @@ def _heavy(loaded: set[str]) -> list[str]:
     return sorted(m for m in loaded if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY)))
 
 
-def test_the_hardware_check_loads_no_schema_libvirt_or_ui(tmp_path):
-    """`phyllome-firstboot check` (make bench's P4, against virt-host-validate) runs on a saved machine tree with
-    none of pydantic, libvirt, blivet or textual loaded: the answers package came in through the CLI's imports."""
+def _loaded_by_check(tmp_path: Path) -> set[str]:
+    """The modules `phyllome-firstboot check --json --save` holds after checking a saved machine tree."""
     machine = ROOT / "tests/data/machines/this-ci-vm"
     code = ("import contextlib, io\nfrom phyllome_installer.cli import firstboot_main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -68,7 +67,13 @@ def test_the_hardware_check_loads_no_schema_libvirt_or_ui(tmp_path):
             f"{str(tmp_path / 'hw.json')!r}, '--log', '/dev/null'])\n")
     loaded = _loaded_after(code)
     assert "firstboot.checks" in loaded and (tmp_path / "hw.json").is_file()
-    assert _heavy(loaded) == []
+    return loaded
+
+
+def test_the_hardware_check_loads_no_schema_libvirt_or_ui(tmp_path):
+    """`phyllome-firstboot check` (make bench's P4, against virt-host-validate) runs on a saved machine tree with
+    none of pydantic, libvirt, blivet or textual loaded: the answers package came in through the CLI's imports."""
+    assert _heavy(_loaded_by_check(tmp_path)) == []
 
 
 def test_the_installer_first_screen_loads_only_what_it_shows():
@@ -86,3 +91,14 @@ def test_the_installer_first_screen_loads_only_what_it_shows():
                                               "screens.summary", "screens.progress", "screens.fields",
                                               "phyllome_installer.core.progress", "tomllib"})
     assert [m for m in _heavy(loaded) if not m.startswith("textual")] == [] and later == []
+
+
+def test_the_hardware_check_loads_no_event_classes_runner_or_tempfile(tmp_path):
+    """`phyllome-firstboot check` logs to its console through the text sink without the progress events (eleven
+    dataclasses, created only when an event is emitted), never loads the command runner, subprocess or the TPM
+    commands (a saved tree starts no process), and saves its result without tempfile and random."""
+    loaded = _loaded_by_check(tmp_path)
+    assert "phyllome_installer.core.sinks" in loaded
+    avoidable = {"phyllome_installer.core.progress", "phyllome_installer.core.runner", "phyllome_installer.cli_tpm",
+                 "subprocess", "shlex", "selectors", "tempfile", "random", "queue"}
+    assert sorted(loaded & avoidable) == []

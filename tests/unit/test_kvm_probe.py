@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -259,5 +260,5 @@ def test_the_checks_and_the_vm_plan_share_one_verdict(boot):
     """The checks name only the device; the plan names the emulator libvirt reports, by its full path."""
     runner = CountingRunner()
     first = _probe(runner, boot, dev=Path("/dev/null"))
-    again = _probe(runner, boot, dev=Path("/dev/null"), emulator=kvm.shutil.which("qemu-system-x86_64"))
+    again = _probe(runner, boot, dev=Path("/dev/null"), emulator=shutil.which("qemu-system-x86_64"))
     assert first == again and runner.started == 1

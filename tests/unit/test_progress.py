@@ -5,18 +5,8 @@ import json
 import logging
 import threading
 
-from phyllome_installer.core.progress import (
-    FanOut,
-    JsonLinesSink,
-    ListSink,
-    LogLine,
-    QueueSink,
-    TaskFailed,
-    TaskFinished,
-    TaskProgress,
-    TaskStarted,
-    TextSink,
-)
+from phyllome_installer.core.progress import LogLine, TaskFailed, TaskFinished, TaskProgress, TaskStarted
+from phyllome_installer.core.sinks import FanOut, JsonLinesSink, ListSink, QueueSink, TextSink
 
 EVENTS = [
     TaskStarted("partition", "Partition the disk", index=2, total=9, timestamp=1.0),

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 #: Default cap: an answer file, a profile or a passphrase file is a few kilobytes.
@@ -120,19 +121,6 @@ def check_writable_target(path: Path | str) -> None:
         raise BoundedReadError(path, "has other hard links (refused)")
 
 
-def _create_beside(path: Path) -> tuple[int, str]:
-    """A new empty file of mode 0600 in ``path``'s directory, under an unguessable name ``.NAME.RANDOM``, opened
-    for writing: as ``tempfile.mkstemp`` makes it (``O_EXCL``, no symlink followed, another name when taken),
-    without loading tempfile and random (1 ms of every ``check --save``; shutil comes with argparse anyway)."""
-    for _ in range(100):
-        tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}")
-        try:
-            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(path.parent))
-
-
 def write_regular(path: Path | str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` whole (a temporary file beside it, then a rename: a reader never sees half a
     file), only where :func:`check_writable_target` allows: never over a link, a device or a special file.
@@ -144,7 +132,7 @@ def write_regular(path: Path | str, data: bytes, mode: int = 0o644, *, durable: 
     path = Path(path)
     check_writable_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_beside(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

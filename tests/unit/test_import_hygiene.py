@@ -93,12 +93,12 @@ def test_the_installer_first_screen_loads_only_what_it_shows():
     assert [m for m in _heavy(loaded) if not m.startswith("textual")] == [] and later == []
 
 
-def test_the_hardware_check_loads_no_event_classes_runner_or_tempfile(tmp_path):
+def test_the_hardware_check_loads_no_event_classes_or_runner(tmp_path):
     """`phyllome-firstboot check` logs to its console through the text sink without the progress events (eleven
     dataclasses, created only when an event is emitted), never loads the command runner, subprocess or the TPM
-    commands (a saved tree starts no process), and saves its result without tempfile and random."""
+    commands (a saved tree starts no process)."""
     loaded = _loaded_by_check(tmp_path)
     assert "phyllome_installer.core.sinks" in loaded
     avoidable = {"phyllome_installer.core.progress", "phyllome_installer.core.runner", "phyllome_installer.cli_tpm",
-                 "subprocess", "shlex", "selectors", "tempfile", "random", "queue"}
+                 "subprocess", "shlex", "selectors", "queue"}
     assert sorted(loaded & avoidable) == []

@@ -186,7 +186,9 @@ class Step(Screen):
         yield KeyBar()
 
     def can_go_back(self) -> bool:
-        return len(self.app.screen_stack) > 2
+        """A step below this one (a dialog above it is not one: under a dialog the key line offers no Back)."""
+        stack = self.app.screen_stack
+        return self in stack and stack.index(self) > 1
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Esc is offered (in the footer) only where it goes back to something."""

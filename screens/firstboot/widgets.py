@@ -27,7 +27,9 @@ class FirstBootStep(Screen):
         yield KeyBar()
 
     def can_go_back(self) -> bool:
-        return len(self.app.screen_stack) > 2 and not getattr(self.app, "busy", False)
+        """A step below this one (a dialog above it is not one), and no VM being created."""
+        stack = self.app.screen_stack
+        return self in stack and stack.index(self) > 1 and not getattr(self.app, "busy", False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Esc is offered (in the footer) only where it goes back to something."""

@@ -144,6 +144,9 @@ class Driver:
 
 def installer_walk(d: Driver) -> None:
     d.check("welcome", "Welcome to the Phyllome OS installer", 2)
+    d.press_on("#keyboard")  # the layouts, listed on a screen of their own
+    d.check("keyboard list", "German (no dead keys", 0)
+    d.step("escape")
     d.press("tab", "enter")
     d.check("disk", "Sandbox disk image", 2)
     d.press("enter")

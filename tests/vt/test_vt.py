@@ -77,6 +77,7 @@ def test_every_screen_draws_with_the_console_font_and_shows_each_tab(console_run
     assert result["font_size"] > 200  # the console font's Unicode map was read
     assert result["bad_chars"] == {}, explain(out, console)
     assert result["dead_tabs"] == [], explain(out, console)
-    expected = {"installer": ["welcome", "disk", "encryption", "host and user", "summary", "help", "quit"],
+    expected = {"installer": ["welcome", "keyboard list", "disk", "encryption", "host and user", "summary", "help",
+                              "quit"],
                 "firstboot": ["unlock", "checks", "graphics", "vm", "review", "quit"]}[app]
     assert result["screens"] == expected

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import image_target, leftovers
+from . import image_target
 from .core.errors import UserError
 from .core.interrupt import Stop
 from .core.lock import flock_file
@@ -159,6 +159,8 @@ class Sandbox:
             yield device
 
     def clean(self, runner: Runner) -> None:
+        from . import leftovers
+
         leftovers.clean_mounts(runner, self.sysroot)
         leftovers.clean_image(runner, self.image, self.sysroot, detach=detach)
         shutil.rmtree(self.base, ignore_errors=True)
@@ -174,6 +176,8 @@ def attached_image(runner: Runner, image: Path, sysroot: Path, size: int | None,
     on the image) is cleaned up first and appended to ``found``; an image mounted anywhere else is refused.
     Setting up and detaching are shielded from a stop request.
     """
+    from . import leftovers  # here, not at the top: the installer's first screen has no use for it (nor json)
+
     stop = stop or Stop()
     found = found if found is not None else []
     with stop.shielded():

@@ -256,7 +256,7 @@ def install_rows(runs: int) -> list[Row]:
             f"cp -a + syncfs on fresh {fstype}, {DISK_SIZE} loop disk: {spread(copies, secs)}", copy / cp, 1.5),
         Row("   one key derivation (fscrypt protector creation)", spread(kdfs, secs), "", None, None),
     ]
-    rows += bulk_rows(2, DISK_SIZE, fstype)
+    rows += bulk_rows(3, DISK_SIZE, fstype)  # 2 swung the ratio by 0.3: cp -a alone spread 1.4-2.9 s
     rows += [Row(f"   task {name}", spread([sample.get(name, 0.0) for sample in samples], secs), "", None, None)
              for name in tasks]
     rows.append(Row("   whole install process (interpreter, probe, tasks)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,7 @@ class InstallerApp(console_theme.FocusedRow, KeysInOrder, App[int]):
         import tomllib
 
         from phyllome_installer.answers.files import loads_guarded  # only with a file: not before first paint
+        from phyllome_installer.answers.values import KEYMAP_PATTERN
 
         try:
             raw = source if isinstance(source, bytes) else read_bounded(source)
@@ -116,6 +118,8 @@ class InstallerApp(console_theme.FocusedRow, KeysInOrder, App[int]):
                            ("user", user.get("name")), ("password", user.get("password"))):
             if isinstance(value, str) and value:
                 self.draft[key] = value
+        if not re.fullmatch(KEYMAP_PATTERN, self.draft.get("keyboard", "us")):
+            del self.draft["keyboard"]  # loadkeys would take "-d" for an option: the Welcome step asks instead
         if isinstance(storage.get("encryption"), dict):
             self.draft["encryption"] = storage["encryption"]
         keys = user.get("ssh_keys")

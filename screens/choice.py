@@ -1,9 +1,10 @@
 """A value picked from a list: one line in a box on the form, the list on a screen of its own.
 
 On the form it is a single widget (Textual's Select mounts five, its dropdown list included, before the first paint:
-about 17 ms of the installer's first screen, issue 26 P1). Enter, Space or Down opens the list, which fills the
-dialog instead of a dropdown squeezed under the field on an 80x25 console: the arrows, Home/End and PageUp/PageDown
-move, typing jumps to the first option whose name holds what was typed ("german"), Enter picks, Esc keeps the value.
+about 17 ms of the installer's first screen, issue 26 P1). Enter, Space, Down, Up or a click opens the list, which
+fills the dialog instead of a dropdown squeezed under the field on an 80x25 console: the arrows, Home/End and
+PageUp/PageDown move, typing jumps to the first option whose name holds what was typed ("german"), Enter picks, Esc
+keeps the value.
 """
 
 from __future__ import annotations
@@ -20,35 +21,35 @@ SEARCH_RESET = 0.7
 """Seconds after the last typed character before typing starts a new search (as Textual's Select)."""
 
 
-class Choice(Static, can_focus=True):
-    """Shows the chosen option's name; ``value`` is the option's value. Posts :class:`Choice.Changed` when the
+class ChoiceField(Static, can_focus=True):
+    """Shows the chosen option's name; ``value`` is the option's value. Posts :class:`ChoiceField.Changed` when the
     value changes, whether picked in the list or set by the program."""
 
-    BINDINGS = [Binding("enter,space,down", "open", "Choose", show=False)]
+    BINDINGS = [Binding("enter,space,down,up", "open", "Choose", show=False)]
     DEFAULT_CSS = """
-    Choice {
+    ChoiceField {
         width: 1fr;
         height: 3;
         padding: 0 1;
         border: tall $border-blurred;
         background: $surface;
         text-wrap: nowrap;
-        text-overflow: ellipsis;
+        text-overflow: clip;
     }
-    Choice:focus {
+    ChoiceField:focus {
         border: tall $border;
         background-tint: $foreground 5%;
     }
     """
 
     class Changed(Message):
-        def __init__(self, choice: Choice, value: str) -> None:
+        def __init__(self, choice: ChoiceField, value: str) -> None:
             super().__init__()
             self.choice = choice
             self.value = value
 
         @property
-        def control(self) -> Choice:
+        def control(self) -> ChoiceField:
             return self.choice
 
     def __init__(self, options: list[tuple[str, str]], value: str, *, title: str, id: str | None = None) -> None:
@@ -74,6 +75,9 @@ class Choice(Static, can_focus=True):
             self.update(self.names[value])
             self.post_message(self.Changed(self, value))
 
+    def on_click(self) -> None:
+        self.action_open()
+
     def action_open(self) -> None:
         def picked(value: str | None) -> None:
             if value is not None:
@@ -83,7 +87,7 @@ class Choice(Static, can_focus=True):
 
 
 class ChoiceList(ModalScreen[str | None]):
-    """The options of a :class:`Choice`; dismissed with the picked value, or None (Esc)."""
+    """The options of a :class:`ChoiceField`; dismissed with the picked value, or None (Esc)."""
 
     BINDINGS = [Binding("escape", "keep", "Keep")]
 

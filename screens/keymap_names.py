@@ -66,7 +66,7 @@ def shown(keymap: str, xkb: dict[str, str] | None = None) -> str:
 
 
 def options(keymaps: list[str], xkb: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(shown, keymap) for a Choice: the common keymaps first as given, then the rest by what is shown (named
+    """(shown, keymap) for a ChoiceField: the common keymaps first as given, then the rest by what is shown (named
     from XKB's list, read only when there is a rest)."""
     if xkb is None:
         xkb = xkb_names() if any(k not in KNOWN for k in keymaps) else {}

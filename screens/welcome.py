@@ -10,7 +10,7 @@ from textual.widgets import Button, Static
 from phyllome_installer.frontend import keymaps
 
 from . import keymap_names
-from .choice import Choice
+from .choice import ChoiceField
 from .widgets import Step
 
 
@@ -29,8 +29,11 @@ class WelcomeScreen(Step):
                          "Linux, ...) as a fast virtual machine.")
             yield Static(self.app.target_line(), id="target")
             yield Static("Keyboard layout (used from now on):", classes="label")
-            options = keymap_names.options(keymaps())  # "German (no dead keys, de-nodeadkeys)"; the value: the name
-            yield Choice(options, self.app.draft.get("keyboard", "us"), title="Keyboard layout", id="keyboard")
+            names, current = keymaps(), self.app.draft.get("keyboard", "us")
+            if current not in names:
+                names.append(current)  # an answer file's layout this live system does not ship: kept, and shown
+            options = keymap_names.options(names)  # "German (no dead keys, de-nodeadkeys)"; the value: the name
+            yield ChoiceField(options, current, title="Keyboard layout", id="keyboard")
             yield Static("", id="readiness", classes="warning")
             yield Button("Next: choose the disk", id="next", variant="primary")
         yield from self.compose_footer()
@@ -40,8 +43,8 @@ class WelcomeScreen(Step):
         if warnings:
             self.query_one("#readiness", Static).update("Note: " + " ".join(warnings) + " The install can go on.")
 
-    @on(Choice.Changed, "#keyboard")
-    def keyboard_changed(self, event: Choice.Changed) -> None:
+    @on(ChoiceField.Changed, "#keyboard")
+    def keyboard_changed(self, event: ChoiceField.Changed) -> None:
         if str(event.value) == self.app.draft.setdefault("keyboard", "us"):
             return  # the initial value, not a choice
         self.app.set_keyboard(str(event.value))

@@ -24,7 +24,8 @@ class KeyBar(Static):
     where ``check_action`` hides it. Redrawn whenever the screen's bindings change (focus, state).
 
     One line of text instead of Footer's widget per key, which Footer mounts and then mounts again on the first
-    change of bindings: on the first screen that was about 16 ms of the installer's first paint (issue 26, P1)."""
+    change of bindings: on the first screen that was about 16 ms of the installer's first paint (issue 26, P1).
+    Unlike Footer's keys, the line is not clickable: both apps are driven by the keyboard (a physical console)."""
 
     COMPONENT_CLASSES = {"key-bar--key", "key-bar--description", "key-bar--disabled"}
     DEFAULT_CSS = """
@@ -72,7 +73,8 @@ class KeyBar(Static):
             actions.add(binding.action)
             start = len(line)
             line.append(f" {self.app.get_key_display(binding)} ", key_style)
-            line.append(f"{binding.description} ", description_style)
+            if binding.description:
+                line.append(f"{binding.description} ", description_style)
             if not enabled:
                 line.stylize(disabled, start)
         self.update(line)

@@ -217,7 +217,9 @@ AbsolutePath = Annotated[str, AfterValidator(absolute)]
 StateDir = Annotated[str, AfterValidator(absolute), AfterValidator(state_dir)]
 SshKey = Annotated[str, AfterValidator(ssh_key)]
 Glob = Annotated[str, AfterValidator(glob_rule)]
-Keymap = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+KEYMAP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A console keymap's name as loadkeys and vconsole.conf take it (never an option: no leading dash)."""
+Keymap = Annotated[str, Field(pattern=KEYMAP_PATTERN)]
 Locale = Annotated[str, Field(pattern=r"^(C|POSIX|[a-z]{2,3}(_[A-Z]{2})?)(\.[A-Za-z0-9-]+)?(@[A-Za-z0-9]+)?$")]
 
 

@@ -38,9 +38,9 @@ class SinkHandler(logging.Handler):
         self.sink = sink
 
     def emit(self, record: logging.LogRecord) -> None:
-        from .progress import LogLine  # the event classes: only once a record reaches the console (INFO and up)
-
         try:
+            from .progress import LogLine  # the event classes: once a record reaches the console (INFO and up)
+
             self.sink.emit(LogLine(self.format(record), level=record.levelname))
         except Exception:  # a broken front end must never break the install
             self.handleError(record)

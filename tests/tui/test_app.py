@@ -89,6 +89,21 @@ async def test_the_keyboard_list_keeps_the_layout_on_esc_and_searches_what_is_ty
         assert choice.value == "fr-latin9"
 
 
+async def test_the_keyboard_list_opens_with_up_or_a_click_as_select_did(app_factory):
+    from screens.choice import ChoiceList
+
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for opening in (lambda: pilot.press("up"), lambda: pilot.click("#keyboard")):
+            await opening()
+            await pilot.pause()
+            assert isinstance(app.screen, ChoiceList)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, WelcomeScreen)
+
+
 async def test_disk_step_lists_the_sandbox_disk_only(app_factory):
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:

@@ -6,6 +6,7 @@ kernel command line, /run/phyllome as the initramfs left it, and no PHYLLOME-ANS
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from phyllome_installer.bootanswers import Boot
@@ -120,6 +121,30 @@ async def test_a_partial_file_prefills_and_opens_the_first_missing_step(tmp_path
         await settle(pilot, DiskScreen)
         assert app.discovered.state == "partial"
         assert app.draft["keyboard"] == "fr" and app.draft["hostname"] == "lab" and app.draft["user"] == "ops"
+
+
+async def test_a_files_keyboard_this_live_system_does_not_ship_is_kept_and_listed(tmp_path):
+    """A keymap name the schema takes but the live system does not list (a custom one) reached the layout field,
+    which refused it and ended the app at start. It is kept, and listed under its name."""
+    app = make_app(tmp_path, PARTIAL.replace('"fr"', '"xx-custom"'))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, DiskScreen)
+        assert app.discovered.state == "partial" and app.draft["keyboard"] == "xx-custom"
+        await pilot.press("escape")  # back to the Welcome step, built with the file's layout
+        await settle(pilot, WelcomeScreen)
+        field = app.screen.query_one("#keyboard")
+        assert field.value == "xx-custom" and "xx-custom" in str(field.render())
+
+
+def test_a_prefilled_keyboard_is_only_ever_a_keymap_name():
+    """The screens take a file's values before its validation says all of it (a partial file): a keyboard that
+    is not a keymap's name is not taken (loadkeys would read "-d" as an option); the Welcome step asks instead.
+    (The discovery calls such a file broken first: this is the screens' own guard.)"""
+    for given in ("-d", "--help", "de\x1b[2J", "us;reboot", "a" * 65, "de fr"):
+        app = create_installer_app(Installer(RecordingRunner(), sandbox=Sandbox(Path("/nonexistent"))))
+        app._prefill(f"version = 1\n[host]\nkeyboard = {json.dumps(given)}\nhostname = \"lab\"\n".encode())
+        assert "keyboard" not in app.draft and app.draft["hostname"] == "lab", given
+        assert app.first_missing == 1, given
 
 
 async def test_a_broken_file_shows_its_problems_then_goes_on_interactively(tmp_path):

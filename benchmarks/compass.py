@@ -141,21 +141,37 @@ def copy_baseline(tree: Path, runs: int, size: str, fstype: str) -> float:
     return statistics.median(times)
 
 
-def key_derivation(runs: int, size: str) -> float:
-    """One fscrypt protector creation with the installer's own fscrypt.conf: one Argon2id derivation."""
+PASSPHRASE = "benchmark passphrase\n"
+
+
+@contextlib.contextmanager
+def fscrypt_filesystem(size: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A fresh ext4 set up for fscrypt with the installer's own fscrypt.conf: (mountpoint, the environment naming
+    that configuration)."""
     from storage.fscrypt import config_text
 
-    times = []
     with fresh_filesystem(size, "ext4") as mnt:
         conf = mnt / "fscrypt.conf"
         conf.write_text(config_text())
         env = dict(os.environ, FSCRYPT_CONF=str(conf))
         subprocess.run(["fscrypt", "setup", str(mnt), "--quiet"], env=env, check=True, capture_output=True)
+        yield mnt, env
+
+
+def create_protector(mnt: Path, name: str) -> list[str]:
+    """One passphrase protector (PASSPHRASE on standard input): one Argon2id derivation of the configured costs."""
+    return ["fscrypt", "metadata", "create", "protector", str(mnt), "--source=custom_passphrase", f"--name={name}",
+            "--quiet"]
+
+
+def key_derivation(runs: int, size: str) -> float:
+    """One fscrypt protector creation with the installer's own fscrypt.conf: one Argon2id derivation."""
+    times = []
+    with fscrypt_filesystem(size) as (mnt, env):
         for index in range(runs):
             started = time.perf_counter()
-            subprocess.run(["fscrypt", "metadata", "create", "protector", str(mnt), "--source=custom_passphrase",
-                            f"--name=bench{index}", "--quiet"], input="benchmark passphrase\n", text=True, env=env,
-                           check=True, capture_output=True)
+            subprocess.run(create_protector(mnt, f"bench{index}"), input=PASSPHRASE, text=True, env=env, check=True,
+                           capture_output=True)
             times.append(time.perf_counter() - started)
     return statistics.median(times)
 

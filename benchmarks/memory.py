@@ -121,16 +121,10 @@ def peak_rss(argv: list[str], *, env: dict[str, str] | None = None, timeout: flo
 def key_derivation_peak() -> int:
     """One fscrypt protector creation with the installer's own fscrypt.conf (one Argon2id derivation of
     storage/fscrypt.py's HASH_COSTS), alone: the part of the TUI's peak that the encryption's strength sets."""
-    from benchmarks.compass import fresh_filesystem
-    from storage.fscrypt import config_text
+    from benchmarks.compass import PASSPHRASE, create_protector, fscrypt_filesystem
 
-    with fresh_filesystem("1G", "ext4") as mnt:
-        conf = mnt / "fscrypt.conf"
-        conf.write_text(config_text())
-        env = dict(os.environ, FSCRYPT_CONF=str(conf))
-        subprocess.run(["fscrypt", "setup", str(mnt), "--quiet"], env=env, check=True, capture_output=True)
-        return peak_rss(["fscrypt", "metadata", "create", "protector", str(mnt), "--source=custom_passphrase",
-                         "--name=bench", "--quiet"], env=env, stdin="benchmark passphrase\n")
+    with fscrypt_filesystem("1G") as (mnt, env):
+        return peak_rss(create_protector(mnt, "bench"), env=env, stdin=PASSPHRASE)
 
 
 def rows(runs: int = 3) -> list[Row]:

@@ -118,7 +118,7 @@ class InstallerApp(console_theme.FocusedRow, KeysInOrder, App[int]):
                            ("user", user.get("name")), ("password", user.get("password"))):
             if isinstance(value, str) and value:
                 self.draft[key] = value
-        if not re.fullmatch(KEYMAP_PATTERN, self.draft.get("keyboard", "us")):
+        if "keyboard" in self.draft and not re.fullmatch(KEYMAP_PATTERN, self.draft["keyboard"]):
             del self.draft["keyboard"]  # loadkeys would take "-d" for an option: the Welcome step asks instead
         if isinstance(storage.get("encryption"), dict):
             self.draft["encryption"] = storage["encryption"]

@@ -56,11 +56,15 @@ class ChoiceField(Static, can_focus=True):
         """``options``: (shown, value) pairs; ``value`` must be one of them; ``title``: the list screen's title."""
         self.options = list(options)
         self.names = {option_value: shown for shown, option_value in self.options}
-        if value not in self.names:
-            raise ValueError(f"{value!r} is not one of the options")
-        super().__init__(self.names[value], id=id)
+        super().__init__(self.shown(value), id=id)
         self._value = value
         self.title = title
+
+    def shown(self, value: str) -> str:
+        """The name ``value`` is shown by; ValueError when it is not one of the options."""
+        if value not in self.names:
+            raise ValueError(f"{value!r} is not one of the options")
+        return self.names[value]
 
     @property
     def value(self) -> str:
@@ -68,11 +72,10 @@ class ChoiceField(Static, can_focus=True):
 
     @value.setter
     def value(self, value: str) -> None:
-        if value not in self.names:
-            raise ValueError(f"{value!r} is not one of the options")
+        shown = self.shown(value)
         if value != self._value:
             self._value = value
-            self.update(self.names[value])
+            self.update(shown)
             self.post_message(self.Changed(self, value))
 
     def on_click(self) -> None:

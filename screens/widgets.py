@@ -18,6 +18,13 @@ class StepHeader(Static):
         super().__init__(f" Step {step} of {len(STEPS)} · {title or STEPS[step - 1]}", id="step")
 
 
+def has_step_below(screen: Screen) -> bool:
+    """A step lies below ``screen`` in the app's stack (the first, index 0, is Textual's own default screen; a
+    dialog above ``screen`` is not one below it)."""
+    stack = screen.app.screen_stack
+    return screen in stack and stack.index(screen) > 1
+
+
 class KeyBar(Static):
     """The screen's keys on its last line, as Textual's Footer shows them (" f1 Help  ^q Quit "): each shown binding
     of the focused widget, its screen and the app, one per action, dimmed where the action is disabled and left out
@@ -188,9 +195,8 @@ class Step(Screen):
         yield KeyBar()
 
     def can_go_back(self) -> bool:
-        """A step below this one (a dialog above it is not one: under a dialog the key line offers no Back)."""
-        stack = self.app.screen_stack
-        return self in stack and stack.index(self) > 1
+        """A step below this one (under a dialog, the key line offers no Back)."""
+        return has_step_below(self)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Esc is offered (in the footer) only where it goes back to something."""

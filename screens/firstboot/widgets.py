@@ -9,7 +9,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import RadioButton, Static
 
 from ..widgets import ConfirmQuit as InstallerConfirmQuit
-from ..widgets import KeyBar
+from ..widgets import KeyBar, has_step_below
 
 STEPS = ("Unlock", "Hardware checks", "Graphics", "Primary VM", "Review", "Creating", "Done")
 
@@ -27,9 +27,8 @@ class FirstBootStep(Screen):
         yield KeyBar()
 
     def can_go_back(self) -> bool:
-        """A step below this one (a dialog above it is not one), and no VM being created."""
-        stack = self.app.screen_stack
-        return self in stack and stack.index(self) > 1 and not getattr(self.app, "busy", False)
+        """A step below this one, and no VM being created."""
+        return has_step_below(self) and not getattr(self.app, "busy", False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Esc is offered (in the footer) only where it goes back to something."""
